@@ -1,0 +1,38 @@
+#pragma once
+// Face detection: every face in an image, as boxes with scores (and keypoints where the model gives them).
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facekit/types.hpp"
+
+namespace facekit {
+
+struct DetectorOptions {
+  float min_score = 0.5f;     ///< faces scoring below this are dropped
+  float nms_iou = 0.5f;       ///< boxes overlapping a better one by more than this IoU are dropped
+  int max_faces = 100;        ///< at most this many faces, best first
+  /// SSD misses faces that fill most of the frame (they are larger than any of its anchors). When a pass finds
+  /// no face, the image is centred on a canvas this many times larger and searched again; 1 disables it.
+  float zoom_out_retry = 2.0f;
+  std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
+};
+
+/// Thread safety: detect() is const and safe to call from several threads at once.
+class Detector {
+ public:
+  virtual ~Detector() = default;
+  /// Faces in `rgb`, best score first, boxes in image pixels (clipped to the image).
+  virtual std::vector<Face> detect(const Image& rgb) const = 0;
+  virtual const std::string& name() const = 0;
+};
+
+/// Builds a detector by model name ("ssd_mobilenetv1"). Throws Error(kNotFound) for unknown names and
+/// Error(kModelMissing / kModelCorrupt) when its files are not set up.
+std::unique_ptr<Detector> create_detector(const std::string& name = "ssd_mobilenetv1",
+                                          const DetectorOptions& options = {});
+
+/// Greedy non-maximum suppression over faces sorted by descending score; keeps at most max_keep.
+std::vector<Face> non_max_suppression(std::vector<Face> faces, float iou_threshold, int max_keep);
+
+}  // namespace facekit

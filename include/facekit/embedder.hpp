@@ -1,0 +1,38 @@
+#pragma once
+// Embedding: aligned face chip -> L2-normalised vector; same person = small Euclidean distance.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facekit/aligner.hpp"
+#include "facekit/model.hpp"
+#include "facekit/types.hpp"
+
+namespace facekit {
+
+struct EmbedderOptions {
+  std::string device = "cpu";
+  /// Average the embedding of each chip with that of its mirror image (test-time augmentation: about 2x the
+  /// cost, usually a little more accurate).
+  bool flip = true;
+  int max_batch = 32;  ///< chips per forward pass
+};
+
+/// Thread safety: const methods are safe to call concurrently.
+class Embedder {
+ public:
+  virtual ~Embedder() = default;
+  /// One embedding per aligned chip (chips must be template().size square, RGB).
+  virtual std::vector<Embedding> embed(const std::vector<Image>& chips) const = 0;
+  virtual const ModelManifest& manifest() const = 0;
+  /// The alignment this embedder expects; it belongs to the model.
+  virtual const AlignmentTemplate& alignment() const = 0;
+  int dim() const { return manifest().embedding_dim; }
+  float threshold() const { return manifest().threshold; }
+};
+
+/// "dlib_resnet" (the 128-D dlib ResNet-29 from face-api's face_recognition_model).
+std::unique_ptr<Embedder> create_embedder(const std::string& name = "dlib_resnet",
+                                          const EmbedderOptions& options = {});
+
+}  // namespace facekit

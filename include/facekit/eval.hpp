@@ -1,0 +1,71 @@
+#pragma once
+// Evaluation: the LFW pair-verification protocol and ROC figures.
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "facekit/pipeline.hpp"
+
+namespace facekit {
+
+/// One scored pair. `valid` is false when a face was missing in either photo: such a pair always counts as
+/// wrong.
+struct ScoredPair {
+  float distance = 0;
+  bool same = false;
+  bool valid = true;
+  int fold = 0;
+};
+
+struct FoldResult {
+  float threshold = 0;
+  double accuracy = 0;
+};
+
+struct VerificationReport {
+  std::vector<FoldResult> folds;
+  double accuracy_mean = 0, accuracy_std = 0;
+  double tar_at_far_1e3 = 0;      ///< true-accept rate where the false-accept rate is <= 1e-3
+  float threshold_at_far_1e3 = 0;
+  float best_threshold = 0;       ///< the accuracy-maximising threshold over all pairs (for calibration only)
+  int pairs = 0, invalid_pairs = 0;
+};
+
+/// k-fold protocol: each fold's threshold maximises accuracy on the other folds; the fold is then scored with
+/// it. Invalid pairs count as errors.
+VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, int folds);
+
+/// The true-accept rate at the smallest threshold set so that at most `far` of the different pairs pass.
+double tar_at_far(const std::vector<ScoredPair>& pairs, double far, float* threshold = nullptr);
+
+struct LfwPair {
+  std::string a, b;  ///< paths relative to the LFW root: Name/Name_NNNN.jpg
+  bool same = false;
+  int fold = 0;
+};
+
+/// Reads pairs.txt (10 folds) or pairsDev*.txt (one fold). Throws Error(kNotFound / kInvalidArgument).
+std::vector<LfwPair> read_lfw_pairs(const std::filesystem::path& file);
+
+struct LfwOptions {
+  std::filesystem::path root;
+  std::filesystem::path pairs;  ///< default: root/pairs.txt
+  int threads = 2;              ///< images processed in parallel (each network runs single-threaded)
+  int limit_pairs = 0;          ///< 0 = all
+};
+
+struct LfwReport {
+  VerificationReport verification;
+  int images = 0, no_face = 0;
+  std::vector<std::string> no_face_images;
+  double median_detect_ms = 0, median_landmarks_ms = 0, median_align_ms = 0, median_embed_ms = 0;
+  double wall_seconds = 0;
+};
+
+/// Detects, aligns and embeds every image the pairs use (the face nearest the image centre), then scores the
+/// protocol. `progress(done, total)` is called as images complete.
+LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
+                  const std::function<void(int, int)>& progress = {});
+
+}  // namespace facekit

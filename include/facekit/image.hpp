@@ -1,0 +1,39 @@
+#pragma once
+// Image input: JPEG, PNG, BMP, WebP and PNM through OpenCV, EXIF orientation applied, RGB out.
+// The header is read and checked against the limits *before* any pixel is decoded, so a decompression bomb
+// costs nothing. Thread-safe (no shared state).
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "facekit/types.hpp"
+
+namespace facekit {
+
+struct ImageLimits {
+  int max_width = 16384;                 ///< widest image accepted, pixels
+  int max_height = 16384;                ///< tallest image accepted, pixels
+  std::int64_t max_pixels = 64'000'000;  ///< width x height
+  std::int64_t max_file_bytes = 256ll << 20;
+};
+
+/// What the header says, without decoding pixels.
+struct ImageInfo {
+  std::string format;  ///< "jpeg", "png", "bmp", "webp", "pnm"
+  int width = 0;
+  int height = 0;
+};
+
+/// Reads only the header of an encoded image. Throws Error(kBadImage) for unknown or truncated headers.
+ImageInfo probe_image(const std::string& bytes);
+
+/// Loads an image file as RGB. Throws Error(kNotFound / kBadImage / kImageTooLarge).
+Image load_image(const std::filesystem::path& path, const ImageLimits& limits = {});
+
+/// Decodes an in-memory encoded image as RGB (EXIF orientation applied). Same errors as load_image.
+Image decode_image(const std::string& bytes, const ImageLimits& limits = {}, const std::string& name = "<memory>");
+
+/// Writes an RGB image (format from the extension).
+void save_image(const std::filesystem::path& path, const Image& rgb);
+
+}  // namespace facekit

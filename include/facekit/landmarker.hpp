@@ -1,0 +1,28 @@
+#pragma once
+// Facial landmarks: 68 points for a detected face.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facekit/types.hpp"
+
+namespace facekit {
+
+struct LandmarkerOptions {
+  std::string device = "cpu";
+};
+
+/// Thread safety: const methods are safe to call concurrently.
+class Landmarker {
+ public:
+  virtual ~Landmarker() = default;
+  /// 68 points (image pixels) for each box, computed in one batch.
+  virtual std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const = 0;
+  virtual const std::string& name() const = 0;
+};
+
+/// "face_landmark_68" (face-api's 68-point net).
+std::unique_ptr<Landmarker> create_landmarker(const std::string& name = "face_landmark_68",
+                                              const LandmarkerOptions& options = {});
+
+}  // namespace facekit

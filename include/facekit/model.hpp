@@ -1,0 +1,64 @@
+#pragma once
+// Model manifests and the model store. Each model facekit can run has a committed manifest
+// (share/models/NAME.json) saying what it is, where it comes from, how to feed it and how to read it; the
+// weight files themselves are fetched by scripts/setup into models/ and checked against the manifest's sha256.
+#include <array>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace facekit {
+
+struct ModelFile {
+  std::string role;    ///< e.g. "weights_manifest", "weights"
+  std::string path;    ///< relative to the models directory
+  std::string sha256;  ///< lower-case hex
+};
+
+struct ModelManifest {
+  std::string name;     ///< registry key, e.g. "dlib_resnet"
+  std::string kind;     ///< "detector", "landmarker", "embedder"
+  std::string arch;     ///< the network topology the loader builds
+  std::string version;
+  std::string package;  ///< source package and version, e.g. "@vladmandic/face-api@1.7.15"
+  std::string licence;
+  std::string provenance;
+  std::vector<ModelFile> files;
+
+  // Input preparation: (pixel - mean) * scale, RGB, square input of input_size.
+  int input_size = 0;
+  std::array<float, 3> mean{0, 0, 0};
+  float scale = 1.f;
+
+  // Embedders only.
+  std::string alignment_template;  ///< "dlib68" (dlib's get_face_chip_details) or "arcface5"
+  int chip_size = 0;
+  float chip_padding = 0.f;
+  int embedding_dim = 0;
+  std::string metric;           ///< "euclidean" on L2-normalised embeddings
+  float threshold = 0.f;        ///< same person when distance <= threshold
+  std::string threshold_source; ///< how the threshold was calibrated
+
+  /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.
+  const ModelFile& file(const std::string& role) const;
+};
+
+/// Where the model weights live: $FACEKIT_MODELS, else <source dir>/models.
+std::filesystem::path models_dir();
+/// Where the committed manifests live: $FACEKIT_MANIFESTS, else <source dir>/share/models.
+std::filesystem::path manifests_dir();
+
+/// Reads share/models/NAME.json. Throws Error(kNotFound) for an unknown name (listing the known ones).
+ModelManifest load_manifest(const std::string& name);
+/// Names of all committed manifests, sorted.
+std::vector<std::string> list_manifests();
+
+/// Checks every file of the manifest exists and matches its sha256. Throws Error(kModelMissing) or
+/// Error(kModelCorrupt) with a message that names the file and the set-up command.
+void verify_model_files(const ModelManifest& m);
+
+/// Lower-case hex SHA-256 of a file's bytes.
+std::string sha256_file(const std::filesystem::path& path);
+
+}  // namespace facekit

@@ -1,0 +1,71 @@
+#pragma once
+// The recognition pipeline: detect -> 68 landmarks -> align -> embed, with verification on top.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "facekit/detector.hpp"
+#include "facekit/embedder.hpp"
+#include "facekit/landmarker.hpp"
+
+namespace facekit {
+
+struct PipelineOptions {
+  std::string detector = "ssd_mobilenetv1";
+  std::string landmarker = "face_landmark_68";
+  std::string embedder = "dlib_resnet";
+  DetectorOptions detection;
+  EmbedderOptions embedding;
+  std::string device = "cpu";  ///< applied to every stage
+};
+
+/// Milliseconds spent in each stage by one call (wall clock).
+struct StageTimes {
+  double detect_ms = 0, landmarks_ms = 0, align_ms = 0, embed_ms = 0;
+  int faces = 0;
+};
+
+struct AnalyzedFace {
+  Face face;  ///< with landmarks filled in
+  Embedding embedding;
+};
+
+struct VerifyResult {
+  float distance = 0;
+  float threshold = 0;
+  bool same = false;
+  AnalyzedFace a, b;
+  int faces_in_a = 0, faces_in_b = 0;
+};
+
+/// Which face of a photo a caller means when a photo holds several.
+enum class FacePick { kLargest, kNearestCenter };
+
+/// Thread safety: all methods are const and may be called from several threads at once.
+class FacePipeline {
+ public:
+  explicit FacePipeline(const PipelineOptions& options = {});
+  ~FacePipeline();
+  FacePipeline(FacePipeline&&) noexcept;
+  FacePipeline& operator=(FacePipeline&&) noexcept;
+
+  /// Faces with 68 landmarks, no embeddings.
+  std::vector<Face> detect(const Image& rgb, StageTimes* times = nullptr) const;
+  /// Every face with its embedding.
+  std::vector<AnalyzedFace> analyze(const Image& rgb, StageTimes* times = nullptr) const;
+  /// Embedding of one chosen face; throws Error(kNoFace) when there is none.
+  AnalyzedFace analyze_one(const Image& rgb, FacePick pick, StageTimes* times = nullptr,
+                           int* faces_found = nullptr) const;
+  /// Same person? Uses the largest face of each photo.
+  VerifyResult verify(const Image& a, const Image& b) const;
+
+  const Detector& detector() const;
+  const Landmarker& landmarker() const;
+  const Embedder& embedder() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace facekit

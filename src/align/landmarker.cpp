@@ -1,0 +1,90 @@
+#include "facekit/landmarker.hpp"
+
+#include <cmath>
+
+#include <opencv2/imgproc.hpp>
+
+#include "align/landmark68_net.hpp"
+#include "facekit/error.hpp"
+#include "facekit/model.hpp"
+
+namespace facekit {
+namespace detail {
+namespace {
+
+// face-api's crop: the box clipped to the image with integer corners, centred on a zero square.
+struct Crop {
+  cv::Rect rect;  // in the image
+  int side = 0;   // of the padded square
+  int pad_x = 0, pad_y = 0;
+};
+
+Crop make_crop(const Image& rgb, const Box& b) {
+  const int x0 = std::clamp(static_cast<int>(std::floor(b.x)), 0, rgb.cols - 1);
+  const int y0 = std::clamp(static_cast<int>(std::floor(b.y)), 0, rgb.rows - 1);
+  const int x1 = std::clamp(static_cast<int>(std::floor(b.x + b.width)), x0 + 1, rgb.cols);
+  const int y1 = std::clamp(static_cast<int>(std::floor(b.y + b.height)), y0 + 1, rgb.rows);
+  Crop c;
+  c.rect = {x0, y0, x1 - x0, y1 - y0};
+  c.side = std::max(c.rect.width, c.rect.height);
+  // face-api appends round(diff/2) and prepends the rest.
+  const int dx = c.side - c.rect.width, dy = c.side - c.rect.height;
+  c.pad_x = dx - (dx + 1) / 2;
+  c.pad_y = dy - (dy + 1) / 2;
+  return c;
+}
+
+class FaceApiLandmarker final : public Landmarker {
+ public:
+  FaceApiLandmarker(const ModelManifest& m, const LandmarkerOptions& opt)
+      : manifest_(m), net_(load_model_weights(m), nn::parse_device(opt.device)) {}
+
+  std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const override {
+    std::vector<Landmarks68> result;
+    if (boxes.empty()) return result;
+    if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "landmarks() needs an RGB image");
+    const int in = manifest_.input_size;
+    std::vector<cv::Mat> inputs;
+    std::vector<Crop> crops;
+    for (const auto& b : boxes) {
+      Crop c = make_crop(rgb, b);
+      cv::Mat square(c.side, c.side, CV_8UC3, cv::Scalar::all(0));
+      rgb(c.rect).copyTo(square(cv::Rect(c.pad_x, c.pad_y, c.rect.width, c.rect.height)));
+      cv::Mat resized;
+      cv::resize(square, resized, {in, in}, 0, 0, cv::INTER_LINEAR);
+      inputs.push_back(resized);
+      crops.push_back(c);
+    }
+    c10::InferenceMode guard;
+    auto x = nn::images_to_batch(inputs, manifest_.mean, manifest_.scale, net_.device());
+    auto raw = net_.forward(x).to(at::kCPU).contiguous();
+    const float* r = raw.data_ptr<float>();
+    for (size_t i = 0; i < crops.size(); ++i) {
+      Landmarks68 pts;
+      const auto& c = crops[i];
+      for (int k = 0; k < 68; ++k) {
+        pts[k].x = r[i * 136 + 2 * k] * c.side - c.pad_x + c.rect.x;
+        pts[k].y = r[i * 136 + 2 * k + 1] * c.side - c.pad_y + c.rect.y;
+      }
+      result.push_back(pts);
+    }
+    return result;
+  }
+  const std::string& name() const override { return manifest_.name; }
+
+ private:
+  ModelManifest manifest_;
+  Landmark68Net net_;
+};
+
+}  // namespace
+}  // namespace detail
+
+std::unique_ptr<Landmarker> create_landmarker(const std::string& name, const LandmarkerOptions& options) {
+  const ModelManifest m = load_manifest(name);
+  if (m.kind != "landmarker") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not a landmarker");
+  if (m.arch == "faceapi_landmark68") return std::make_unique<detail::FaceApiLandmarker>(m, options);
+  throw Error(ErrorCode::kInvalidArgument, "no landmarker implementation for architecture '" + m.arch + "'");
+}
+
+}  // namespace facekit

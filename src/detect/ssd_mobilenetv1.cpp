@@ -1,0 +1,189 @@
+#include "detect/ssd_mobilenetv1.hpp"
+
+#include <chrono>
+
+#include <opencv2/imgproc.hpp>
+
+#include "facekit/detector.hpp"
+#include "facekit/error.hpp"
+
+namespace facekit::detail {
+namespace {
+
+constexpr double kBnEpsilon = 0.0010000000474974513;
+
+// Depthwise conv followed by batch norm: BN folds into the filter and a bias.
+nn::Conv2d depthwise_bn(const WeightMap& w, const std::string& prefix, int64_t ch, int stride) {
+  auto filt = nn::depthwise_weight_from_tf(take(w, prefix + "/depthwise_weights", {3, 3, ch, 1}));
+  auto gamma = take(w, prefix + "/BatchNorm/gamma", {ch});
+  auto beta = take(w, prefix + "/BatchNorm/beta", {ch});
+  auto mean = take(w, prefix + "/BatchNorm/moving_mean", {ch});
+  auto var = take(w, prefix + "/BatchNorm/moving_variance", {ch});
+  auto k = gamma / at::sqrt(var + kBnEpsilon);
+  nn::Conv2d c;
+  c.weight = filt * k.view({ch, 1, 1, 1});
+  c.bias = beta - mean * k;
+  c.stride = stride;
+  c.groups = static_cast<int>(ch);
+  return c;
+}
+
+nn::Conv2d pointwise(const WeightMap& w, const std::string& prefix, int64_t k, int64_t in, int64_t out, int stride) {
+  nn::Conv2d c;
+  c.weight = nn::conv_weight_from_tf(take(w, prefix + "/weights", {k, k, in, out}));
+  c.bias = take(w, prefix + "/convolution_bn_offset", {out});
+  c.stride = stride;
+  return c;
+}
+
+nn::Conv2d predictor(const WeightMap& w, const std::string& prefix, int64_t in, int64_t out) {
+  nn::Conv2d c;
+  c.weight = nn::conv_weight_from_tf(take(w, prefix + "/weights", {1, 1, in, out}));
+  c.bias = take(w, prefix + "/biases", {out});
+  return c;
+}
+
+at::Tensor clip6(at::Tensor x) { return at::clamp_(x, 0, 6); }
+
+}  // namespace
+
+SsdMobilenetV1Net::SsdMobilenetV1Net(const WeightMap& w, const at::Device& device) : device_(device) {
+  conv0_ = pointwise(w, "MobilenetV1/Conv2d_0_pointwise", 3, 3, 32, 2);
+  const int64_t chans[14] = {32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024};
+  for (int i = 1; i <= 13; ++i) {
+    const int stride = (i == 2 || i == 4 || i == 6 || i == 12) ? 2 : 1;
+    const std::string p = "MobilenetV1/Conv2d_" + std::to_string(i);
+    blocks_.push_back({depthwise_bn(w, p + "_depthwise", chans[i - 1], stride),
+                       pointwise(w, p + "_pointwise", 1, chans[i - 1], chans[i], 1)});
+  }
+  const int64_t ex[9] = {1024, 256, 512, 128, 256, 128, 256, 64, 128};
+  for (int i = 0; i < 8; ++i)
+    extra_.push_back(pointwise(w, "Prediction/Conv2d_" + std::to_string(i) + "_pointwise", i % 2 ? 3 : 1, ex[i],
+                               ex[i + 1], i % 2 ? 2 : 1));
+  const int64_t pred_in[6] = {512, 1024, 512, 256, 256, 128};
+  for (int i = 0; i < 6; ++i) {
+    const int64_t anchors = i == 0 ? 3 : 6;
+    const std::string p = "Prediction/BoxPredictor_" + std::to_string(i);
+    box_pred_.push_back(predictor(w, p + "/BoxEncodingPredictor", pred_in[i], anchors * 4));
+    class_pred_.push_back(predictor(w, p + "/ClassPredictor", pred_in[i], anchors * 3));
+  }
+  anchors_ = take(w, "Output/extra_dim", {1, 5118, 4}).view({5118, 4}).to(device);
+  conv0_.to(device);
+  for (auto& b : blocks_) b.dw.to(device), b.pw.to(device);
+  for (auto& c : extra_) c.to(device);
+  for (auto& c : box_pred_) c.to(device);
+  for (auto& c : class_pred_) c.to(device);
+}
+
+SsdMobilenetV1Net::Output SsdMobilenetV1Net::forward(const at::Tensor& x) const {
+  const int64_t n = x.size(0);
+  at::Tensor out = clip6(conv0_(x.contiguous(at::MemoryFormat::ChannelsLast)));
+  at::Tensor conv11;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    out = clip6(blocks_[i].pw(clip6(blocks_[i].dw(out))));
+    if (i + 1 == 11) conv11 = out;
+  }
+  std::vector<at::Tensor> feats = {conv11, out};
+  at::Tensor e = out;
+  for (size_t i = 0; i < extra_.size(); ++i) {
+    e = clip6(extra_[i](e));
+    if (i % 2 == 1) feats.push_back(e);
+  }
+  std::vector<at::Tensor> enc, cls;
+  for (size_t i = 0; i < 6; ++i) {
+    // NHWC order of (cell, anchor) is what the anchor table follows.
+    enc.push_back(box_pred_[i](feats[i]).permute({0, 2, 3, 1}).reshape({n, -1, 4}));
+    cls.push_back(class_pred_[i](feats[i]).permute({0, 2, 3, 1}).reshape({n, -1, 3}));
+  }
+  at::Tensor t = at::cat(enc, 1);  // [n, 5118, 4]: (ty, tx, th, tw)
+  at::Tensor logits = at::cat(cls, 1);
+
+  at::Tensor a_size_y = anchors_.select(1, 2) - anchors_.select(1, 0);
+  at::Tensor a_size_x = anchors_.select(1, 3) - anchors_.select(1, 1);
+  at::Tensor a_cy = anchors_.select(1, 0) + a_size_y / 2;
+  at::Tensor a_cx = anchors_.select(1, 1) + a_size_x / 2;
+  at::Tensor half_h = at::exp(t.select(2, 2) / 5) * a_size_y / 2;
+  at::Tensor half_w = at::exp(t.select(2, 3) / 5) * a_size_x / 2;
+  at::Tensor cy = t.select(2, 0) / 10 * a_size_y + a_cy;
+  at::Tensor cx = t.select(2, 1) / 10 * a_size_x + a_cx;
+  Output o;
+  o.boxes = at::stack({cy - half_h, cx - half_w, cy + half_h, cx + half_w}, 2);
+  o.scores = at::sigmoid(logits.select(2, 1));
+  return o;
+}
+
+namespace {
+
+class SsdDetector final : public Detector {
+ public:
+  SsdDetector(const ModelManifest& m, const DetectorOptions& opt)
+      : manifest_(m), opt_(opt), net_(load_model_weights(m), nn::parse_device(opt.device)) {
+    if (opt.min_score < 0 || opt.min_score > 1 || opt.nms_iou <= 0 || opt.nms_iou > 1 || opt.max_faces < 1 ||
+        opt.zoom_out_retry < 1)
+      throw Error(ErrorCode::kInvalidArgument, "detector options out of range");
+  }
+
+  std::vector<Face> detect(const Image& rgb) const override {
+    if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "detect() needs an RGB image");
+    auto faces = detect_once(rgb, 1.f);
+    if (faces.empty() && opt_.zoom_out_retry > 1) faces = detect_once(rgb, opt_.zoom_out_retry);
+    return faces;
+  }
+  const std::string& name() const override { return manifest_.name; }
+
+ private:
+  // Runs the net on the image centred on a square canvas `zoom` times the image's longer side (zoom 1 is
+  // face-api's own right/bottom padding).
+  std::vector<Face> detect_once(const Image& rgb, float zoom) const {
+    const int side0 = std::max(rgb.cols, rgb.rows);
+    const int side = static_cast<int>(std::lround(side0 * zoom));
+    const int ox = zoom > 1 ? (side - rgb.cols) / 2 : 0, oy = zoom > 1 ? (side - rgb.rows) / 2 : 0;
+    const int in = manifest_.input_size;
+    const double s = static_cast<double>(in) / side;
+    // Resize only the image, then place it: the canvas border stays exactly zero.
+    cv::Mat input(in, in, CV_8UC3, cv::Scalar::all(0));
+    const int rw = std::max(1, static_cast<int>(std::lround(rgb.cols * s)));
+    const int rh = std::max(1, static_cast<int>(std::lround(rgb.rows * s)));
+    const int rx = static_cast<int>(std::lround(ox * s)), ry = static_cast<int>(std::lround(oy * s));
+    cv::Mat resized;
+    cv::resize(rgb, resized, {rw, rh}, 0, 0, s < 0.5 ? cv::INTER_AREA : cv::INTER_LINEAR);
+    resized.copyTo(input(cv::Rect(rx, ry, std::min(rw, in - rx), std::min(rh, in - ry))));
+    // Pixel scale actually used (rounding of rw/rh included).
+    const double sx = static_cast<double>(rw) / rgb.cols, sy = static_cast<double>(rh) / rgb.rows;
+
+    c10::InferenceMode guard;
+    auto x = nn::images_to_batch({input}, manifest_.mean, manifest_.scale, net_.device());
+    auto out = net_.forward(x);
+    auto boxes = out.boxes[0].to(at::kCPU).contiguous();
+    auto scores = out.scores[0].to(at::kCPU).contiguous();
+    const float* b = boxes.data_ptr<float>();
+    const float* sc = scores.data_ptr<float>();
+    std::vector<Face> cand;
+    for (int64_t i = 0; i < scores.size(0); ++i) {
+      if (sc[i] < opt_.min_score) continue;
+      auto to_x = [&](float v) { return static_cast<float>((std::clamp(v, 0.f, 1.f) * in - rx) / sx); };
+      auto to_y = [&](float v) { return static_cast<float>((std::clamp(v, 0.f, 1.f) * in - ry) / sy); };
+      float x0 = std::clamp(to_x(b[4 * i + 1]), 0.f, float(rgb.cols)), y0 = std::clamp(to_y(b[4 * i]), 0.f, float(rgb.rows));
+      float x1 = std::clamp(to_x(b[4 * i + 3]), 0.f, float(rgb.cols)), y1 = std::clamp(to_y(b[4 * i + 2]), 0.f, float(rgb.rows));
+      if (x1 - x0 < 1 || y1 - y0 < 1) continue;
+      Face f;
+      f.box = {x0, y0, x1 - x0, y1 - y0};
+      f.score = sc[i];
+      cand.push_back(std::move(f));
+    }
+    std::stable_sort(cand.begin(), cand.end(), [](const Face& a, const Face& c) { return a.score > c.score; });
+    return non_max_suppression(std::move(cand), opt_.nms_iou, opt_.max_faces);
+  }
+
+  ModelManifest manifest_;
+  DetectorOptions opt_;
+  SsdMobilenetV1Net net_;
+};
+
+}  // namespace
+
+std::unique_ptr<Detector> make_ssd_detector(const ModelManifest& m, const DetectorOptions& opt) {
+  return std::make_unique<SsdDetector>(m, opt);
+}
+
+}  // namespace facekit::detail

@@ -1,0 +1,165 @@
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+#include "facekit/error.hpp"
+#include "facekit/eval.hpp"
+#include "facekit/image.hpp"
+
+namespace facekit {
+namespace fs = std::filesystem;
+
+namespace {
+std::string lfw_path(const std::string& name, int idx) {
+  char num[8];
+  std::snprintf(num, sizeof num, "%04d", idx);
+  return name + "/" + name + "_" + num + ".jpg";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+}  // namespace
+
+std::vector<LfwPair> read_lfw_pairs(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorCode::kNotFound, "cannot open pairs file " + file.string());
+  std::string line;
+  std::getline(in, line);
+  std::istringstream head(line);
+  int folds = 0, per = 0;
+  head >> folds;
+  if (!(head >> per)) {  // pairsDev*.txt: one number, "N same then N different"
+    per = folds;
+    folds = 1;
+  }
+  if (folds < 1 || per < 1) throw Error(ErrorCode::kInvalidArgument, "bad header in " + file.string());
+  std::vector<LfwPair> pairs;
+  int lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty() || line == "\r") continue;
+    std::istringstream ss(line);
+    std::vector<std::string> tok;
+    for (std::string t; ss >> t;) tok.push_back(t);
+    LfwPair p;
+    try {
+      if (tok.size() == 3) {
+        p = {lfw_path(tok[0], std::stoi(tok[1])), lfw_path(tok[0], std::stoi(tok[2])), true, 0};
+      } else if (tok.size() == 4) {
+        p = {lfw_path(tok[0], std::stoi(tok[1])), lfw_path(tok[2], std::stoi(tok[3])), false, 0};
+      } else {
+        throw std::invalid_argument("fields");
+      }
+    } catch (const std::exception&) {
+      throw Error(ErrorCode::kInvalidArgument, file.string() + ":" + std::to_string(lineno) + ": not a pair line");
+    }
+    p.fold = static_cast<int>(pairs.size()) / (2 * per);
+    pairs.push_back(p);
+  }
+  if (pairs.size() != static_cast<size_t>(folds * 2 * per))
+    throw Error(ErrorCode::kInvalidArgument, file.string() + " has " + std::to_string(pairs.size()) +
+                                                 " pairs, its header promises " + std::to_string(folds * 2 * per));
+  return pairs;
+}
+
+LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
+                  const std::function<void(int, int)>& progress) {
+  const auto t_start = std::chrono::steady_clock::now();
+  const fs::path pairs_file = options.pairs.empty() ? options.root / "pairs.txt" : options.pairs;
+  auto pairs = read_lfw_pairs(pairs_file);
+  int folds = 0;
+  for (const auto& p : pairs) folds = std::max(folds, p.fold + 1);
+  if (options.limit_pairs > 0 && static_cast<size_t>(options.limit_pairs) < pairs.size()) {
+    // Keep whole folds balanced: take the first pairs of each fold's same and different halves.
+    std::vector<LfwPair> kept;
+    const int per_fold = std::max(2, options.limit_pairs / folds);
+    std::unordered_map<int, int> same_n, diff_n;
+    for (const auto& p : pairs) {
+      int& n = p.same ? same_n[p.fold] : diff_n[p.fold];
+      if (n < per_fold / 2) kept.push_back(p), ++n;
+    }
+    pairs = std::move(kept);
+  }
+
+  std::vector<std::string> images;
+  std::unordered_map<std::string, int> index;
+  for (const auto& p : pairs)
+    for (const auto* s : {&p.a, &p.b})
+      if (index.emplace(*s, static_cast<int>(images.size())).second) images.push_back(*s);
+
+  std::vector<Embedding> emb(images.size());
+  std::vector<StageTimes> times(images.size());
+  std::vector<char> ok(images.size(), 0);
+  std::atomic<int> next{0}, done{0};
+  std::mutex progress_mu;
+  std::exception_ptr failure;
+  auto worker = [&] {
+    for (int i; (i = next++) < static_cast<int>(images.size());) {
+      try {
+        const Image img = load_image(options.root / images[i]);
+        StageTimes t;
+        emb[i] = pipeline.analyze_one(img, FacePick::kNearestCenter, &t).embedding;
+        times[i] = t;
+        ok[i] = 1;
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kNoFace) {
+          std::lock_guard lock(progress_mu);
+          if (!failure) failure = std::make_exception_ptr(Error(e.code(), images[i] + ": " + e.what()));
+          next = static_cast<int>(images.size());
+        }
+      }
+      const int d = ++done;
+      if (progress) {
+        std::lock_guard lock(progress_mu);
+        progress(d, static_cast<int>(images.size()));
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::max(1, options.threads); ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  if (failure) std::rethrow_exception(failure);
+
+  LfwReport r;
+  r.images = static_cast<int>(images.size());
+  std::vector<double> det, lm, al, em;
+  for (size_t i = 0; i < images.size(); ++i) {
+    if (!ok[i]) {
+      r.no_face++;
+      r.no_face_images.push_back(images[i]);
+      continue;
+    }
+    det.push_back(times[i].detect_ms);
+    lm.push_back(times[i].landmarks_ms);
+    al.push_back(times[i].align_ms);
+    em.push_back(times[i].embed_ms);
+  }
+  r.median_detect_ms = median(det);
+  r.median_landmarks_ms = median(lm);
+  r.median_align_ms = median(al);
+  r.median_embed_ms = median(em);
+
+  std::vector<ScoredPair> scored;
+  for (const auto& p : pairs) {
+    const int a = index[p.a], b = index[p.b];
+    ScoredPair s;
+    s.same = p.same;
+    s.fold = p.fold;
+    s.valid = ok[a] && ok[b];
+    s.distance = s.valid ? l2_distance(emb[a], emb[b]) : 0.f;
+    scored.push_back(s);
+  }
+  r.verification = evaluate_verification(scored, folds);
+  r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return r;
+}
+
+}  // namespace facekit

@@ -1,0 +1,77 @@
+#include "nn/tf_ops.hpp"
+
+#include "facekit/error.hpp"
+#include "facekit/runtime.hpp"
+
+#include <ATen/Parallel.h>
+
+namespace facekit::nn {
+
+at::Tensor conv_weight_from_tf(const at::Tensor& w) { return w.permute({3, 2, 0, 1}).contiguous(); }
+at::Tensor depthwise_weight_from_tf(const at::Tensor& w) { return w.permute({2, 3, 0, 1}).contiguous(); }
+
+std::pair<int64_t, int64_t> same_padding(int64_t in, int64_t kernel, int64_t stride) {
+  const int64_t out = (in + stride - 1) / stride;
+  const int64_t total = std::max<int64_t>((out - 1) * stride + kernel - in, 0);
+  return {total / 2, total - total / 2};
+}
+
+at::Tensor Conv2d::operator()(const at::Tensor& x) const {
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t s = stride;
+  if (padding == Padding::kValid) return at::conv2d(x, weight, bias, at::IntArrayRef{s, s}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, groups);
+  const auto [top, bottom] = same_padding(x.size(2), kh, stride);
+  const auto [left, right] = same_padding(x.size(3), kw, stride);
+  if (top == bottom && left == right) return at::conv2d(x, weight, bias, at::IntArrayRef{s, s}, at::IntArrayRef{top, left}, at::IntArrayRef{1, 1}, groups);
+  // Asymmetric: pad explicitly (only the odd pixel of stride-2 layers lands here).
+  auto xp = at::constant_pad_nd(x, {left, right, top, bottom}, 0);
+  return at::conv2d(xp, weight, bias, at::IntArrayRef{s, s}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, groups);
+}
+
+void Conv2d::to(const at::Device& device) {
+  weight = weight.to(device).contiguous(at::MemoryFormat::ChannelsLast);
+  if (bias.defined()) bias = bias.to(device);
+}
+
+at::Tensor images_to_batch(const std::vector<cv::Mat>& rgb, const std::array<float, 3>& mean, float scale,
+                           const at::Device& device) {
+  if (rgb.empty()) throw Error(ErrorCode::kInvalidArgument, "empty batch");
+  const int h = rgb[0].rows, w = rgb[0].cols;
+  at::Tensor t = at::empty({static_cast<int64_t>(rgb.size()), h, w, 3}, at::kFloat);
+  float* dst = t.data_ptr<float>();
+  for (const auto& im : rgb) {
+    if (im.type() != CV_8UC3 || im.rows != h || im.cols != w)
+      throw Error(ErrorCode::kInvalidArgument, "batch images must be RGB 8-bit and all of one size");
+    for (int y = 0; y < h; ++y) {
+      const uint8_t* row = im.ptr<uint8_t>(y);
+      for (int x = 0; x < w * 3; x += 3) {
+        *dst++ = (row[x] - mean[0]) * scale;
+        *dst++ = (row[x + 1] - mean[1]) * scale;
+        *dst++ = (row[x + 2] - mean[2]) * scale;
+      }
+    }
+  }
+  // NHWC data viewed as NCHW is exactly the channels-last layout: no copy.
+  return t.permute({0, 3, 1, 2}).to(device);
+}
+
+at::Device parse_device(const std::string& device) {
+  try {
+    at::Device d(device);
+    if (d.is_cuda() && !at::hasCUDA())
+      throw Error(ErrorCode::kInvalidArgument, "device '" + device + "' requested but this build has no CUDA");
+    return d;
+  } catch (const c10::Error&) {
+    throw Error(ErrorCode::kInvalidArgument, "unknown device '" + device + "' (use cpu or cuda[:N])");
+  }
+}
+
+}  // namespace facekit::nn
+
+namespace facekit {
+void set_num_threads(int n) {
+  if (n < 1) throw Error(ErrorCode::kInvalidArgument, "thread count must be >= 1");
+  at::set_num_threads(n);
+}
+int num_threads() { return at::get_num_threads(); }
+}  // namespace facekit

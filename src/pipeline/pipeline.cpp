@@ -1,0 +1,117 @@
+#include "facekit/pipeline.hpp"
+
+#include <chrono>
+
+#include "facekit/error.hpp"
+
+namespace facekit {
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+}  // namespace
+
+struct FacePipeline::Impl {
+  std::unique_ptr<Detector> detector;
+  std::unique_ptr<Landmarker> landmarker;
+  std::unique_ptr<Embedder> embedder;
+};
+
+FacePipeline::FacePipeline(const PipelineOptions& options) : impl_(std::make_unique<Impl>()) {
+  DetectorOptions d = options.detection;
+  d.device = options.device;
+  EmbedderOptions e = options.embedding;
+  e.device = options.device;
+  LandmarkerOptions l;
+  l.device = options.device;
+  impl_->detector = create_detector(options.detector, d);
+  impl_->landmarker = create_landmarker(options.landmarker, l);
+  impl_->embedder = create_embedder(options.embedder, e);
+}
+
+FacePipeline::~FacePipeline() = default;
+FacePipeline::FacePipeline(FacePipeline&&) noexcept = default;
+FacePipeline& FacePipeline::operator=(FacePipeline&&) noexcept = default;
+
+const Detector& FacePipeline::detector() const { return *impl_->detector; }
+const Landmarker& FacePipeline::landmarker() const { return *impl_->landmarker; }
+const Embedder& FacePipeline::embedder() const { return *impl_->embedder; }
+
+std::vector<Face> FacePipeline::detect(const Image& rgb, StageTimes* times) const {
+  auto t0 = Clock::now();
+  auto faces = impl_->detector->detect(rgb);
+  if (times) times->detect_ms += ms_since(t0);
+  t0 = Clock::now();
+  std::vector<Box> boxes;
+  for (const auto& f : faces) boxes.push_back(f.box);
+  auto lms = impl_->landmarker->landmarks(rgb, boxes);
+  for (size_t i = 0; i < faces.size(); ++i) faces[i].landmarks = lms[i];
+  if (times) {
+    times->landmarks_ms += ms_since(t0);
+    times->faces += static_cast<int>(faces.size());
+  }
+  return faces;
+}
+
+namespace {
+std::vector<AnalyzedFace> embed_faces(const Embedder& embedder, const Image& rgb, std::vector<Face> faces,
+                                      StageTimes* times) {
+  auto t0 = Clock::now();
+  std::vector<Image> chips;
+  for (const auto& f : faces) chips.push_back(align_face(rgb, *f.landmarks, embedder.alignment()));
+  if (times) times->align_ms += ms_since(t0);
+  t0 = Clock::now();
+  auto embs = embedder.embed(chips);
+  if (times) times->embed_ms += ms_since(t0);
+  std::vector<AnalyzedFace> out;
+  for (size_t i = 0; i < faces.size(); ++i) out.push_back({std::move(faces[i]), std::move(embs[i])});
+  return out;
+}
+}  // namespace
+
+std::vector<AnalyzedFace> FacePipeline::analyze(const Image& rgb, StageTimes* times) const {
+  return embed_faces(*impl_->embedder, rgb, detect(rgb, times), times);
+}
+
+AnalyzedFace FacePipeline::analyze_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
+  auto t0 = Clock::now();
+  auto faces = impl_->detector->detect(rgb);
+  if (times) times->detect_ms += ms_since(t0);
+  if (faces_found) *faces_found = static_cast<int>(faces.size());
+  if (faces.empty()) throw Error(ErrorCode::kNoFace, "no face found");
+  const cv::Point2f c(rgb.cols / 2.f, rgb.rows / 2.f);
+  auto better = [&](const Face& a, const Face& b) {
+    if (pick == FacePick::kLargest) return a.box.area() > b.box.area();
+    const auto da = a.box.center() - c, db = b.box.center() - c;
+    return da.dot(da) < db.dot(db);
+  };
+  Face best = *std::min_element(faces.begin(), faces.end(), [&](const Face& a, const Face& b) { return better(a, b); });
+  t0 = Clock::now();
+  best.landmarks = impl_->landmarker->landmarks(rgb, {best.box}).at(0);
+  if (times) {
+    times->landmarks_ms += ms_since(t0);
+    times->faces += 1;
+  }
+  return std::move(embed_faces(*impl_->embedder, rgb, {best}, times).at(0));
+}
+
+VerifyResult FacePipeline::verify(const Image& a, const Image& b) const {
+  VerifyResult r;
+  try {
+    r.a = analyze_one(a, FacePick::kLargest, nullptr, &r.faces_in_a);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kNoFace) throw Error(ErrorCode::kNoFace, "no face found in the first photo");
+    throw;
+  }
+  try {
+    r.b = analyze_one(b, FacePick::kLargest, nullptr, &r.faces_in_b);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kNoFace) throw Error(ErrorCode::kNoFace, "no face found in the second photo");
+    throw;
+  }
+  r.distance = l2_distance(r.a.embedding, r.b.embedding);
+  r.threshold = impl_->embedder->threshold();
+  r.same = r.distance <= r.threshold;
+  return r;
+}
+
+}  // namespace facekit
