@@ -13,8 +13,9 @@ struct DetectorOptions {
   float nms_iou = 0.5f;       ///< boxes overlapping a better one by more than this IoU are dropped
   int max_faces = 100;        ///< at most this many faces, best first
   /// SSD misses faces that fill most of the frame (they are larger than any of its anchors). When a pass finds
-  /// no face, the image is centred on a canvas this many times larger and searched again; 1 disables it.
-  float zoom_out_retry = 2.0f;
+  /// no face, the image is centred on a canvas this many times larger and searched again, for each factor in
+  /// turn until a face is found; empty disables it.
+  std::vector<float> zoom_out_retries = {2.0f, 3.0f};
   std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
 };
 
@@ -23,7 +24,10 @@ class Detector {
  public:
   virtual ~Detector() = default;
   /// Faces in `rgb`, best score first, boxes in image pixels (clipped to the image).
-  virtual std::vector<Face> detect(const Image& rgb) const = 0;
+  std::vector<Face> detect(const Image& rgb) const { return detect(rgb, options()); }
+  /// The same with other options for this call (the device option is ignored).
+  virtual std::vector<Face> detect(const Image& rgb, const DetectorOptions& options) const = 0;
+  virtual const DetectorOptions& options() const = 0;
   virtual const std::string& name() const = 0;
 };
 

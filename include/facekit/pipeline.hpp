@@ -15,6 +15,9 @@ struct PipelineOptions {
   std::string landmarker = "face_landmark_68";
   std::string embedder = "dlib_resnet";
   DetectorOptions detection;
+  /// analyze_one() and verify() are told the photo holds a face. When no face reaches detection.min_score,
+  /// they search again down to this score (and at more zoom-out factors) and take the best; 0 disables.
+  float rescue_min_score = 0.3f;
   EmbedderOptions embedding;
   std::string device = "cpu";  ///< applied to every stage
 };

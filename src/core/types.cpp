@@ -34,8 +34,9 @@ Landmarks5 reduce_to_5(const Landmarks68& pts) {
 
 float l2_distance(const Embedding& a, const Embedding& b) {
   if (a.size() != b.size()) {
-    throw Error(ErrorCode::kInvalidArgument, "l2_distance: embeddings differ in size (" + std::to_string(a.size()) +
-                                                 " vs " + std::to_string(b.size()) + ")");
+    throw Error(ErrorCode::kInvalidArgument, "l2_distance: embeddings differ in size (" +
+                                                 std::to_string(a.size()) + " vs " +
+                                                 std::to_string(b.size()) + ")");
   }
   double sum = 0;  // double so long embeddings do not lose precision
   for (std::size_t i = 0; i < a.size(); ++i) {

@@ -118,23 +118,31 @@ class SsdDetector final : public Detector {
  public:
   SsdDetector(const ModelManifest& m, const DetectorOptions& opt)
       : manifest_(m), opt_(opt), net_(load_model_weights(m), nn::parse_device(opt.device)) {
-    if (opt.min_score < 0 || opt.min_score > 1 || opt.nms_iou <= 0 || opt.nms_iou > 1 || opt.max_faces < 1 ||
-        opt.zoom_out_retry < 1)
-      throw Error(ErrorCode::kInvalidArgument, "detector options out of range");
+    check(opt);
   }
 
-  std::vector<Face> detect(const Image& rgb) const override {
+  std::vector<Face> detect(const Image& rgb, const DetectorOptions& opt) const override {
     if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "detect() needs an RGB image");
-    auto faces = detect_once(rgb, 1.f);
-    if (faces.empty() && opt_.zoom_out_retry > 1) faces = detect_once(rgb, opt_.zoom_out_retry);
+    check(opt);
+    auto faces = detect_once(rgb, 1.f, opt);
+    for (size_t i = 0; faces.empty() && i < opt.zoom_out_retries.size(); ++i)
+      faces = detect_once(rgb, opt.zoom_out_retries[i], opt);
     return faces;
   }
+  const DetectorOptions& options() const override { return opt_; }
   const std::string& name() const override { return manifest_.name; }
 
  private:
   // Runs the net on the image centred on a square canvas `zoom` times the image's longer side (zoom 1 is
   // face-api's own right/bottom padding).
-  std::vector<Face> detect_once(const Image& rgb, float zoom) const {
+  static void check(const DetectorOptions& o) {
+    if (o.min_score < 0 || o.min_score > 1 || o.nms_iou <= 0 || o.nms_iou > 1 || o.max_faces < 1)
+      throw Error(ErrorCode::kInvalidArgument, "detector options out of range");
+    for (float z : o.zoom_out_retries)
+      if (!(z >= 1 && z <= 8)) throw Error(ErrorCode::kInvalidArgument, "zoom-out factors must be in [1, 8]");
+  }
+
+  std::vector<Face> detect_once(const Image& rgb, float zoom, const DetectorOptions& opt) const {
     const int side0 = std::max(rgb.cols, rgb.rows);
     const int side = static_cast<int>(std::lround(side0 * zoom));
     const int ox = zoom > 1 ? (side - rgb.cols) / 2 : 0, oy = zoom > 1 ? (side - rgb.rows) / 2 : 0;
@@ -160,7 +168,7 @@ class SsdDetector final : public Detector {
     const float* sc = scores.data_ptr<float>();
     std::vector<Face> cand;
     for (int64_t i = 0; i < scores.size(0); ++i) {
-      if (sc[i] < opt_.min_score) continue;
+      if (sc[i] < opt.min_score) continue;
       auto to_x = [&](float v) { return static_cast<float>((std::clamp(v, 0.f, 1.f) * in - rx) / sx); };
       auto to_y = [&](float v) { return static_cast<float>((std::clamp(v, 0.f, 1.f) * in - ry) / sy); };
       float x0 = std::clamp(to_x(b[4 * i + 1]), 0.f, float(rgb.cols)), y0 = std::clamp(to_y(b[4 * i]), 0.f, float(rgb.rows));
@@ -172,7 +180,7 @@ class SsdDetector final : public Detector {
       cand.push_back(std::move(f));
     }
     std::stable_sort(cand.begin(), cand.end(), [](const Face& a, const Face& c) { return a.score > c.score; });
-    return non_max_suppression(std::move(cand), opt_.nms_iou, opt_.max_faces);
+    return non_max_suppression(std::move(cand), opt.nms_iou, opt.max_faces);
   }
 
   ModelManifest manifest_;

@@ -7,13 +7,12 @@
 #include <climits>
 #include <cstdint>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
-
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "facekit/error.hpp"
 
@@ -43,7 +42,8 @@ void check_limits(const ImageInfo& info, const ImageLimits& limits, const std::s
   const std::int64_t pixels = std::int64_t{info.width} * info.height;
   if (pixels > limits.max_pixels) {
     throw Error(ErrorCode::kImageTooLarge, name + " is " + dims + " = " + std::to_string(pixels) +
-                                               " pixels, over the limit of " + std::to_string(limits.max_pixels));
+                                               " pixels, over the limit of " +
+                                               std::to_string(limits.max_pixels));
   }
 }
 
@@ -51,8 +51,9 @@ void check_file_size(std::uintmax_t size, const ImageLimits& limits, const std::
   // cv::imdecode takes an int-sized buffer, so that is a hard ceiling whatever the limit says.
   const std::int64_t limit = std::min<std::int64_t>(limits.max_file_bytes, INT_MAX);
   if (std::cmp_greater(size, limit)) {
-    throw Error(ErrorCode::kImageTooLarge, name + " is " + std::to_string(size) + " bytes, over the limit of " +
-                                               std::to_string(limit) + " bytes");
+    throw Error(ErrorCode::kImageTooLarge, name + " is " + std::to_string(size) +
+                                               " bytes, over the limit of " + std::to_string(limit) +
+                                               " bytes");
   }
 }
 
@@ -64,7 +65,9 @@ Image load_image(const fs::path& path, const ImageLimits& limits) {
   const fs::file_status status = fs::status(path, ec);
   if (status.type() == fs::file_type::not_found) throw Error(ErrorCode::kNotFound, "no such file: " + name);
   if (ec) throw Error(ErrorCode::kBadImage, "cannot access " + name + ": " + ec.message());
-  if (fs::is_directory(status)) throw Error(ErrorCode::kBadImage, name + " is a directory, not an image file");
+  if (fs::is_directory(status)) {
+    throw Error(ErrorCode::kBadImage, name + " is a directory, not an image file");
+  }
   if (!fs::is_regular_file(status)) throw Error(ErrorCode::kBadImage, name + " is not a regular file");
 
   const std::uintmax_t size = fs::file_size(path, ec);
@@ -115,9 +118,9 @@ void save_image(const fs::path& path, const Image& rgb) {
   if (rgb.empty() || rgb.type() != CV_8UC3) {
     throw Error(ErrorCode::kInvalidArgument, "cannot write " + name + ": not an 8-bit, 3-channel RGB image");
   }
-  // Only the formats load_image reads back; OpenCV could also write TIFF, EXR and others facekit never accepts.
+  // Only formats load_image reads back; OpenCV could also write TIFF, EXR and others facekit never accepts.
   static constexpr std::array<std::string_view, 7> kExtensions = {".jpg",  ".jpeg", ".png", ".bmp",
-                                                                   ".webp", ".ppm",  ".pnm"};
+                                                                  ".webp", ".ppm",  ".pnm"};
   std::string ext = path.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   if (std::find(kExtensions.begin(), kExtensions.end(), ext) == kExtensions.end()) {

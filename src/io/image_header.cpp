@@ -1,5 +1,5 @@
-// Header-only probing of the image formats facekit accepts. Nothing here decodes pixels: the point is to learn
-// an image's size cheaply so the limits can be enforced before a decoder allocates anything. Input is
+// Header-only probing of the image formats facekit accepts. Nothing here decodes pixels: the point is to
+// learn an image's size cheaply so the limits can be enforced before a decoder allocates anything. Input is
 // untrusted, so every byte access goes through a bounds-checked reader and every failure is an Error.
 #include <climits>
 #include <cstddef>
@@ -33,8 +33,8 @@ class Reader {
   }
   std::uint32_t be32(std::size_t pos) const {
     need(pos, 4);
-    return std::uint32_t{raw(pos)} << 24 | std::uint32_t{raw(pos + 1)} << 16 | std::uint32_t{raw(pos + 2)} << 8 |
-           raw(pos + 3);
+    return std::uint32_t{raw(pos)} << 24 | std::uint32_t{raw(pos + 1)} << 16 |
+           std::uint32_t{raw(pos + 2)} << 8 | raw(pos + 3);
   }
   std::uint32_t le16(std::size_t pos) const {
     need(pos, 2);
@@ -149,10 +149,12 @@ ImageInfo probe_webp(const Reader& r) {
   bad("corrupt WebP: unknown first chunk");
 }
 
-bool is_pnm_space(std::uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+bool is_pnm_space(std::uint8_t c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
 bool is_digit(std::uint8_t c) { return c >= '0' && c <= '9'; }
 
-// Reads one decimal PNM header field, skipping whitespace and '#' comments (which run to the end of the line).
+// Reads one decimal PNM header field, skipping whitespace and '#' comments (which run to the line's end).
 std::int64_t pnm_field(const Reader& r, std::size_t& pos) {
   for (;;) {
     if (pos >= r.size()) r.truncated();

@@ -11,6 +11,7 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 }  // namespace
 
 struct FacePipeline::Impl {
+  float rescue_min_score = 0;
   std::unique_ptr<Detector> detector;
   std::unique_ptr<Landmarker> landmarker;
   std::unique_ptr<Embedder> embedder;
@@ -23,6 +24,7 @@ FacePipeline::FacePipeline(const PipelineOptions& options) : impl_(std::make_uni
   e.device = options.device;
   LandmarkerOptions l;
   l.device = options.device;
+  impl_->rescue_min_score = options.rescue_min_score;
   impl_->detector = create_detector(options.detector, d);
   impl_->landmarker = create_landmarker(options.landmarker, l);
   impl_->embedder = create_embedder(options.embedder, e);
@@ -75,6 +77,13 @@ std::vector<AnalyzedFace> FacePipeline::analyze(const Image& rgb, StageTimes* ti
 AnalyzedFace FacePipeline::analyze_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
   auto t0 = Clock::now();
   auto faces = impl_->detector->detect(rgb);
+  const float rescue = impl_->rescue_min_score;
+  if (faces.empty() && rescue > 0 && rescue < impl_->detector->options().min_score) {
+    DetectorOptions relaxed = impl_->detector->options();
+    relaxed.min_score = rescue;
+    relaxed.zoom_out_retries = {1.5f, 2.f, 3.f, 4.f};
+    faces = impl_->detector->detect(rgb, relaxed);
+  }
   if (times) times->detect_ms += ms_since(t0);
   if (faces_found) *faces_found = static_cast<int>(faces.size());
   if (faces.empty()) throw Error(ErrorCode::kNoFace, "no face found");

@@ -6,12 +6,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <ostream>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 using facekit::Error;
 using facekit::ErrorCode;
 
-// ---- byte helpers -------------------------------------------------------------------------------------------
+// ---- byte helpers ----
 
 std::string be16(std::uint32_t v) { return {char(v >> 8), char(v)}; }
 std::string le16(std::uint32_t v) { return {char(v), char(v >> 8)}; }
@@ -66,11 +66,10 @@ std::string with_jpeg_size(std::string jpeg, int width, int height) {
 std::string exif_app1(int orientation, bool little_endian) {
   const auto u16 = little_endian ? le16 : be16;
   const auto u32 = little_endian ? le32 : be32;
-  const std::string tiff = std::string(little_endian ? "II" : "MM") + u16(42) + u32(8)  // IFD0 right after
-                           + u16(1)                                                    // one entry:
-                           + u16(0x0112) + u16(3) + u32(1)        // Orientation, SHORT, count 1,
-                           + u16(orientation) + u16(0)            // value left-justified in 4 bytes
-                           + u32(0);                              // no next IFD
+  // TIFF header (byte order, 42, offset of IFD0 = 8), then IFD0: one entry, Orientation (0x0112), type SHORT,
+  // count 1, value left-justified in its 4-byte field; then no next IFD.
+  const std::string tiff = std::string(little_endian ? "II" : "MM") + u16(42) + u32(8) + u16(1) +
+                           u16(0x0112) + u16(3) + u32(1) + u16(orientation) + u16(0) + u32(0);
   const std::string payload = std::string("Exif\0\0", 6) + tiff;
   return "\xFF\xE1" + be16(payload.size() + 2) + payload;
 }
@@ -81,7 +80,7 @@ std::string png_header_only(std::uint32_t width, std::uint32_t height) {
   return "\x89PNG\r\n\x1a\n" + be32(13) + ihdr + be32(crc32(ihdr));
 }
 
-// ---- image helpers ------------------------------------------------------------------------------------------
+// ---- image helpers ----
 
 // BGR (OpenCV order): left half pure red, right half pure green.
 cv::Mat red_green(int width, int height) {
@@ -94,8 +93,8 @@ cv::Mat red_green(int width, int height) {
   const cv::Vec3b got = rgb.at<cv::Vec3b>(row, col);
   for (int c = 0; c < 3; ++c) {
     if (std::abs(got[c] - want[c]) > tolerance) {
-      return ::testing::AssertionFailure() << "pixel (" << row << "," << col << ") is " << got << ", want " << want
-                                           << " +- " << tolerance;
+      return ::testing::AssertionFailure()
+             << "pixel (" << row << "," << col << ") is " << got << ", want " << want << " +- " << tolerance;
     }
   }
   return ::testing::AssertionSuccess();
@@ -136,7 +135,7 @@ class ImageTest : public ::testing::Test {
   fs::path dir_;
 };
 
-// ---- round trips and probing, per format --------------------------------------------------------------------
+// ---- round trips and probing, per format ----
 
 struct FormatCase {
   const char* ext;
@@ -155,6 +154,8 @@ const FormatCase kFormats[] = {
     {".ppm", {}, "pnm", 0},
 };
 
+void PrintTo(const FormatCase& fc, std::ostream* os) { *os << fc.format << " (" << fc.ext << ")"; }
+
 class FormatTest : public ImageTest, public ::testing::WithParamInterface<FormatCase> {};
 
 TEST_P(FormatTest, FileRoundTripsAsRgb) {
@@ -165,7 +166,7 @@ TEST_P(FormatTest, FileRoundTripsAsRgb) {
   ASSERT_EQ(rgb.type(), CV_8UC3);
   ASSERT_EQ(rgb.cols, 32);
   ASSERT_EQ(rgb.rows, 24);
-  EXPECT_TRUE(near_rgb(rgb, 0, 0, {255, 0, 0}, fc.tolerance));    // red in RGB order
+  EXPECT_TRUE(near_rgb(rgb, 0, 0, {255, 0, 0}, fc.tolerance));  // red in RGB order
   EXPECT_TRUE(near_rgb(rgb, 23, 3, {255, 0, 0}, fc.tolerance));
   EXPECT_TRUE(near_rgb(rgb, 12, 28, {0, 255, 0}, fc.tolerance));  // green
 }
@@ -235,15 +236,15 @@ INSTANTIATE_TEST_SUITE_P(Formats, FormatTest, ::testing::ValuesIn(kFormats),
                            return std::string(info.param.format) + "_" + std::to_string(info.index);
                          });
 
-// ---- probing details ----------------------------------------------------------------------------------------
+// ---- probing details ----
 
 TEST(ProbeImage, JpegMarkerWalkSkipsSegmentsFillBytesAndNonFrameMarkers) {
   // SOI; fill bytes; TEM (standalone); an APP0 whose payload contains FF C0 (must be skipped as a whole);
   // DHT (C4) and DAC (CC), which sit in the SOF range but are not frames; a stray byte; then SOF0.
   const std::string jpeg = std::string("\xFF\xD8", 2) + "\xFF\xFF\xFF\x01" + "\xFF\xE0" + be16(8) +
-                           "\xFF\xC0\x01\x02\x03\x04" + "\xFF\xC4" + be16(6) + "\x10\x20\x30\x40" + "\xFF\xCC" +
-                           be16(4) + "\x01\x02" + "x" + "\xFF\xFF\xC0" + be16(17) + "\x08" + be16(480) + be16(640) +
-                           "\x03" + std::string(9, '\x01');
+                           "\xFF\xC0\x01\x02\x03\x04" + "\xFF\xC4" + be16(6) + "\x10\x20\x30\x40" +
+                           "\xFF\xCC" + be16(4) + "\x01\x02" + "x" + "\xFF\xFF\xC0" + be16(17) + "\x08" +
+                           be16(480) + be16(640) + "\x03" + std::string(9, '\x01');
   const facekit::ImageInfo info = facekit::probe_image(jpeg);
   EXPECT_EQ(info.format, "jpeg");
   EXPECT_EQ(info.width, 640);
@@ -257,8 +258,8 @@ TEST(ProbeImage, JpegScanBeforeFrameIsBadImage) {
 
 TEST(ProbeImage, WebpExtendedHeader) {
   // Lossy with a half-transparent alpha channel makes libwebp write the extended (VP8X) container.
-  const std::string webp = encode(".webp", cv::Mat(21, 38, CV_8UC4, cv::Scalar(10, 20, 30, 128)),
-                                  {cv::IMWRITE_WEBP_QUALITY, 90});
+  const std::string webp =
+      encode(".webp", cv::Mat(21, 38, CV_8UC4, cv::Scalar(10, 20, 30, 128)), {cv::IMWRITE_WEBP_QUALITY, 90});
   ASSERT_EQ(webp.substr(12, 4), "VP8X");
   const facekit::ImageInfo info = facekit::probe_image(webp);
   EXPECT_EQ(info.format, "webp");
@@ -268,7 +269,8 @@ TEST(ProbeImage, WebpExtendedHeader) {
 
 TEST(ProbeImage, BmpCoreHeader) {
   // BITMAPFILEHEADER (14 bytes, contents unread) + BITMAPCOREHEADER: size 12, 16-bit width and height.
-  const std::string bmp = "BM" + std::string(12, '\0') + le32(12) + le16(300) + le16(200) + le16(1) + le16(24);
+  const std::string bmp =
+      "BM" + std::string(12, '\0') + le32(12) + le16(300) + le16(200) + le16(1) + le16(24);
   const facekit::ImageInfo info = facekit::probe_image(bmp);
   EXPECT_EQ(info.format, "bmp");
   EXPECT_EQ(info.width, 300);
@@ -307,35 +309,39 @@ TEST(ProbeImage, UnknownAndEmptyInputAreBadImages) {
   EXPECT_TRUE(mentions(error_of([] { facekit::probe_image("hello, world\n"); }, ErrorCode::kBadImage),
                        "not a supported image (JPEG, PNG, BMP, WebP, PNM)"));
   // RIFF that is not WebP (a WAV header).
-  EXPECT_TRUE(mentions(error_of([] { facekit::probe_image(std::string("RIFF\x24\0\0\0WAVEfmt ", 16)); }, ErrorCode::kBadImage),
-                       "not a supported image"));
+  EXPECT_TRUE(mentions(
+      error_of([] { facekit::probe_image(std::string("RIFF\x24\0\0\0WAVEfmt ", 16)); }, ErrorCode::kBadImage),
+      "not a supported image"));
   EXPECT_TRUE(mentions(error_of([] { facekit::probe_image(""); }, ErrorCode::kBadImage), "empty"));
   EXPECT_TRUE(mentions(error_of([] { facekit::probe_image("\x89PNG\r\n\x1a\n"); }, ErrorCode::kBadImage),
                        "truncated PNG header"));
   // A PNG signature mangled by a text-mode transfer (CRLF -> LF).
-  EXPECT_TRUE(mentions(error_of([] { facekit::probe_image("\x89PNG\n\x1a\n" + png_header_only(1, 1).substr(8)); },
-                                ErrorCode::kBadImage),
-                       "signature"));
+  EXPECT_TRUE(
+      mentions(error_of([] { facekit::probe_image("\x89PNG\n\x1a\n" + png_header_only(1, 1).substr(8)); },
+                        ErrorCode::kBadImage),
+               "signature"));
 }
 
 TEST(ProbeImage, ZeroSizedHeaderIsBadImage) {
-  EXPECT_TRUE(mentions(error_of([] { facekit::probe_image(png_header_only(0, 10)); }, ErrorCode::kBadImage),
-                       "0x10"));
+  EXPECT_TRUE(
+      mentions(error_of([] { facekit::probe_image(png_header_only(0, 10)); }, ErrorCode::kBadImage), "0x10"));
   EXPECT_TRUE(mentions(error_of([] { facekit::probe_image("P5 0 7 255\n"); }, ErrorCode::kBadImage), "0x7"));
 }
 
-// ---- decoding details ---------------------------------------------------------------------------------------
+// ---- decoding details ----
 
 TEST(DecodeImage, GreyAlphaAndSixteenBitBecomeEightBitRgb) {
   const cv::Mat grey = facekit::decode_image(encode(".pgm", cv::Mat(4, 6, CV_8UC1, cv::Scalar(77))));
   ASSERT_EQ(grey.type(), CV_8UC3);
   EXPECT_TRUE(near_rgb(grey, 3, 5, {77, 77, 77}, 0));
 
-  const cv::Mat rgba = facekit::decode_image(encode(".png", cv::Mat(4, 6, CV_8UC4, cv::Scalar(255, 0, 0, 100))));
+  const cv::Mat rgba =
+      facekit::decode_image(encode(".png", cv::Mat(4, 6, CV_8UC4, cv::Scalar(255, 0, 0, 100))));
   ASSERT_EQ(rgba.type(), CV_8UC3);
   EXPECT_TRUE(near_rgb(rgba, 0, 0, {0, 0, 255}, 0));  // BGRA blue -> RGB blue, alpha dropped
 
-  const cv::Mat deep = facekit::decode_image(encode(".png", cv::Mat(4, 6, CV_16UC3, cv::Scalar(65535, 32768, 0))));
+  const cv::Mat deep =
+      facekit::decode_image(encode(".png", cv::Mat(4, 6, CV_16UC3, cv::Scalar(65535, 32768, 0))));
   ASSERT_EQ(deep.type(), CV_8UC3);
   EXPECT_TRUE(near_rgb(deep, 0, 0, {0, 128, 255}, 0));
 }
@@ -343,9 +349,10 @@ TEST(DecodeImage, GreyAlphaAndSixteenBitBecomeEightBitRgb) {
 TEST(DecodeImage, OutOfRangeDimensionsAreTooLargeBeforeDecoding) {
   facekit::ImageLimits limits;
   limits.max_width = 37;
-  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(encode(".png", red_green(38, 21)), limits, "a.png"); },
-                                ErrorCode::kImageTooLarge),
-                       "a.png is 38x21, wider than the limit of 37 pixels"));
+  EXPECT_TRUE(
+      mentions(error_of([&] { facekit::decode_image(encode(".png", red_green(38, 21)), limits, "a.png"); },
+                        ErrorCode::kImageTooLarge),
+               "a.png is 38x21, wider than the limit of 37 pixels"));
   limits = {};
   limits.max_height = 20;
   EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(encode(".png", red_green(38, 21)), limits); },
@@ -360,26 +367,38 @@ TEST(DecodeImage, OutOfRangeDimensionsAreTooLargeBeforeDecoding) {
   EXPECT_NO_THROW(facekit::decode_image(encode(".png", red_green(38, 21)), limits));
 }
 
-// ---- EXIF orientation ---------------------------------------------------------------------------------------
+// ---- EXIF orientation ----
 
 struct ExifCase {
   int orientation;
   bool little_endian;
 };
 
+void PrintTo(const ExifCase& ec, std::ostream* os) {
+  *os << "orientation " << ec.orientation << (ec.little_endian ? " II" : " MM");
+}
+
 class ExifTest : public ::testing::TestWithParam<ExifCase> {};
 
 // Where the stored pixel (r, c) of an h x w image is displayed, per EXIF orientation (TIFF 6.0 / EXIF 2.3).
 cv::Point displayed_at(int orientation, int r, int c, int h, int w) {  // returns (x = col, y = row)
   switch (orientation) {
-    case 2: return {w - 1 - c, r};          // mirrored left-right
-    case 3: return {w - 1 - c, h - 1 - r};  // rotated 180
-    case 4: return {c, h - 1 - r};          // mirrored top-bottom
-    case 5: return {r, c};                  // transposed
-    case 6: return {h - 1 - r, c};          // rotated 90 clockwise
-    case 7: return {h - 1 - r, w - 1 - c};  // transversed
-    case 8: return {r, w - 1 - c};          // rotated 90 counter-clockwise
-    default: return {c, r};
+    case 2:
+      return {w - 1 - c, r};  // mirrored left-right
+    case 3:
+      return {w - 1 - c, h - 1 - r};  // rotated 180
+    case 4:
+      return {c, h - 1 - r};  // mirrored top-bottom
+    case 5:
+      return {r, c};  // transposed
+    case 6:
+      return {h - 1 - r, c};  // rotated 90 clockwise
+    case 7:
+      return {h - 1 - r, w - 1 - c};  // transversed
+    case 8:
+      return {r, w - 1 - c};  // rotated 90 counter-clockwise
+    default:
+      return {c, r};
   }
 }
 
@@ -419,15 +438,15 @@ INSTANTIATE_TEST_SUITE_P(AllOrientations, ExifTest,
                                   (info.param.little_endian ? "_II" : "_MM");
                          });
 
-// ---- files and errors ---------------------------------------------------------------------------------------
+// ---- files and errors ----
 
 TEST_F(ImageTest, JpegCutAfterFrameHeaderIsBadImage) {
   // The header (and so probing) is intact, but the tables and the scan are gone: the decoder must fail.
   const std::string jpeg = encode(".jpg", red_green(32, 24));
   const std::size_t sof = find_jpeg_marker(jpeg, 0xC0);
   ASSERT_NE(sof, std::string::npos);
-  const std::size_t sof_end = sof + 2 + (static_cast<unsigned char>(jpeg[sof + 2]) << 8 |
-                                         static_cast<unsigned char>(jpeg[sof + 3]));
+  const std::size_t sof_end =
+      sof + 2 + (static_cast<unsigned char>(jpeg[sof + 2]) << 8 | static_cast<unsigned char>(jpeg[sof + 3]));
   const fs::path path = write("cut.jpg", jpeg.substr(0, sof_end));
   ASSERT_EQ(facekit::probe_image(jpeg.substr(0, sof_end)).width, 32);
 
@@ -503,7 +522,7 @@ TEST_F(ImageTest, FileOverByteLimitIsTooLarge) {
   EXPECT_NO_THROW(facekit::load_image(path, limits));
 }
 
-// ---- saving -------------------------------------------------------------------------------------------------
+// ---- saving ----
 
 TEST_F(ImageTest, SavedPngLoadsBackIdentical) {
   cv::Mat rgb(24, 32, CV_8UC3);
@@ -516,19 +535,21 @@ TEST_F(ImageTest, SavedPngLoadsBackIdentical) {
 
   // The file itself is in OpenCV's BGR order, so the RGB->BGR swap happened on the way out.
   const cv::Mat file_bgr = cv::imread(path.string(), cv::IMREAD_COLOR);
-  EXPECT_EQ(file_bgr.at<cv::Vec3b>(0, 0), (cv::Vec3b{rgb.at<cv::Vec3b>(0, 0)[2], rgb.at<cv::Vec3b>(0, 0)[1],
-                                                      rgb.at<cv::Vec3b>(0, 0)[0]}));
+  EXPECT_EQ(file_bgr.at<cv::Vec3b>(0, 0),
+            (cv::Vec3b{rgb.at<cv::Vec3b>(0, 0)[2], rgb.at<cv::Vec3b>(0, 0)[1], rgb.at<cv::Vec3b>(0, 0)[0]}));
 }
 
 TEST_F(ImageTest, SaveRejectsUnknownExtensionBadPathAndWrongType) {
   const cv::Mat rgb(8, 8, CV_8UC3, cv::Scalar(1, 2, 3));
-  EXPECT_TRUE(mentions(error_of([&] { facekit::save_image(dir_ / "out.tif", rgb); }, ErrorCode::kInvalidArgument),
-                       "unsupported extension '.tif'"));
+  EXPECT_TRUE(
+      mentions(error_of([&] { facekit::save_image(dir_ / "out.tif", rgb); }, ErrorCode::kInvalidArgument),
+               "unsupported extension '.tif'"));
   error_of([&] { facekit::save_image(dir_ / "no_extension", rgb); }, ErrorCode::kInvalidArgument);
   EXPECT_TRUE(mentions(
       error_of([&] { facekit::save_image(dir_ / "missing" / "out.png", rgb); }, ErrorCode::kInvalidArgument),
       "could not write"));
-  error_of([&] { facekit::save_image(dir_ / "grey.png", cv::Mat(8, 8, CV_8UC1)); }, ErrorCode::kInvalidArgument);
+  error_of([&] { facekit::save_image(dir_ / "grey.png", cv::Mat(8, 8, CV_8UC1)); },
+           ErrorCode::kInvalidArgument);
 }
 
 }  // namespace
