@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // --help is a ParseError that exits 0
   }
   try {
     set_num_threads(c.threads);

@@ -1,0 +1,108 @@
+// Microbenchmarks of each network and stage, single-threaded by default (FACEKIT_BENCH_THREADS=N to change).
+// Needs the models (scripts/setup). Report medians: --benchmark_repetitions=5 --benchmark_report_aggregates_only.
+#include <cstdlib>
+#include <filesystem>
+
+#include <benchmark/benchmark.h>
+#include <opencv2/imgproc.hpp>
+
+#include "align/landmark68_net.hpp"
+#include "detect/ssd_mobilenetv1.hpp"
+#include "embed/dlib_resnet.hpp"
+#include "facekit/detector.hpp"
+#include "facekit/embedder.hpp"
+#include "facekit/image.hpp"
+#include "facekit/landmarker.hpp"
+#include "facekit/model.hpp"
+#include "facekit/pipeline.hpp"
+
+namespace fk = facekit;
+namespace fs = std::filesystem;
+
+namespace {
+
+fk::detail::WeightMap weights(const std::string& name) {
+  return fk::detail::load_model_weights(fk::load_manifest(name));
+}
+
+template <typename Net>
+void run_net(benchmark::State& state, const Net& net, int size) {
+  c10::InferenceMode guard;
+  const int64_t batch = state.range(0);
+  const auto x = at::randn({batch, 3, size, size}).contiguous(at::MemoryFormat::ChannelsLast);
+  for (auto _ : state) benchmark::DoNotOptimize(net.forward(x));
+  state.counters["ms_per_face"] =
+      benchmark::Counter(static_cast<double>(batch) / 1000.0, benchmark::Counter::kIsIterationInvariantRate |
+                                                                  benchmark::Counter::kInvert);
+}
+
+void BM_DlibResNet(benchmark::State& state) {
+  static const fk::detail::DlibResNet net(weights("dlib_resnet"), at::kCPU);
+  run_net(state, net, 150);
+}
+BENCHMARK(BM_DlibResNet)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
+
+void BM_Landmark68(benchmark::State& state) {
+  static const fk::detail::Landmark68Net net(weights("face_landmark_68"), at::kCPU);
+  run_net(state, net, 112);
+}
+BENCHMARK(BM_Landmark68)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
+
+void BM_SsdNet512(benchmark::State& state) {
+  static const fk::detail::SsdMobilenetV1Net net(weights("ssd_mobilenetv1"), at::kCPU);
+  c10::InferenceMode guard;
+  const auto x = at::randn({state.range(0), 3, 512, 512}).contiguous(at::MemoryFormat::ChannelsLast);
+  for (auto _ : state) benchmark::DoNotOptimize(net.forward(x).scores);
+}
+BENCHMARK(BM_SsdNet512)->ArgName("batch")->Arg(1)->Unit(benchmark::kMillisecond);
+
+// A real 640x480 photo: face-api's sample1.jpg (three faces), cropped to 4:3 and resized.
+fk::Image photo_640x480() {
+  const fk::Image src = fk::load_image(fk::models_dir() / "face-api" / "demo" / "sample1.jpg");
+  const int w = src.rows * 4 / 3;
+  fk::Image out;
+  cv::resize(src(cv::Rect((src.cols - w) / 2, 0, w, src.rows)), out, {640, 480}, 0, 0, cv::INTER_AREA);
+  return out;
+}
+
+void BM_SsdDetect640x480(benchmark::State& state) {
+  static const auto det = fk::create_detector("ssd_mobilenetv1");
+  static const fk::Image img = photo_640x480();
+  size_t faces = 0;
+  for (auto _ : state) faces = det->detect(img).size();
+  state.counters["faces"] = static_cast<double>(faces);
+}
+BENCHMARK(BM_SsdDetect640x480)->Unit(benchmark::kMillisecond);
+
+// Per face, from photo to embedding: landmarks + alignment + embedding (detection excluded), flip on/off.
+void BM_FaceAfterDetection(benchmark::State& state) {
+  fk::PipelineOptions o;
+  o.embedding.flip = state.range(0) != 0;
+  static const fk::Image img = photo_640x480();
+  const fk::FacePipeline p(o);
+  const auto faces = p.detector().detect(img);
+  std::vector<fk::Box> boxes;
+  for (const auto& f : faces) boxes.push_back(f.box);
+  for (auto _ : state) {
+    const auto lms = p.landmarker().landmarks(img, boxes);
+    std::vector<fk::Image> chips;
+    for (const auto& lm : lms) chips.push_back(fk::align_face(img, lm, p.embedder().alignment()));
+    benchmark::DoNotOptimize(p.embedder().embed(chips));
+  }
+  state.counters["ms_per_face"] = benchmark::Counter(static_cast<double>(boxes.size()) / 1000.0,
+                                                     benchmark::Counter::kIsIterationInvariantRate |
+                                                         benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_FaceAfterDetection)->ArgName("flip")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* t = std::getenv("FACEKIT_BENCH_THREADS");
+  at::set_num_threads(t ? std::atoi(t) : 1);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

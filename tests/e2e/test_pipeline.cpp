@@ -1,0 +1,108 @@
+// End-to-end tier: the whole pipeline on real photos (Debian libdlib19.1's examples/faces, face-api's demo
+// photos, and LFW when ../shared/data/lfw is there).
+#include <cmath>
+#include <numeric>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgproc.hpp>
+
+#include "facekit/error.hpp"
+#include "facekit/image.hpp"
+#include "facekit/pipeline.hpp"
+
+namespace fk = facekit;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
+const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
+const fs::path kLfw = FACEKIT_LFW_DIR;
+
+const fk::FacePipeline& pipeline() {
+  static const fk::FacePipeline p;
+  return p;
+}
+
+// Connected components of the "same person" graph: dlib's own example clusters bald_guys.jpg this way.
+int count_clusters(const std::vector<fk::AnalyzedFace>& faces, float threshold) {
+  std::vector<int> parent(faces.size());
+  std::iota(parent.begin(), parent.end(), 0);
+  std::function<int(int)> find = [&](int i) { return parent[i] == i ? i : parent[i] = find(parent[i]); };
+  for (size_t i = 0; i < faces.size(); ++i)
+    for (size_t j = i + 1; j < faces.size(); ++j)
+      if (fk::l2_distance(faces[i].embedding, faces[j].embedding) <= threshold) parent[find(i)] = find(j);
+  int n = 0;
+  for (size_t i = 0; i < faces.size(); ++i) n += find(i) == static_cast<int>(i);
+  return n;
+}
+}  // namespace
+
+TEST(Pipeline, BaldGuysClusterIntoFourActors) {
+  // 23 faces of 4 actors; dlib's dnn_face_recognition_ex finds 4 clusters.
+  const auto faces = pipeline().analyze(fk::load_image(kFaces / "bald_guys.jpg"));
+  EXPECT_GE(faces.size(), 20u);
+  EXPECT_EQ(count_clusters(faces, pipeline().embedder().threshold()), 4);
+}
+
+TEST(Pipeline, ThreeStrangersAreDifferentPeople) {
+  const auto faces = pipeline().analyze(fk::load_image(kDemo / "sample1.jpg"));
+  ASSERT_EQ(faces.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t j = i + 1; j < 3; ++j)
+      EXPECT_GT(fk::l2_distance(faces[i].embedding, faces[j].embedding), pipeline().embedder().threshold());
+}
+
+TEST(Pipeline, RotatedPhotoIsStillTheSamePerson) {
+  // Real rotation alignment: a photo turned by 25 degrees embeds close to the upright one.
+  const fk::Image img = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
+  cv::Mat rot = cv::getRotationMatrix2D({img.cols / 2.f, img.rows / 2.f}, 25, 1.0), turned;
+  cv::warpAffine(img, turned, rot, img.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+  const auto a = pipeline().analyze_one(img, fk::FacePick::kLargest);
+  const auto b = pipeline().analyze_one(turned, fk::FacePick::kLargest);
+  const float d = fk::l2_distance(a.embedding, b.embedding);
+  EXPECT_LT(d, pipeline().embedder().threshold() * 0.6f) << "distance " << d;
+  // The landmarks turned with the photo: the eye line is tilted by about 25 degrees more.
+  auto tilt = [](const fk::Face& f) {
+    const auto p = fk::reduce_to_5(*f.landmarks);
+    return std::atan2(p[1].y - p[0].y, p[1].x - p[0].x) * 180 / M_PI;
+  };
+  EXPECT_NEAR(tilt(a.face) - tilt(b.face), 25.0, 4.0);
+}
+
+TEST(Pipeline, LandmarksLieInsideTheFaceBox) {
+  const auto faces = pipeline().detect(fk::load_image(kDemo / "sample1.jpg"));
+  ASSERT_FALSE(faces.empty());
+  for (const auto& f : faces) {
+    const auto five = fk::reduce_to_5(*f.landmarks);
+    for (const auto& p : five) {
+      EXPECT_GT(p.x, f.box.x);
+      EXPECT_LT(p.x, f.box.x + f.box.width);
+      EXPECT_GT(p.y, f.box.y);
+      EXPECT_LT(p.y, f.box.y + f.box.height);
+    }
+    EXPECT_LT(five[0].x, five[1].x);  // image-left eye first
+    EXPECT_LT(five[0].y, five[3].y);  // eyes above the mouth
+  }
+}
+
+TEST(Pipeline, LfwSameAndDifferent) {
+  if (!fs::exists(kLfw / "pairs.txt")) GTEST_SKIP() << "LFW not present at " << kLfw;
+  auto emb = [&](const std::string& rel) {
+    return pipeline().analyze_one(fk::load_image(kLfw / rel), fk::FacePick::kNearestCenter).embedding;
+  };
+  const auto a1 = emb("Aaron_Peirsol/Aaron_Peirsol_0001.jpg"), a2 = emb("Aaron_Peirsol/Aaron_Peirsol_0002.jpg");
+  const auto b = emb("Aaron_Eckhart/Aaron_Eckhart_0001.jpg");
+  const float t = pipeline().embedder().threshold();
+  EXPECT_LT(fk::l2_distance(a1, a2), t);
+  EXPECT_GT(fk::l2_distance(a1, b), t);
+}
+
+TEST(Pipeline, DetectsFacesOnEveryDlibExamplePhoto) {
+  int photos = 0;
+  for (const auto& e : fs::directory_iterator(kFaces)) {
+    if (e.path().extension() != ".jpg" || e.path().filename() == "dogs.jpg") continue;
+    ++photos;
+    EXPECT_FALSE(pipeline().detect(fk::load_image(e.path())).empty()) << e.path();
+  }
+  EXPECT_GE(photos, 10);
+}

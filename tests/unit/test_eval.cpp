@@ -1,0 +1,90 @@
+// Unit tier: the LFW protocol's arithmetic on hand-made scores.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "facekit/error.hpp"
+#include "facekit/eval.hpp"
+
+namespace fk = facekit;
+
+TEST(Verification, PerfectSeparationScoresOne) {
+  std::vector<fk::ScoredPair> p;
+  for (int f = 0; f < 10; ++f)
+    for (int i = 0; i < 10; ++i) {
+      p.push_back({0.2f + 0.01f * i, true, true, f});
+      p.push_back({0.6f + 0.01f * i, false, true, f});
+    }
+  const auto r = fk::evaluate_verification(p, 10);
+  EXPECT_DOUBLE_EQ(r.accuracy_mean, 1.0);
+  EXPECT_DOUBLE_EQ(r.accuracy_std, 0.0);
+  EXPECT_GT(r.best_threshold, 0.29f);
+  EXPECT_LT(r.best_threshold, 0.6f);
+  EXPECT_DOUBLE_EQ(r.tar_at_far_1e3, 1.0);
+}
+
+TEST(Verification, InvalidPairsCountAsErrors) {
+  std::vector<fk::ScoredPair> p;
+  for (int i = 0; i < 50; ++i) {
+    p.push_back({0.1f, true, true, 0});
+    p.push_back({0.9f, false, true, 0});
+  }
+  p[0].valid = false;  // a same pair whose face was not found
+  p[1].valid = false;  // a different pair likewise: still wrong, though "reject" would have been right
+  const auto r = fk::evaluate_verification(p, 1);
+  EXPECT_DOUBLE_EQ(r.accuracy_mean, 98.0 / 100.0);
+  EXPECT_EQ(r.invalid_pairs, 2);
+}
+
+TEST(Verification, ThresholdComesFromTheOtherFolds) {
+  // Fold 0's own best threshold would be 0.55, but the other fold says 0.35: fold 0 must be scored with 0.35.
+  std::vector<fk::ScoredPair> p = {
+      {0.5f, true, true, 0}, {0.6f, false, true, 0},   // fold 0
+      {0.3f, true, true, 1}, {0.4f, false, true, 1}};  // fold 1
+  const auto r = fk::evaluate_verification(p, 2);
+  EXPECT_NEAR(r.folds[0].threshold, 0.35f, 1e-6);
+  EXPECT_DOUBLE_EQ(r.folds[0].accuracy, 0.5);   // the same pair at 0.5 is rejected
+  EXPECT_NEAR(r.folds[1].threshold, 0.55f, 1e-6);
+  EXPECT_DOUBLE_EQ(r.folds[1].accuracy, 0.5);  // at 0.55 the different pair at 0.4 is accepted
+}
+
+TEST(Verification, TarAtFar) {
+  std::vector<fk::ScoredPair> p;
+  for (int i = 0; i < 1000; ++i) p.push_back({0.5f + i * 1e-4f, false, true, 0});  // negatives 0.5 .. 0.6
+  for (int i = 0; i < 100; ++i) p.push_back({0.45f + i * 1e-3f, true, true, 0});  // positives 0.45 .. 0.549
+  float t = 0;
+  // FAR 1e-3 of 1000 negatives: one may pass, so the threshold is the second-smallest negative (0.5001).
+  const double tar = fk::tar_at_far(p, 1e-3, &t);
+  EXPECT_NEAR(t, 0.5001f, 1e-6);
+  EXPECT_NEAR(tar, 0.51, 1e-9);  // positives below 0.5001: 0.450 .. 0.500 (51 of 100)
+}
+
+TEST(LfwPairs, ParsesBothFormats) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fk_pairs_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir / "pairs.txt");
+    f << "2\t1\nA_B\t1\t2\nC\t3\tD\t4\nE\t1\t12\nF\t1\tG\t2\n";
+  }
+  const auto p = fk::read_lfw_pairs(dir / "pairs.txt");
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_EQ(p[0].a, "A_B/A_B_0001.jpg");
+  EXPECT_EQ(p[0].b, "A_B/A_B_0002.jpg");
+  EXPECT_TRUE(p[0].same);
+  EXPECT_EQ(p[1].b, "D/D_0004.jpg");
+  EXPECT_FALSE(p[1].same);
+  EXPECT_EQ(p[2].fold, 1);
+  EXPECT_EQ(p[2].b, "E/E_0012.jpg");
+  {
+    std::ofstream f(dir / "dev.txt");
+    f << "1\nA\t1\t2\nB\t1\tC\t1\n";
+  }
+  EXPECT_EQ(fk::read_lfw_pairs(dir / "dev.txt").size(), 2u);
+  {
+    std::ofstream f(dir / "bad.txt");
+    f << "1\t2\nA\t1\t2\n";
+  }
+  EXPECT_THROW(fk::read_lfw_pairs(dir / "bad.txt"), fk::Error);  // header promises 4 pairs
+  EXPECT_THROW(fk::read_lfw_pairs(dir / "missing.txt"), fk::Error);
+  std::filesystem::remove_all(dir);
+}
