@@ -20,13 +20,17 @@ using namespace facekit;
 
 namespace {
 
+int fk_default_detect_size() { return DetectorOptions{}.input_size; }
+
 struct Common {
   std::string device = "cpu";
   std::string model = "dlib_resnet";
   std::string detector = "ssd_mobilenetv1";
   int threads = 1;
   float min_score = 0.5f;
+  int detect_size = fk_default_detect_size();
   bool no_flip = false;
+  int jitter = 0;
 };
 
 PipelineOptions pipeline_options(const Common& c) {
@@ -35,7 +39,9 @@ PipelineOptions pipeline_options(const Common& c) {
   o.embedder = c.model;
   o.detector = c.detector;
   o.detection.min_score = c.min_score;
+  o.detection.input_size = c.detect_size;
   o.embedding.flip = !c.no_flip;
+  o.embedding.jitter = c.jitter;
   return o;
 }
 
@@ -155,8 +161,9 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
   });
   if (bar) bar->finish();
   const auto& v = report.verification;
-  std::printf("LFW %d pairs (%zu folds), %d images, model %s%s\n", v.pairs, v.folds.size(), report.images,
-              pipe.embedder().manifest().name.c_str(), c.no_flip ? "" : " +flip");
+  std::printf("LFW %d pairs (%zu folds), %d images, model %s%s, jitter %d, detector input %d\n", v.pairs,
+              v.folds.size(), report.images, pipe.embedder().manifest().name.c_str(), c.no_flip ? "" : " +flip",
+              c.jitter, c.detect_size);
   std::printf("accuracy        %.2f%% +- %.2f%% (no-face pairs counted wrong)\n", 100 * v.accuracy_mean,
               100 * v.accuracy_std);
   std::printf("TAR@FAR=1e-3    %.2f%% (threshold %.4f)\n", 100 * v.tar_at_far_1e3, v.threshold_at_far_1e3);
@@ -167,10 +174,16 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
               lo.threads, lo.threads == 1 ? "" : "s");
   std::printf("wall            %.1f s\n", report.wall_seconds);
   if (!json_out.empty()) {
+    json errors = json::array();
+    for (const auto& e : report.errors)
+      errors.push_back({{"a", e.pair.a}, {"b", e.pair.b}, {"same", e.pair.same}, {"fold", e.pair.fold},
+                        {"distance", e.distance}, {"threshold", e.threshold}, {"face_found", e.valid}});
     json folds = json::array();
     for (const auto& f : v.folds) folds.push_back({{"threshold", f.threshold}, {"accuracy", f.accuracy}});
     json j = {{"model", pipe.embedder().manifest().name},
               {"flip", !c.no_flip},
+              {"jitter", c.jitter},
+              {"detector_input", c.detect_size},
               {"pairs_file", (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).string()},
               {"pairs", v.pairs},
               {"images", report.images},
@@ -183,6 +196,7 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
               {"no_face_images", report.no_face_images},
               {"invalid_pairs", v.invalid_pairs},
               {"folds", folds},
+              {"errors", errors},
               {"median_ms", {{"detect", report.median_detect_ms},
                              {"landmarks", report.median_landmarks_ms},
                              {"align", report.median_align_ms},
@@ -220,7 +234,11 @@ int main(int argc, char** argv) {
   app.add_option("--model", c.model, "embedder model name")->capture_default_str();
   app.add_option("--detector", c.detector, "detector model name")->capture_default_str();
   app.add_option("--min-score", c.min_score, "detection score threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--detect-size", c.detect_size, "longest side of the detector's input, a multiple of 32 (smaller: faster, misses small faces)")
+      ->capture_default_str();
   app.add_flag("--no-flip", c.no_flip, "do not average each face's embedding with its mirror image's");
+  app.add_option("--jitter", c.jitter, "also average this many slightly perturbed copies of each face (0-8)")
+      ->capture_default_str()->check(CLI::Range(0, 8));
 
   std::vector<std::string> files;
   bool as_json = false;

@@ -12,6 +12,13 @@ struct DetectorOptions {
   float min_score = 0.5f;     ///< faces scoring below this are dropped
   float nms_iou = 0.5f;       ///< boxes overlapping a better one by more than this IoU are dropped
   int max_faces = 100;        ///< at most this many faces, best first
+  /// Longest side of the network input in pixels (a multiple of 32). The SSD was trained at 512 (face-api's
+  /// size); 416 takes about half the time on a 640x480 photo and found the same faces on the test photos
+  /// (bench/, docs/results.md). Smaller is faster (cost ~ area) and misses more small faces.
+  int input_size = 416;
+  /// Pad the photo to a square before resizing, exactly as face-api does (same boxes as face-api, up to
+  /// 1.8x the work on a 16:9 photo). Off: each side is only rounded up to a multiple of 32.
+  bool square_input = false;
   /// SSD misses faces that fill most of the frame (they are larger than any of its anchors). When a pass finds
   /// no face, the image is centred on a canvas this many times larger and searched again, for each factor in
   /// turn until a face is found; empty disables it.

@@ -15,6 +15,9 @@ struct EmbedderOptions {
   /// Average the embedding of each chip with that of its mirror image (test-time augmentation: about 2x the
   /// cost, usually a little more accurate).
   bool flip = true;
+  /// Also embed this many slightly rotated, scaled and shifted copies of each chip and average them all
+  /// (dlib's "jitter"; at most 8, each costs one more forward pass, two with flip).
+  int jitter = 0;
   int max_batch = 32;  ///< chips per forward pass
 };
 

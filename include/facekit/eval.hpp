@@ -55,8 +55,17 @@ struct LfwOptions {
   int limit_pairs = 0;          ///< 0 = all
 };
 
+/// A pair the protocol got wrong, with the threshold of its fold.
+struct LfwError {
+  LfwPair pair;
+  float distance = 0;  ///< meaningless when !valid
+  float threshold = 0;
+  bool valid = true;   ///< false: a face was missing
+};
+
 struct LfwReport {
   VerificationReport verification;
+  std::vector<LfwError> errors;
   int images = 0, no_face = 0;
   std::vector<std::string> no_face_images;
   double median_detect_ms = 0, median_landmarks_ms = 0, median_align_ms = 0, median_embed_ms = 0;

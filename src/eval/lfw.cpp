@@ -158,6 +158,11 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
     scored.push_back(s);
   }
   r.verification = evaluate_verification(scored, folds);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto& s = scored[i];
+    const float t = r.verification.folds[s.fold].threshold;
+    if (!s.valid || (s.distance <= t) != s.same) r.errors.push_back({pairs[i], s.distance, t, s.valid});
+  }
   r.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return r;
 }

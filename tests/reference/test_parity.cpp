@@ -65,8 +65,25 @@ TEST(Parity, SsdMobilenetV1MatchesTfjs) {
   EXPECT_GT(scores.max().item<float>(), 0.9f);
 }
 
+TEST(Parity, RegeneratedAnchorsEqualTheStoredOnes) {
+  fk::detail::SsdMobilenetV1Net net(weights("ssd_mobilenetv1"), at::kCPU);
+  // anchors() returns the stored table itself for 512x512, so generate 511x512 with the formula and compare
+  // with the stored table rescaled in y by 512/511.
+  const auto gen = net.anchors(511, 512, {{32, 32}, {16, 16}, {8, 8}, {4, 4}, {2, 2}, {1, 1}});
+  auto stored = net.stored_anchors().clone();
+  // Height 511 instead of 512 only rescales the y extents by 512/511.
+  auto cy = (stored.select(1, 0) + stored.select(1, 2)) / 2, hh = (stored.select(1, 2) - stored.select(1, 0)) * 512 / 511;
+  stored.select(1, 0).copy_(cy - hh / 2);
+  stored.select(1, 2).copy_(cy + hh / 2);
+  ASSERT_EQ(gen.sizes(), stored.sizes());
+  EXPECT_LT(max_abs(gen, stored), 1e-5);
+}
+
 TEST(Parity, SsdDetectorBoxesMatchTfjs) {
-  auto det = fk::create_detector("ssd_mobilenetv1");
+  fk::DetectorOptions opt;
+  opt.square_input = true;  // face-api's layout, at its input size
+  opt.input_size = 512;
+  auto det = fk::create_detector("ssd_mobilenetv1", opt);
   const auto faces = det->detect(fk::load_image(kGolden / "ssd512.ppm"));
   std::ifstream in(kGolden / "ssd512_meta.json");
   const auto meta = nlohmann::json::parse(in);
