@@ -31,7 +31,7 @@ void run_net(benchmark::State& state, const Net& net, int size) {
   const int64_t batch = state.range(0);
   const auto x = at::randn({batch, 3, size, size}).contiguous(at::MemoryFormat::ChannelsLast);
   for (auto _ : state) benchmark::DoNotOptimize(net.forward(x));
-  state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsRate);
+  state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_DlibResNet(benchmark::State& state) {
@@ -97,7 +97,7 @@ void BM_FaceAfterDetection(benchmark::State& state) {
     for (const auto& lm : lms) chips.push_back(fk::align_face(img, lm, p.embedder().alignment()));
     benchmark::DoNotOptimize(p.embedder().embed(chips));
   }
-  state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(boxes.size()), benchmark::Counter::kIsRate);
+  state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(boxes.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_FaceAfterDetection)->ArgName("flip")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 

@@ -49,11 +49,13 @@ Landmark68Net::Landmark68Net(const WeightMap& w, const at::Device& device) : dev
 at::Tensor Landmark68Net::forward(const at::Tensor& x) const {
   at::Tensor out = x.contiguous(at::MemoryFormat::ChannelsLast);
   for (const auto& d : blocks_) {
-    at::Tensor o1 = at::relu(d.is_first ? d.first(out) : d.conv0(out));
-    at::Tensor o2 = d.conv1(o1);
-    at::Tensor o3 = d.conv2(at::relu(o1 + o2));
-    at::Tensor o4 = d.conv3(at::relu(o1 + o2 + o3));
-    out = at::relu(o1 + o2 + o3 + o4);
+    // Dense connections: each conv sees relu(sum of all earlier outputs). One running sum, updated in place,
+    // instead of re-adding: elementwise passes over these maps cost more than the convs at batch 16.
+    at::Tensor o1 = (d.is_first ? d.first(out) : d.conv0(out)).relu_();
+    at::Tensor sum = o1 + d.conv1(o1);
+    sum.add_(d.conv2(at::relu(sum)));
+    sum.add_(d.conv3(at::relu(sum)));
+    out = sum.relu_();
   }
   // 7x7 features, avgPool 7x7 stride 2 VALID = the mean over the map.
   at::Tensor pooled = at::avg_pool2d(out, {7, 7}, {2, 2}).flatten(1);
