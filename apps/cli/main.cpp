@@ -29,6 +29,7 @@ struct Common {
   int threads = 1;
   float min_score = 0.5f;
   int detect_size = fk_default_detect_size();
+  int max_faces = 100;
   bool no_flip = false;
   int jitter = 0;
 };
@@ -40,6 +41,7 @@ PipelineOptions pipeline_options(const Common& c) {
   o.detector = c.detector;
   o.detection.min_score = c.min_score;
   o.detection.input_size = c.detect_size;
+  o.detection.max_faces = c.max_faces;
   o.embedding.flip = !c.no_flip;
   o.embedding.jitter = c.jitter;
   return o;
@@ -234,6 +236,8 @@ int main(int argc, char** argv) {
   app.add_option("--model", c.model, "embedder model name")->capture_default_str();
   app.add_option("--detector", c.detector, "detector model name")->capture_default_str();
   app.add_option("--min-score", c.min_score, "detection score threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--max-faces", c.max_faces, "report at most this many faces per photo, best first")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
   app.add_option("--detect-size", c.detect_size, "longest side of the detector's input, a multiple of 32 (smaller: faster, misses small faces)")
       ->capture_default_str();
   app.add_flag("--no-flip", c.no_flip, "do not average each face's embedding with its mirror image's");
