@@ -1,236 +1,19 @@
 // facekit: the command-line front end. Library errors become a one-line message on stderr and an exit status
 // (see facekit::exit_status); usage errors exit with 2.
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-#include <opencv2/imgproc.hpp>
 
+#include "common.hpp"
 #include "facekit/error.hpp"
-#include "facekit/eval.hpp"
-#include "facekit/image.hpp"
-#include "facekit/pipeline.hpp"
 #include "facekit/runtime.hpp"
-#include "progress.hpp"
 
-using nlohmann::json;
 using namespace facekit;
-
-namespace {
-
-int fk_default_detect_size() { return DetectorOptions{}.input_size; }
-
-struct Common {
-  std::string device = "cpu";
-  std::string model = "dlib_resnet";
-  std::string detector = "ssd_mobilenetv1";
-  int threads = 1;
-  float min_score = 0.5f;
-  int detect_size = fk_default_detect_size();
-  int max_faces = 100;
-  bool no_flip = false;
-  int jitter = 0;
-};
-
-PipelineOptions pipeline_options(const Common& c) {
-  PipelineOptions o;
-  o.device = c.device;
-  o.embedder = c.model;
-  o.detector = c.detector;
-  o.detection.min_score = c.min_score;
-  o.detection.input_size = c.detect_size;
-  o.detection.max_faces = c.max_faces;
-  o.embedding.flip = !c.no_flip;
-  o.embedding.jitter = c.jitter;
-  return o;
-}
-
-json box_json(const Box& b) { return {{"x", b.x}, {"y", b.y}, {"width", b.width}, {"height", b.height}}; }
-
-json face_json(const Face& f) {
-  json j = {{"box", box_json(f.box)}, {"score", f.score}};
-  if (f.landmarks) {
-    json pts = json::array();
-    for (const auto& p : *f.landmarks) pts.push_back({p.x, p.y});
-    j["landmarks68"] = pts;
-    json five = json::array();
-    for (const auto& p : reduce_to_5(*f.landmarks)) five.push_back({p.x, p.y});
-    j["landmarks5"] = five;
-  }
-  return j;
-}
-
-void draw_faces(Image& img, const std::vector<Face>& faces) {
-  const int t = std::max(1, std::max(img.cols, img.rows) / 400);
-  for (const auto& f : faces) {
-    cv::rectangle(img, cv::Rect2f(f.box.x, f.box.y, f.box.width, f.box.height), {0, 255, 0}, t);
-    cv::putText(img, cv::format("%.2f", f.score), {int(f.box.x), std::max(10, int(f.box.y) - 3)},
-                cv::FONT_HERSHEY_SIMPLEX, 0.4 * t, {0, 255, 0}, t);
-    if (f.landmarks)
-      for (const auto& p : *f.landmarks) cv::circle(img, p, t, {255, 0, 0}, cv::FILLED);
-  }
-}
-
-int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_json, const std::string& draw) {
-  auto opt = pipeline_options(c);
-  FacePipeline pipe(opt);
-  json out = json::array();
-  for (const auto& f : files) {
-    Image img = load_image(f);
-    auto faces = pipe.detect(img);
-    if (as_json) {
-      json fj = json::array();
-      for (const auto& face : faces) fj.push_back(face_json(face));
-      out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
-    } else {
-      std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-      for (const auto& face : faces)
-        std::printf("  box x=%.1f y=%.1f w=%.1f h=%.1f score=%.3f\n", face.box.x, face.box.y, face.box.width,
-                    face.box.height, face.score);
-    }
-    if (!draw.empty()) {
-      if (files.size() != 1) throw Error(ErrorCode::kInvalidArgument, "--draw takes exactly one input image");
-      draw_faces(img, faces);
-      save_image(draw, img);
-    }
-  }
-  if (as_json) std::cout << out.dump(2) << "\n";
-  return 0;
-}
-
-int cmd_embed(const Common& c, const std::vector<std::string>& files, bool as_json) {
-  FacePipeline pipe(pipeline_options(c));
-  json out = json::array();
-  for (const auto& f : files) {
-    auto faces = pipe.analyze(load_image(f));
-    json fj = json::array();
-    for (const auto& a : faces) {
-      json j = face_json(a.face);
-      j["embedding"] = a.embedding;
-      fj.push_back(j);
-    }
-    if (as_json) {
-      out.push_back({{"image", f}, {"model", pipe.embedder().manifest().name}, {"faces", fj}});
-    } else {
-      std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-      for (const auto& a : faces) {
-        std::printf("  [");
-        for (size_t i = 0; i < a.embedding.size(); ++i) std::printf(i ? " %.5f" : "%.5f", a.embedding[i]);
-        std::printf("]\n");
-      }
-    }
-  }
-  if (as_json) std::cout << out.dump(2) << "\n";
-  return 0;
-}
-
-int cmd_verify(const Common& c, const std::string& a, const std::string& b, bool as_json, float threshold) {
-  FacePipeline pipe(pipeline_options(c));
-  const Image ia = load_image(a), ib = load_image(b);
-  VerifyResult r = pipe.verify(ia, ib);
-  if (threshold > 0) {
-    r.threshold = threshold;
-    r.same = r.distance <= threshold;
-  }
-  if (as_json) {
-    json j = {{"same", r.same},
-              {"distance", r.distance},
-              {"threshold", r.threshold},
-              {"model", pipe.embedder().manifest().name},
-              {"faces_in_a", r.faces_in_a},
-              {"faces_in_b", r.faces_in_b},
-              {"face_a", face_json(r.a.face)},
-              {"face_b", face_json(r.b.face)}};
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::printf("%s\ndistance %.4f, threshold %.4f (%s)\n", r.same ? "same person" : "different people", r.distance,
-                r.threshold, pipe.embedder().manifest().name.c_str());
-    if (r.faces_in_a > 1 || r.faces_in_b > 1)
-      std::fprintf(stderr, "note: %d and %d faces found; the largest face of each photo was compared\n",
-                   r.faces_in_a, r.faces_in_b);
-  }
-  return 0;
-}
-
-int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json_out) {
-  FacePipeline pipe(pipeline_options(c));
-  std::unique_ptr<cli::ProgressBar> bar;
-  auto report = run_lfw(pipe, lo, [&](int done, int total) {
-    if (!bar) bar = std::make_unique<cli::ProgressBar>("lfw", total);
-    bar->update(done);
-  });
-  if (bar) bar->finish();
-  const auto& v = report.verification;
-  std::printf("LFW %d pairs (%zu folds), %d images, model %s%s, jitter %d, detector input %d\n", v.pairs,
-              v.folds.size(), report.images, pipe.embedder().manifest().name.c_str(), c.no_flip ? "" : " +flip",
-              c.jitter, c.detect_size);
-  std::printf("accuracy        %.2f%% +- %.2f%% (no-face pairs counted wrong)\n", 100 * v.accuracy_mean,
-              100 * v.accuracy_std);
-  std::printf("TAR@FAR=1e-3    %.2f%% (threshold %.4f)\n", 100 * v.tar_at_far_1e3, v.threshold_at_far_1e3);
-  std::printf("no face         %d images, %d pairs\n", report.no_face, v.invalid_pairs);
-  std::printf("best threshold  %.4f (over all pairs)\n", v.best_threshold);
-  std::printf("median ms       detect %.2f, landmarks %.2f, align %.2f, embed %.2f (per image, %d worker%s)\n",
-              report.median_detect_ms, report.median_landmarks_ms, report.median_align_ms, report.median_embed_ms,
-              lo.threads, lo.threads == 1 ? "" : "s");
-  std::printf("wall            %.1f s\n", report.wall_seconds);
-  if (!json_out.empty()) {
-    json errors = json::array();
-    for (const auto& e : report.errors)
-      errors.push_back({{"a", e.pair.a}, {"b", e.pair.b}, {"same", e.pair.same}, {"fold", e.pair.fold},
-                        {"distance", e.distance}, {"threshold", e.threshold}, {"face_found", e.valid}});
-    json folds = json::array();
-    for (const auto& f : v.folds) folds.push_back({{"threshold", f.threshold}, {"accuracy", f.accuracy}});
-    json j = {{"model", pipe.embedder().manifest().name},
-              {"flip", !c.no_flip},
-              {"jitter", c.jitter},
-              {"detector_input", c.detect_size},
-              {"pairs_file", (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).string()},
-              {"pairs", v.pairs},
-              {"images", report.images},
-              {"accuracy_mean", v.accuracy_mean},
-              {"accuracy_std", v.accuracy_std},
-              {"tar_at_far_1e-3", v.tar_at_far_1e3},
-              {"threshold_at_far_1e-3", v.threshold_at_far_1e3},
-              {"best_threshold", v.best_threshold},
-              {"no_face", report.no_face},
-              {"no_face_images", report.no_face_images},
-              {"invalid_pairs", v.invalid_pairs},
-              {"folds", folds},
-              {"errors", errors},
-              {"median_ms", {{"detect", report.median_detect_ms},
-                             {"landmarks", report.median_landmarks_ms},
-                             {"align", report.median_align_ms},
-                             {"embed", report.median_embed_ms}}},
-              {"workers", lo.threads},
-              {"wall_seconds", report.wall_seconds}};
-    std::ofstream f(json_out);
-    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + json_out);
-  }
-  return 0;
-}
-
-int cmd_models() {
-  for (const auto& n : list_manifests()) {
-    const auto m = load_manifest(n);
-    std::string state = "ok";
-    try {
-      verify_model_files(m);
-    } catch (const Error& e) {
-      state = to_string(e.code());
-    }
-    std::printf("%-18s %-11s %-16s %s\n", m.name.c_str(), m.kind.c_str(), state.c_str(), m.package.c_str());
-  }
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"facekit: face detection, alignment and recognition"};
   app.require_subcommand(1);
-  Common c;
+  cli::Common c;
   app.add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--threads", c.threads, "threads per network call")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_option("--model", c.model, "embedder model name")->capture_default_str();
@@ -244,39 +27,8 @@ int main(int argc, char** argv) {
   app.add_option("--jitter", c.jitter, "also average this many slightly perturbed copies of each face (0-8)")
       ->capture_default_str()->check(CLI::Range(0, 8));
 
-  std::vector<std::string> files;
-  bool as_json = false;
-  std::string draw;
-  auto* detect = app.add_subcommand("detect", "find faces (boxes, scores, 68 landmarks)");
-  detect->add_option("images", files, "image files")->required();
-  detect->add_flag("--json", as_json, "print JSON");
-  detect->add_option("--draw", draw, "write the image with faces drawn on it");
-
-  auto* embed = app.add_subcommand("embed", "print the embedding of every face");
-  embed->add_option("images", files, "image files")->required();
-  embed->add_flag("--json", as_json, "print JSON");
-
-  std::string img_a, img_b;
-  float threshold = 0;
-  auto* verify = app.add_subcommand("verify", "are the largest faces of two photos the same person?");
-  verify->add_option("a", img_a, "first photo")->required();
-  verify->add_option("b", img_b, "second photo")->required();
-  verify->add_flag("--json", as_json, "print JSON");
-  verify->add_option("--threshold", threshold, "override the model's calibrated distance threshold");
-
-  auto* bench = app.add_subcommand("bench", "benchmarks");
-  bench->require_subcommand(1);
-  LfwOptions lo;
-  lo.threads = 2;
-  std::string json_out;
-  auto* lfw = bench->add_subcommand("lfw", "LFW pair verification, 10-fold protocol");
-  lfw->add_option("--root", lo.root, "LFW folder (Name/Name_NNNN.jpg)")->required()->check(CLI::ExistingDirectory);
-  lfw->add_option("--pairs", lo.pairs, "pairs file (default ROOT/pairs.txt)")->check(CLI::ExistingFile);
-  lfw->add_option("--json", json_out, "write the report as JSON");
-  lfw->add_option("--workers", lo.threads, "images processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
-  lfw->add_option("--limit", lo.limit_pairs, "use only this many pairs (quick runs)");
-
-  auto* models = app.add_subcommand("models", "list the models and whether their files are set up");
+  cli::Commands commands;
+  cli::add_core_commands(app, c, commands);  // first: it creates "bench"
 
   try {
     app.parse(argc, argv);
@@ -285,11 +37,8 @@ int main(int argc, char** argv) {
   }
   try {
     set_num_threads(c.threads);
-    if (*detect) return cmd_detect(c, files, as_json, draw);
-    if (*embed) return cmd_embed(c, files, as_json);
-    if (*verify) return cmd_verify(c, img_a, img_b, as_json, threshold);
-    if (*lfw) return cmd_bench_lfw(c, lo, json_out);
-    if (*models) return cmd_models();
+    for (const auto& [sub, run] : commands)
+      if (sub->parsed()) return run();
   } catch (const Error& e) {
     std::fprintf(stderr, "facekit: error: %s\n", e.what());
     return exit_status(e.code());
