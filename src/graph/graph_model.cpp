@@ -1,0 +1,311 @@
+#include "graph/graph_model.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <sstream>
+
+#include <c10/core/InferenceMode.h>
+
+#include "facekit/error.hpp"
+
+namespace facekit::graph {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string base64_decode(const std::string& in) {
+  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -8;
+  for (unsigned char c : in) {
+    const auto p = chars.find(static_cast<char>(c));
+    if (p == std::string::npos) break;  // '=' padding ends the data
+    val = (val << 6) + static_cast<int>(p);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((val >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+int64_t to_int(const json& v) { return v.is_string() ? std::stoll(v.get<std::string>()) : v.get<int64_t>(); }
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kModelMissing, "cannot open " + p.string() + "; run scripts/setup");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+int64_t Attrs::i(const std::string& k, int64_t def) const { return j_.contains(k) ? to_int(j_[k].at("i")) : def; }
+double Attrs::f(const std::string& k, double def) const {
+  return j_.contains(k) && j_[k].contains("f") ? j_[k]["f"].get<double>() : def;
+}
+bool Attrs::b(const std::string& k, bool def) const {
+  return j_.contains(k) && j_[k].contains("b") ? j_[k]["b"].get<bool>() : def;
+}
+std::string Attrs::s(const std::string& k, const std::string& def) const {
+  return j_.contains(k) && j_[k].contains("s") ? base64_decode(j_[k]["s"].get<std::string>()) : def;
+}
+std::vector<int64_t> Attrs::ints(const std::string& k) const {
+  std::vector<int64_t> out;
+  if (j_.contains(k) && j_[k].contains("list") && j_[k]["list"].contains("i"))
+    for (const auto& v : j_[k]["list"]["i"]) out.push_back(to_int(v));
+  return out;
+}
+std::vector<std::string> Attrs::strings(const std::string& k) const {
+  std::vector<std::string> out;
+  if (j_.contains(k) && j_[k].contains("list") && j_[k]["list"].contains("s"))
+    for (const auto& v : j_[k]["list"]["s"]) out.push_back(base64_decode(v.get<std::string>()));
+  return out;
+}
+std::string Attrs::type(const std::string& k) const {
+  return j_.contains(k) && j_[k].contains("type") ? j_[k]["type"].get<std::string>() : "";
+}
+
+std::vector<int64_t> Attrs::shape(const std::string& k) const {
+  std::vector<int64_t> out;
+  if (j_.contains(k) && j_[k].contains("shape") && j_[k]["shape"].contains("dim"))
+    for (const auto& d : j_[k]["shape"]["dim"]) out.push_back(to_int(d.at("size")));
+  return out;
+}
+
+void register_nn_ops();
+void register_math_ops();
+void register_array_ops();
+
+std::map<std::string, OpKernel>& mutable_registry() {
+  static std::map<std::string, OpKernel> r;
+  return r;
+}
+// Registration is explicit (not static initialisers), which a static library's linker would drop.
+const std::map<std::string, OpKernel>& op_registry() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_nn_ops();
+    register_math_ops();
+    register_array_ops();
+  });
+  return mutable_registry();
+}
+void register_op(const std::string& name, OpKernel kernel) { mutable_registry()[name] = std::move(kernel); }
+
+std::map<std::string, at::Tensor> load_weights(const json& manifest, const fs::path& dir) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& g : manifest) {
+    std::string blob;
+    for (const auto& p : g.at("paths")) blob += read_file(dir / p.get<std::string>());
+    size_t off = 0;
+    for (const auto& w : g.at("weights")) {
+      const auto name = w.at("name").get<std::string>();
+      std::vector<int64_t> shape;
+      for (const auto& d : w.at("shape")) shape.push_back(to_int(d));
+      int64_t n = 1;
+      for (auto d : shape) n *= d;
+      const auto dtype = w.at("dtype").get<std::string>();
+      const std::string q = w.contains("quantization") ? w["quantization"].at("dtype").get<std::string>() : "";
+      const size_t elem = q == "float16" || q == "uint16" ? 2 : q == "uint8" ? 1 : dtype == "bool" ? 1 : 4;
+      if (off + n * elem > blob.size())
+        throw Error(ErrorCode::kModelCorrupt, "weights truncated at " + name + " in " + dir.string());
+      const char* src = blob.data() + off;
+      at::Tensor t;
+      if (q == "float16") {
+        t = at::empty({n}, at::kHalf);
+        std::memcpy(t.data_ptr(), src, n * 2);
+        t = t.to(at::kFloat);
+      } else if (q == "uint8" || q == "uint16") {
+        const float scale = w["quantization"].at("scale").get<float>(), mn = w["quantization"].at("min").get<float>();
+        t = at::empty({n}, at::kFloat);
+        float* d = t.data_ptr<float>();
+        for (int64_t i = 0; i < n; ++i)
+          d[i] = (q == "uint8" ? static_cast<uint8_t>(src[i]) : reinterpret_cast<const uint16_t*>(src)[i]) * scale + mn;
+        if (dtype == "int32") t = t.round().to(at::kInt);
+      } else if (dtype == "float32") {
+        t = at::empty({n}, at::kFloat);
+        std::memcpy(t.data_ptr(), src, n * 4);
+      } else if (dtype == "int32") {
+        t = at::empty({n}, at::kInt);
+        std::memcpy(t.data_ptr(), src, n * 4);
+      } else if (dtype == "bool") {
+        t = at::empty({n}, at::kBool);
+        std::memcpy(t.data_ptr(), src, n);
+      } else {
+        throw Error(ErrorCode::kModelCorrupt, "unsupported weight dtype " + dtype + " of " + name);
+      }
+      off += n * elem;
+      out.emplace(name, t.view(shape));
+    }
+  }
+  return out;
+}
+
+std::pair<int, int> GraphModel::resolve(const std::string& ref) const {
+  std::string name = ref;
+  int idx = 0;
+  if (const auto c = ref.rfind(':'); c != std::string::npos && c + 1 < ref.size() &&
+                                     std::all_of(ref.begin() + c + 1, ref.end(), ::isdigit)) {
+    name = ref.substr(0, c);
+    idx = std::stoi(ref.substr(c + 1));
+  }
+  auto it = index_.find(name);
+  if (it == index_.end()) throw Error(ErrorCode::kModelCorrupt, name_ + ": no node named " + name);
+  return {it->second, idx};
+}
+
+GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
+    : name_(model_json.stem().string()), device_(device) {
+  json j;
+  try {
+    j = json::parse(read_file(model_json));
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::kModelCorrupt, model_json.string() + " is not valid JSON: " + e.what());
+  }
+  c10::InferenceMode guard;
+  std::map<std::string, at::Tensor> weights;
+  try {
+    weights = load_weights(j.at("weightsManifest"), model_json.parent_path());
+    const auto& jn = j.at("modelTopology").at("node");
+    for (const auto& n : jn) {
+      Node node;
+      node.name = n.at("name");
+      node.op = n.at("op");
+      node.attr = Attrs(n.value("attr", json::object()));
+      index_[node.name] = static_cast<int>(nodes_.size());
+      op_counts_[node.op]++;
+      nodes_.push_back(std::move(node));
+    }
+    std::vector<char> consumed(nodes_.size(), 0);
+    for (size_t k = 0; k < nodes_.size(); ++k) {
+      for (const auto& in : jn[k].value("input", json::array())) {
+        const std::string ref = in.get<std::string>();
+        if (!ref.empty() && ref[0] == '^') continue;  // control dependency: no data
+        nodes_[k].inputs.push_back(resolve(ref));
+        consumed[nodes_[k].inputs.back().first] = 1;
+      }
+    }
+    for (size_t k = 0; k < nodes_.size(); ++k) {
+      auto& node = nodes_[k];
+      if (node.op == "Placeholder") {
+        input_names_.push_back(node.name);
+        continue;
+      }
+      if (node.op == "Const") {
+        auto it = weights.find(node.name);
+        if (it == weights.end()) throw Error(ErrorCode::kModelCorrupt, name_ + ": constant " + node.name + " has no weights");
+        node.constant = {it->second.to(device)};
+        continue;
+      }
+      auto it = op_registry().find(node.op);
+      if (it == op_registry().end())
+        throw Error(ErrorCode::kInvalidArgument, "model " + name_ + " uses op " + node.op + " (node " + node.name +
+                                                     "), which facekit's graph runtime does not support");
+      node.kernel = &it->second;
+      if (!consumed[k]) output_names_.push_back(node.name);
+    }
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::kModelCorrupt, model_json.string() + " is malformed: " + e.what());
+  }
+
+  // Execution order: depth-first from the outputs, so nodes no output needs are never run.
+  std::vector<char> state(nodes_.size(), 0);  // 0 new, 1 visiting, 2 done
+  std::vector<int> topo;
+  std::function<void(int)> visit = [&](int k) {
+    if (state[k] == 2) return;
+    if (state[k] == 1) throw Error(ErrorCode::kModelCorrupt, name_ + ": the graph has a cycle (control flow?)");
+    state[k] = 1;
+    for (const auto& in : nodes_[k].inputs) visit(in.first);
+    state[k] = 2;
+    topo.push_back(k);
+  };
+  for (const auto& o : output_names_) visit(index_.at(o));
+
+  // Fold constant sub-graphs, let kernels prepare (e.g. convert filters), and plan buffer lifetimes.
+  for (int k : topo) {
+    Node& node = nodes_[k];
+    if (node.is_const() || node.op == "Placeholder") continue;
+    std::vector<const at::Tensor*> cin;
+    bool all_const = true;
+    for (const auto& [src, idx] : node.inputs) {
+      const Node& s = nodes_[src];
+      cin.push_back(s.is_const() ? &s.constant.at(idx) : nullptr);
+      all_const = all_const && s.is_const();
+    }
+    if (all_const) {
+      std::vector<at::Tensor> ins;
+      for (const auto* t : cin) ins.push_back(*t);
+      if (node.kernel->prepare) node.kernel->prepare(node, cin);
+      node.constant = node.kernel->run(OpCall{node, ins});
+      continue;
+    }
+    if (node.kernel->prepare) node.kernel->prepare(node, cin);
+    order_.push_back(k);
+  }
+  last_use_.assign(nodes_.size(), -1);
+  for (size_t step = 0; step < order_.size(); ++step)
+    for (const auto& in : nodes_[order_[step]].inputs) last_use_[in.first] = static_cast<int>(step);
+  for (const auto& o : output_names_) last_use_[index_.at(o)] = static_cast<int>(order_.size());
+}
+
+std::vector<int64_t> GraphModel::input_shape(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw Error(ErrorCode::kNotFound, name_ + ": no input " + name);
+  return nodes_[it->second].attr.shape("shape");
+}
+
+std::vector<at::Tensor> GraphModel::run(const at::Tensor& input) const {
+  if (input_names_.size() != 1)
+    throw Error(ErrorCode::kInvalidArgument, name_ + " has " + std::to_string(input_names_.size()) + " inputs");
+  return run({{input_names_[0], input}});
+}
+
+std::vector<at::Tensor> GraphModel::run(const std::map<std::string, at::Tensor>& inputs,
+                                        const std::vector<std::string>& outputs) const {
+  c10::InferenceMode guard;
+  std::vector<std::vector<at::Tensor>> slots(nodes_.size());
+  for (const auto& name : input_names_) {
+    auto it = inputs.find(name);
+    if (it == inputs.end()) throw Error(ErrorCode::kInvalidArgument, name_ + ": input " + name + " not given");
+    slots[index_.at(name)] = {it->second.to(device_).contiguous()};
+  }
+  std::vector<char> keep(nodes_.size(), 0);
+  for (const auto& o : outputs) keep[resolve(o).first] = 1;
+  std::vector<at::Tensor> args;
+  for (size_t step = 0; step < order_.size(); ++step) {
+    const Node& node = nodes_[order_[step]];
+    args.clear();
+    for (const auto& [src, idx] : node.inputs) {
+      const Node& s = nodes_[src];
+      const auto& v = s.is_const() ? s.constant : slots[src];
+      if (idx >= static_cast<int>(v.size()))
+        throw Error(ErrorCode::kInternal, name_ + ": node " + node.name + " reads a missing output of " + s.name);
+      args.push_back(v[idx]);
+    }
+    try {
+      slots[order_[step]] = node.kernel->run(OpCall{node, args});
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::kInvalidArgument, name_ + ": op " + node.op + " (" + node.name + ") failed: " +
+                                                   e.what_without_backtrace());
+    }
+    for (const auto& [src, idx] : node.inputs)
+      if (last_use_[src] == static_cast<int>(step) && !nodes_[src].is_const() && !keep[src]) slots[src].clear();
+  }
+  std::vector<at::Tensor> out;
+  for (const auto& o : outputs.empty() ? output_names_ : outputs) {
+    const auto [k, idx] = resolve(o);
+    const auto& v = nodes_[k].is_const() ? nodes_[k].constant : slots[k];
+    if (idx >= static_cast<int>(v.size())) throw Error(ErrorCode::kInvalidArgument, name_ + ": no output " + o);
+    out.push_back(v[idx]);
+  }
+  return out;
+}
+
+}  // namespace facekit::graph

@@ -1,0 +1,208 @@
+// Neural-network ops: convolutions (plain, depthwise, fused), matrix products, pooling, resizing.
+// Image tensors are NHWC; convolutions see them as NCHW through a permute, i.e. channels-last memory.
+#include "graph/ops_util.hpp"
+#include "nn/tf_ops.hpp"
+
+namespace facekit::graph {
+namespace {
+
+enum Act : int64_t { kNone, kRelu, kRelu6, kPrelu, kLeakyRelu, kElu, kSigmoid };
+
+// params layout for conv nodes: [stride_h, stride_w, dil_h, dil_w, pad mode (0 SAME, 1 VALID, 2 EXPLICIT),
+// explicit t, b, l, r, activation, depthwise]
+enum ConvParam { kSh, kSw, kDh, kDw, kPadMode, kPt, kPb, kPl, kPr, kAct, kDepthwise, kNumConvParams };
+
+int64_t activation_of(const Node& n, const std::vector<std::string>& fused, size_t first) {
+  if (fused.size() <= first) return kNone;
+  if (fused.size() > first + 1) op_error(n, "more than one fused activation");
+  const auto& a = fused[first];
+  if (a == "Relu") return kRelu;
+  if (a == "Relu6") return kRelu6;
+  if (a == "Prelu") return kPrelu;
+  if (a == "LeakyRelu") return kLeakyRelu;
+  if (a == "Elu") return kElu;
+  if (a == "Sigmoid") return kSigmoid;
+  op_error(n, "unsupported fused op " + a);
+}
+
+// Applies an activation to y; `channel_dim` is where alpha's channels broadcast.
+at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& alpha, int64_t channel_dim) {
+  switch (act) {
+    case kRelu: return y.relu_();
+    case kRelu6: return y.clamp_(0, 6);
+    case kPrelu: {
+      std::vector<int64_t> shape(y.dim(), 1);
+      shape[channel_dim] = alpha.numel();
+      return at::relu(y) + alpha.reshape(shape) * at::clamp_max(y, 0);
+    }
+    case kLeakyRelu: return at::leaky_relu_(y, n.attr.f("leakyrelu_alpha", 0.2));
+    case kElu: return at::elu_(y);
+    case kSigmoid: return y.sigmoid_();
+    default: return y;
+  }
+}
+
+void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depthwise) {
+  const auto strides = n.attr.ints("strides");
+  auto dil = n.attr.ints("dilations");
+  if (dil.empty()) dil = {1, 1, 1, 1};
+  if (n.attr.s("data_format", "NHWC") != "NHWC") op_error(n, "only NHWC is supported");
+  const std::string pad = n.attr.s("padding");
+  std::vector<int64_t> p(kNumConvParams, 0);
+  p[kSh] = strides.at(1), p[kSw] = strides.at(2), p[kDh] = dil.at(1), p[kDw] = dil.at(2);
+  if (pad == "SAME") {
+    p[kPadMode] = 0;
+  } else if (pad == "VALID") {
+    p[kPadMode] = 1;
+  } else if (pad == "EXPLICIT") {
+    const auto e = n.attr.ints("explicit_paddings");
+    p[kPadMode] = 2, p[kPt] = e.at(2), p[kPb] = e.at(3), p[kPl] = e.at(4), p[kPr] = e.at(5);
+  } else {
+    op_error(n, "unsupported padding " + pad);
+  }
+  p[kDepthwise] = depthwise;
+  const auto fused = n.attr.strings("fused_ops");
+  size_t first_act = 0;
+  if (!fused.empty() && fused[0] == "BiasAdd") first_act = 1;
+  else if (!fused.empty() && fused[0] != "BiasAdd") op_error(n, "fused ops must start with BiasAdd");
+  p[kAct] = activation_of(n, fused, first_act);
+  n.params = p;
+
+  if (cin.size() < 2 || !cin[1]) op_error(n, "filters must be constant");
+  const at::Tensor& f = *cin[1];  // [kh, kw, in, out] or depthwise [kh, kw, in, mult]
+  at::Tensor w = depthwise ? f.permute({2, 3, 0, 1}).reshape({f.size(2) * f.size(3), 1, f.size(0), f.size(1)})
+                           : f.permute({3, 2, 0, 1});
+  n.prepared = {w.contiguous(at::MemoryFormat::ChannelsLast), at::Tensor(), at::Tensor()};
+  if (first_act == 1) {
+    if (cin.size() < 3 || !cin[2]) op_error(n, "bias must be constant");
+    n.prepared[1] = *cin[2];
+  }
+  if (p[kAct] == kPrelu) {
+    if (cin.size() < 4 || !cin[3]) op_error(n, "prelu alpha must be constant");
+    n.prepared[2] = cin[3]->reshape({-1});
+  }
+}
+
+std::vector<at::Tensor> run_conv(const OpCall& c) {
+  const auto& p = c.node.params;
+  const at::Tensor& w = c.node.prepared[0];
+  at::Tensor x = arg(c, 0).permute({0, 3, 1, 2});
+  const int64_t kh = (w.size(2) - 1) * p[kDh] + 1, kw = (w.size(3) - 1) * p[kDw] + 1;
+  int64_t t = p[kPt], b = p[kPb], l = p[kPl], r = p[kPr];
+  if (p[kPadMode] == 0) {
+    std::tie(t, b) = nn::same_padding(x.size(2), kh, p[kSh]);
+    std::tie(l, r) = nn::same_padding(x.size(3), kw, p[kSw]);
+  }
+  std::vector<int64_t> pad = {0, 0};
+  if (t == b && l == r) {
+    pad = {t, l};
+  } else {
+    x = at::constant_pad_nd(x, {l, r, t, b}, 0);
+  }
+  const int64_t groups = p[kDepthwise] ? x.size(1) : 1;
+  at::Tensor y = at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
+                            at::IntArrayRef{p[kDh], p[kDw]}, groups);
+  y = activate(c.node, y, p[kAct], c.node.prepared[2], 1);
+  return {y.permute({0, 2, 3, 1})};
+}
+
+// params: [transpose_a, transpose_b, activation]
+void prepare_matmul(Node& n, const std::vector<const at::Tensor*>& cin) {
+  const auto fused = n.attr.strings("fused_ops");
+  size_t first_act = 0;
+  if (!fused.empty() && fused[0] == "BiasAdd") first_act = 1;
+  n.params = {n.attr.b("transpose_a"), n.attr.b("transpose_b"), activation_of(n, fused, first_act)};
+  n.prepared = {at::Tensor(), at::Tensor(), at::Tensor()};
+  if (cin.size() > 1 && cin[1]) n.prepared[0] = n.attr.b("transpose_b") ? cin[1]->t().contiguous() : *cin[1];
+  if (first_act == 1) {
+    if (cin.size() < 3 || !cin[2]) op_error(n, "bias must be constant");
+    n.prepared[1] = *cin[2];
+  }
+  if (n.params[2] == kPrelu) n.prepared[2] = cin.at(3)->reshape({-1});
+}
+
+std::vector<at::Tensor> run_matmul(const OpCall& c) {
+  at::Tensor a = arg(c, 0);
+  if (c.node.params[0]) a = a.t();
+  at::Tensor b = c.node.prepared[0].defined() ? c.node.prepared[0] : (c.node.params[1] ? arg(c, 1).t() : arg(c, 1));
+  at::Tensor y = c.node.prepared[1].defined() ? at::addmm(c.node.prepared[1], a, b) : at::mm(a, b);
+  return {activate(c.node, y, c.node.params[2], c.node.prepared[2], 1)};
+}
+
+// TF pooling: SAME pads max-pool with -inf and excludes the padding from an average's count.
+std::vector<at::Tensor> run_pool(const OpCall& c, bool is_max) {
+  const auto k = c.node.attr.ints("ksize"), s = c.node.attr.ints("strides");
+  if (c.node.attr.s("data_format", "NHWC") != "NHWC") op_error(c.node, "only NHWC is supported");
+  at::Tensor x = arg(c, 0).permute({0, 3, 1, 2});
+  if (c.node.attr.s("padding") == "SAME") {
+    const auto [t, b] = nn::same_padding(x.size(2), k.at(1), s.at(1));
+    const auto [l, r] = nn::same_padding(x.size(3), k.at(2), s.at(2));
+    if (t || b || l || r) {
+      if (is_max) {
+        x = at::constant_pad_nd(x, {l, r, t, b}, -std::numeric_limits<float>::infinity());
+      } else {
+        at::Tensor ones = at::ones({1, 1, x.size(2), x.size(3)}, x.options());
+        at::Tensor count = at::avg_pool2d(at::constant_pad_nd(ones, {l, r, t, b}, 0), {k[1], k[2]}, {s[1], s[2]});
+        at::Tensor sum = at::avg_pool2d(at::constant_pad_nd(x, {l, r, t, b}, 0), {k[1], k[2]}, {s[1], s[2]});
+        return {(sum / count).permute({0, 2, 3, 1})};
+      }
+    }
+  }
+  at::Tensor y = is_max ? at::max_pool2d(x, {k.at(1), k.at(2)}, {s.at(1), s.at(2)})
+                        : at::avg_pool2d(x, {k.at(1), k.at(2)}, {s.at(1), s.at(2)});
+  return {y.permute({0, 2, 3, 1})};
+}
+
+std::vector<at::Tensor> run_resize_bilinear(const OpCall& c) {
+  const auto size = to_ints(arg(c, 1));
+  const bool align = c.node.attr.b("align_corners"), half = c.node.attr.b("half_pixel_centers");
+  at::Tensor x = arg(c, 0).permute({0, 3, 1, 2});
+  if (!align && !half) {
+    // TF's legacy mode samples at dst * in/out: an affine grid without the half-pixel shift.
+    const int64_t ih = x.size(2), iw = x.size(3), oh = size.at(0), ow = size.at(1);
+    auto coords = [&](int64_t out, int64_t in) {
+      at::Tensor s = at::arange(out, x.options()) * (static_cast<double>(in) / out);
+      at::Tensor lo = s.floor().clamp_max(in - 1);
+      return std::make_tuple(lo.to(at::kLong), at::clamp_max(lo + 1, in - 1).to(at::kLong), s - lo);
+    };
+    auto [y0, y1, fy] = coords(oh, ih);
+    auto [x0, x1, fx] = coords(ow, iw);
+    at::Tensor top = x.index_select(2, y0), bot = x.index_select(2, y1);
+    at::Tensor rows = top + (bot - top) * fy.view({1, 1, -1, 1});
+    at::Tensor left = rows.index_select(3, x0), right = rows.index_select(3, x1);
+    return {(left + (right - left) * fx.view({1, 1, 1, -1})).permute({0, 2, 3, 1}).contiguous()};
+  }
+  at::Tensor y = at::upsample_bilinear2d(x, {size.at(0), size.at(1)}, align);
+  return {y.permute({0, 2, 3, 1})};
+}
+
+std::vector<at::Tensor> run_depth_to_space(const OpCall& c) {
+  const int64_t bs = c.node.attr.i("block_size");
+  const at::Tensor& x = arg(c, 0);
+  const int64_t n = x.size(0), h = x.size(1), w = x.size(2), ch = x.size(3) / (bs * bs);
+  return {x.reshape({n, h, w, bs, bs, ch}).permute({0, 1, 3, 2, 4, 5}).reshape({n, h * bs, w * bs, ch})};
+}
+
+}  // namespace
+
+void register_nn_ops() {
+  for (const char* op : {"Conv2D", "_FusedConv2D"})
+    register_op(op, {[](Node& n, const std::vector<const at::Tensor*>& cin) { prepare_conv(n, cin, false); }, run_conv});
+  for (const char* op : {"DepthwiseConv2dNative", "FusedDepthwiseConv2dNative"})
+    register_op(op, {[](Node& n, const std::vector<const at::Tensor*>& cin) { prepare_conv(n, cin, true); }, run_conv});
+  for (const char* op : {"MatMul", "_FusedMatMul"}) register_op(op, {prepare_matmul, run_matmul});
+  for (const char* op : {"BatchMatMul", "BatchMatMulV2"})
+    register_op(op, {nullptr, [](const OpCall& c) {
+                       at::Tensor a = arg(c, 0), b = arg(c, 1);
+                       if (c.node.attr.b("adj_x")) a = a.transpose(-1, -2);
+                       if (c.node.attr.b("adj_y")) b = b.transpose(-1, -2);
+                       return std::vector<at::Tensor>{at::matmul(a, b)};
+                     }});
+  register_op("MaxPool", {nullptr, [](const OpCall& c) { return run_pool(c, true); }});
+  register_op("AvgPool", {nullptr, [](const OpCall& c) { return run_pool(c, false); }});
+  register_op("ResizeBilinear", {nullptr, run_resize_bilinear});
+  register_op("DepthToSpace", {nullptr, run_depth_to_space});
+  register_op("Softmax", {nullptr, [](const OpCall& c) { return std::vector<at::Tensor>{at::softmax(arg(c, 0), -1)}; }});
+}
+
+}  // namespace facekit::graph

@@ -1,0 +1,29 @@
+#pragma once
+// Helpers shared by the op kernels.
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "facekit/error.hpp"
+#include "graph/graph_model.hpp"
+
+namespace facekit::graph {
+
+inline std::vector<int64_t> to_ints(const at::Tensor& t) {
+  auto c = t.to(at::kCPU).to(at::kLong).contiguous().view(-1);
+  return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
+}
+
+inline int64_t norm_axis(int64_t axis, int64_t rank) { return axis < 0 ? axis + rank : axis; }
+
+[[noreturn]] inline void op_error(const Node& n, const std::string& what) {
+  throw Error(ErrorCode::kInvalidArgument, "op " + n.op + " (" + n.name + "): " + what);
+}
+
+inline const at::Tensor& arg(const OpCall& c, size_t i) {
+  if (i >= c.inputs.size()) op_error(c.node, "missing input " + std::to_string(i));
+  return c.inputs[i];
+}
+
+}  // namespace facekit::graph
