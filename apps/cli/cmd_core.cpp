@@ -1,5 +1,6 @@
 // The core subcommands: detect, embed, verify, bench lfw, models.
 #include <cstdio>
+#include <sstream>
 #include <fstream>
 #include <iostream>
 
@@ -128,8 +129,8 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
   std::printf("TAR@FAR=1e-3    %.2f%% (threshold %.4f)\n", 100 * v.tar_at_far_1e3, v.threshold_at_far_1e3);
   std::printf("no face         %d images, %d pairs\n", report.no_face, v.invalid_pairs);
   std::printf("best threshold  %.4f (over all pairs)\n", v.best_threshold);
-  std::printf("median ms       detect %.2f, landmarks %.2f, align %.2f, embed %.2f (per image, %d worker%s)\n",
-              report.median_detect_ms, report.median_landmarks_ms, report.median_align_ms, report.median_embed_ms,
+  std::printf("median ms       detect %.2f, landmarks %.2f, align+embed %.2f (per image, %d worker%s)\n",
+              report.median_detect_ms, report.median_landmarks_ms, report.median_embed_ms,
               lo.threads, lo.threads == 1 ? "" : "s");
   std::printf("wall            %.1f s\n", report.wall_seconds);
   if (!json_out.empty()) {
@@ -158,12 +159,68 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
               {"errors", errors},
               {"median_ms", {{"detect", report.median_detect_ms},
                              {"landmarks", report.median_landmarks_ms},
-                             {"align", report.median_align_ms},
                              {"embed", report.median_embed_ms}}},
               {"workers", lo.threads},
               {"wall_seconds", report.wall_seconds}};
     std::ofstream f(json_out);
     if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + json_out);
+  }
+  return 0;
+}
+
+// Fits fusion weights on a pairs file (View 1's pairsDevTrain.txt: never the test pairs) and prints the
+// fusion manifest.
+int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& models, double step,
+                   const std::string& name, const std::string& out) {
+  std::vector<std::string> names;
+  std::stringstream ss(models);
+  for (std::string m; std::getline(ss, m, ',');)
+    if (!m.empty()) names.push_back(m);
+  if (names.size() < 2) throw Error(ErrorCode::kInvalidArgument, "--models needs at least two embedders");
+  std::vector<std::vector<ScoredPair>> scored;
+  for (const auto& m : names) {
+    Common cm = c;
+    cm.model = m;
+    FacePipeline pipe(pipeline_options(cm));
+    std::unique_ptr<ProgressBar> bar;
+    auto r = run_lfw(pipe, lo, [&](int done, int total) {
+      if (!bar) bar = std::make_unique<ProgressBar>(m, total);
+      bar->update(done);
+    });
+    if (bar) bar->finish();
+    std::printf("%-16s accuracy %.2f%% (threshold %.4f)\n", m.c_str(), 100 * r.verification.accuracy_mean,
+                r.verification.best_threshold);
+    scored.push_back(std::move(r.scored));
+  }
+  const FusionFit fit = fit_fusion(scored, step);
+  std::printf("fusion           accuracy %.2f%% (threshold %.4f), weights", 100 * fit.accuracy, fit.threshold);
+  for (size_t i = 0; i < names.size(); ++i) std::printf(" %s=%.2f", names[i].c_str(), fit.weights[i]);
+  std::printf("\n");
+  json members = json::array();
+  for (size_t i = 0; i < names.size(); ++i) members.push_back({{"name", names[i]}, {"weight", fit.weights[i]}});
+  const std::string pairs = (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).filename().string();
+  json j = {{"name", name},
+            {"kind", "embedder"},
+            {"arch", "fusion"},
+            {"version", "1"},
+            {"package", "facekit (members from their own packages)"},
+            {"licence", "that of each member"},
+            {"provenance", "score-level fusion: squared distance = weighted mean of the members' squared distances"},
+            {"files", json::array()},
+            {"members", members},
+            {"embedding",
+             {{"dim", 0},
+              {"metric", "euclidean_l2norm"},
+              {"threshold", fit.threshold},
+              {"threshold_source", "weights and threshold fitted by `facekit bench fuse` on LFW " + pairs + " (" +
+                                       std::to_string(scored[0].size()) + " pairs), flip " +
+                                       (c.no_flip ? "off" : "on") + ", accuracy there " +
+                                       std::to_string(100 * fit.accuracy) + "%"}}}};
+  if (out.empty()) {
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::ofstream f(out);
+    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + out);
   }
   return 0;
 }
@@ -222,7 +279,25 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   lfw->add_option("--json", st->json_out, "write the report as JSON");
   lfw->add_option("--workers", st->lfw.threads, "images processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
   lfw->add_option("--limit", st->lfw.limit_pairs, "use only this many pairs (quick runs)");
+  lfw->add_option("--face-cache", st->lfw.face_cache,
+                  "keep detections and landmarks in this file and reuse them (compare embedders quickly)");
   out.emplace_back(lfw, [&c, st] { return cmd_bench_lfw(c, st->lfw, st->json_out); });
+
+  struct FuseState {
+    std::string models, name = "fusion", out;
+    double step = 0.05;
+  };
+  auto fs = std::make_shared<FuseState>();
+  auto* fuse = bench->add_subcommand("fuse", "fit fusion weights of several embedders on LFW pairs (use pairsDevTrain.txt)");
+  fuse->add_option("--models", fs->models, "comma-separated embedder names")->required();
+  fuse->add_option("--root", st->lfw.root, "LFW folder")->required()->check(CLI::ExistingDirectory);
+  fuse->add_option("--pairs", st->lfw.pairs, "pairs file to fit on")->required()->check(CLI::ExistingFile);
+  fuse->add_option("--face-cache", st->lfw.face_cache, "detections and landmarks cache (see bench lfw)");
+  fuse->add_option("--step", fs->step, "weight grid step")->capture_default_str()->check(CLI::Range(0.01, 1.0));
+  fuse->add_option("--name", fs->name, "name of the fusion manifest")->capture_default_str();
+  fuse->add_option("--out", fs->out, "write the manifest here (default: stdout)");
+  fuse->add_option("--workers", st->lfw.threads, "images processed in parallel")->capture_default_str();
+  out.emplace_back(fuse, [&c, st, fs] { return cmd_bench_fuse(c, st->lfw, fs->models, fs->step, fs->name, fs->out); });
 
   auto* models = app.add_subcommand("models", "list the models and whether their files are set up");
   out.emplace_back(models, [] { return cmd_models(); });

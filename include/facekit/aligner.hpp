@@ -19,8 +19,9 @@ struct AlignmentTemplate {
 /// dlib's get_face_chip_details(shape, size, padding) for 68-point shapes: 33 of the 68 points (brows and
 /// lower lip left out) against dlib's mean face.
 AlignmentTemplate dlib68_template(int size = 150, float padding = 0.25f);
-/// The ArcFace/InsightFace 112x112 five-point template (scaled to `size`).
-AlignmentTemplate arcface5_template(int size = 112);
+/// The ArcFace/InsightFace 112x112 five-point template, scaled to `size`, with `padding` (a fraction of the
+/// 112 box) added on each side.
+AlignmentTemplate arcface5_template(int size = 112, float padding = 0.f);
 /// By name: "dlib68" or "arcface5".
 AlignmentTemplate make_template(const std::string& name, int size, float padding);
 

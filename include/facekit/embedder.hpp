@@ -25,7 +25,11 @@ struct EmbedderOptions {
 class Embedder {
  public:
   virtual ~Embedder() = default;
-  /// One embedding per aligned chip (chips must be template().size square, RGB).
+  /// One embedding per face of a photo, each aligned from its landmarks as this embedder needs (a fusion of
+  /// embedders aligns once per member). The default aligns with alignment() and calls embed().
+  virtual std::vector<Embedding> embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const;
+  /// One embedding per aligned chip (chips must be alignment().size square, RGB). A fusion embedder has no
+  /// single chip and throws Error(kInvalidArgument): use embed_faces().
   virtual std::vector<Embedding> embed(const std::vector<Image>& chips) const = 0;
   virtual const ModelManifest& manifest() const = 0;
   /// The alignment this embedder expects; it belongs to the model.
@@ -34,7 +38,8 @@ class Embedder {
   float threshold() const { return manifest().threshold; }
 };
 
-/// "dlib_resnet" (the 128-D dlib ResNet-29 from face-api's face_recognition_model).
+/// By manifest name: "dlib_resnet" (128-D dlib ResNet-29), "mobilefacenet" (192-D), "mobileface" (256-D),
+/// "faceres" (1024-D), or a fusion manifest combining several.
 std::unique_ptr<Embedder> create_embedder(const std::string& name = "dlib_resnet",
                                           const EmbedderOptions& options = {});
 

@@ -39,6 +39,21 @@ VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, i
 /// The true-accept rate at the smallest threshold set so that at most `far` of the different pairs pass.
 double tar_at_far(const std::vector<ScoredPair>& pairs, double far, float* threshold = nullptr);
 
+/// Weights for a fusion of several embedders, fitted on one set of pairs.
+struct FusionFit {
+  std::vector<float> weights;  ///< one per member, summing to 1
+  float threshold = 0;         ///< accuracy-maximising threshold of the fused distance
+  double accuracy = 0;         ///< on the fitting pairs
+};
+
+/// Grid search over weight vectors (steps of `step`, summing to 1) of the fused distance
+/// sqrt(sum w_i d_i^2), for the weights that classify `members` (one list per embedder, same pairs in the same
+/// order) best. Throws Error(kInvalidArgument) when the lists disagree.
+FusionFit fit_fusion(const std::vector<std::vector<ScoredPair>>& members, double step = 0.05);
+
+/// The fused pairs for given weights.
+std::vector<ScoredPair> fuse_pairs(const std::vector<std::vector<ScoredPair>>& members, const std::vector<float>& weights);
+
 struct LfwPair {
   std::string a, b;  ///< paths relative to the LFW root: Name/Name_NNNN.jpg
   bool same = false;
@@ -53,6 +68,9 @@ struct LfwOptions {
   std::filesystem::path pairs;  ///< default: root/pairs.txt
   int threads = 2;              ///< images processed in parallel (each network runs single-threaded)
   int limit_pairs = 0;          ///< 0 = all
+  /// Detections and landmarks are kept in this file (created if absent) and reused by later runs with the
+  /// same detector settings, so comparing embedders costs only embedding. Empty: no cache.
+  std::filesystem::path face_cache;
 };
 
 /// A pair the protocol got wrong, with the threshold of its fold.
@@ -68,7 +86,8 @@ struct LfwReport {
   std::vector<LfwError> errors;
   int images = 0, no_face = 0;
   std::vector<std::string> no_face_images;
-  double median_detect_ms = 0, median_landmarks_ms = 0, median_align_ms = 0, median_embed_ms = 0;
+  double median_detect_ms = 0, median_landmarks_ms = 0, median_embed_ms = 0;  ///< embed includes alignment
+  std::vector<ScoredPair> scored;  ///< every pair's distance, in pairs-file order
   double wall_seconds = 0;
 };
 

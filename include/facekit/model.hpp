@@ -40,6 +40,13 @@ struct ModelManifest {
   float threshold = 0.f;        ///< same person when distance <= threshold
   std::string threshold_source; ///< how the threshold was calibrated
 
+  // Graph-model embedders: which placeholder and output node, and the channel order the model wants.
+  std::string graph_input, graph_output;
+  std::string channels = "rgb";  ///< "rgb" or "bgr"
+
+  // Fusion embedders: member models and their weights.
+  std::vector<std::pair<std::string, float>> members;
+
   /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.
   const ModelFile& file(const std::string& role) const;
 };

@@ -24,7 +24,8 @@ struct PipelineOptions {
 
 /// Milliseconds spent in each stage by one call (wall clock).
 struct StageTimes {
-  double detect_ms = 0, landmarks_ms = 0, align_ms = 0, embed_ms = 0;
+  double detect_ms = 0, landmarks_ms = 0;
+  double embed_ms = 0;  ///< alignment plus embedding
   int faces = 0;
 };
 
@@ -56,6 +57,10 @@ class FacePipeline {
   std::vector<Face> detect(const Image& rgb, StageTimes* times = nullptr) const;
   /// Every face with its embedding.
   std::vector<AnalyzedFace> analyze(const Image& rgb, StageTimes* times = nullptr) const;
+  /// One chosen face with landmarks, no embedding; throws Error(kNoFace) when there is none.
+  Face detect_one(const Image& rgb, FacePick pick, StageTimes* times = nullptr, int* faces_found = nullptr) const;
+  /// Embeddings of faces found earlier (landmarks required).
+  std::vector<AnalyzedFace> embed(const Image& rgb, std::vector<Face> faces, StageTimes* times = nullptr) const;
   /// Embedding of one chosen face; throws Error(kNoFace) when there is none.
   AnalyzedFace analyze_one(const Image& rgb, FacePick pick, StageTimes* times = nullptr,
                            int* faces_found = nullptr) const;

@@ -37,19 +37,22 @@ AlignmentTemplate dlib68_template(int size, float padding) {
   return t;
 }
 
-AlignmentTemplate arcface5_template(int size) {
+AlignmentTemplate arcface5_template(int size, float padding) {
   static const float p[5][2] = {
       {38.2946f, 51.6963f}, {73.5318f, 51.5014f}, {56.0252f, 71.7366f}, {41.5493f, 92.3655f}, {70.7299f, 92.2041f}};
   AlignmentTemplate t;
   t.name = "arcface5";
   t.size = size;
-  for (const auto& q : p) t.points.emplace_back(q[0] * size / 112.f, q[1] * size / 112.f);
+  // The 112 box is the face unit; padding adds that fraction of it on every side, as dlib's chips do.
+  for (const auto& q : p)
+    t.points.emplace_back((q[0] / 112.f + padding) / (1 + 2 * padding) * size,
+                          (q[1] / 112.f + padding) / (1 + 2 * padding) * size);
   return t;
 }
 
 AlignmentTemplate make_template(const std::string& name, int size, float padding) {
   if (name == "dlib68") return dlib68_template(size, padding);
-  if (name == "arcface5") return arcface5_template(size);
+  if (name == "arcface5") return arcface5_template(size, padding);
   throw Error(ErrorCode::kInvalidArgument, "unknown alignment template '" + name + "'");
 }
 

@@ -2,7 +2,10 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include <cmath>
+
 #include "embed/dlib_resnet.hpp"
+#include "graph/graph_model.hpp"
 #include "facekit/error.hpp"
 
 namespace facekit {
@@ -28,13 +31,12 @@ cv::Mat jittered(const cv::Mat& chip, const Jitter& j) {
   return out;
 }
 
-class DlibResNetEmbedder final : public Embedder {
+// What every network embedder shares: batching, jitter and flip views, averaging, L2 normalisation.
+// Subclasses only run their network on a normalised NCHW batch (channels-last memory).
+class NetEmbedder : public Embedder {
  public:
-  DlibResNetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
-      : manifest_(m),
-        opt_(opt),
-        tpl_(make_template(m.alignment_template, m.chip_size, m.chip_padding)),
-        net_(load_model_weights(m), nn::parse_device(opt.device)) {
+  NetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
+      : manifest_(m), opt_(opt), tpl_(make_template(m.alignment_template, m.chip_size, m.chip_padding)) {
     if (opt.max_batch < 1) throw Error(ErrorCode::kInvalidArgument, "max_batch must be >= 1");
     if (opt.jitter < 0 || opt.jitter > static_cast<int>(std::size(kJitters)))
       throw Error(ErrorCode::kInvalidArgument, "jitter must be in [0, 8]");
@@ -54,11 +56,11 @@ class DlibResNetEmbedder final : public Embedder {
       const int64_t n = static_cast<int64_t>(batch.size());
       for (int k = 0; k < opt_.jitter; ++k)
         for (int64_t i = 0; i < n; ++i) batch.push_back(jittered(batch[i], kJitters[k]));
-      at::Tensor x = nn::images_to_batch(batch, manifest_.mean, manifest_.scale, net_.device());
+      at::Tensor x = nn::images_to_batch(batch, manifest_.mean, manifest_.scale, device());
       if (opt_.flip) x = at::cat({x, at::flip(x, {3})}, 0);
       // Views are stacked view-major: [view][face]; average over views.
-      at::Tensor e = net_.forward(x);
-      e = e.view({-1, n, e.size(1)}).mean(0);
+      at::Tensor e = forward(x).to(at::kFloat);
+      e = e.reshape({-1, n, e.size(-1)}).mean(0);
       e = e / e.norm(2, {1}, true).clamp_min(1e-12);
       e = e.to(at::kCPU).contiguous();
       const float* p = e.data_ptr<float>();
@@ -69,20 +71,113 @@ class DlibResNetEmbedder final : public Embedder {
   const ModelManifest& manifest() const override { return manifest_; }
   const AlignmentTemplate& alignment() const override { return tpl_; }
 
- private:
+ protected:
+  virtual at::Tensor forward(const at::Tensor& x) const = 0;
+  virtual const at::Device& device() const = 0;
+
   ModelManifest manifest_;
   EmbedderOptions opt_;
   AlignmentTemplate tpl_;
+};
+
+class DlibResNetEmbedder final : public NetEmbedder {
+ public:
+  DlibResNetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
+      : NetEmbedder(m, opt), net_(load_model_weights(m), nn::parse_device(opt.device)) {}
+
+ private:
+  at::Tensor forward(const at::Tensor& x) const override { return net_.forward(x); }
+  const at::Device& device() const override { return net_.device(); }
   DlibResNet net_;
+};
+
+// Any TF.js graph model that maps an NHWC face crop to a vector.
+class GraphEmbedder final : public NetEmbedder {
+ public:
+  GraphEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
+      : NetEmbedder(m, opt), graph_(checked_path(m), nn::parse_device(opt.device)) {}
+
+ private:
+  static std::filesystem::path checked_path(const ModelManifest& m) {
+    verify_model_files(m);
+    return models_dir() / m.file("model_json").path;
+  }
+  at::Tensor forward(const at::Tensor& x) const override {
+    at::Tensor nhwc = x.permute({0, 2, 3, 1});  // contiguous: x is channels-last
+    if (manifest_.channels == "bgr") nhwc = at::flip(nhwc, {3});
+    const auto out = graph_.run({{manifest_.graph_input, nhwc}}, {manifest_.graph_output});
+    return out.at(0).reshape({x.size(0), -1});
+  }
+  const at::Device& device() const override { return graph_.device(); }
+  graph::GraphModel graph_;
+};
+
+// Weighted concatenation of L2-normalised member embeddings, normalised again: the squared distance of two
+// fused embeddings is the weighted mean of the members' squared distances (score-level fusion).
+class FusionEmbedder final : public Embedder {
+ public:
+  FusionEmbedder(const ModelManifest& m, const EmbedderOptions& opt) : manifest_(m) {
+    if (m.members.empty()) throw Error(ErrorCode::kModelCorrupt, "fusion " + m.name + " has no members");
+    float total = 0;
+    for (const auto& [name, w] : m.members) {
+      if (w < 0) throw Error(ErrorCode::kModelCorrupt, "fusion " + m.name + ": negative weight for " + name);
+      total += w;
+    }
+    int dim = 0;
+    for (const auto& [name, w] : m.members) {
+      if (w == 0) continue;
+      members_.push_back(create_embedder(name, opt));
+      weights_.push_back(std::sqrt(w / total));
+      dim += members_.back()->dim();
+    }
+    manifest_.embedding_dim = dim;
+    tpl_ = members_.front()->alignment();
+  }
+
+  std::vector<Embedding> embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const override {
+    std::vector<Embedding> out(faces.size());
+    for (size_t k = 0; k < members_.size(); ++k) {
+      const auto e = members_[k]->embed_faces(rgb, faces);
+      for (size_t i = 0; i < faces.size(); ++i)
+        for (float v : e[i]) out[i].push_back(v * weights_[k]);
+    }
+    for (auto& e : out) {
+      double n = 0;
+      for (float v : e) n += double(v) * v;
+      const float inv = static_cast<float>(1.0 / std::max(std::sqrt(n), 1e-12));
+      for (float& v : e) v *= inv;
+    }
+    return out;
+  }
+  std::vector<Embedding> embed(const std::vector<Image>&) const override {
+    throw Error(ErrorCode::kInvalidArgument,
+                "fusion embedder " + manifest_.name + " aligns each member itself: call embed_faces()");
+  }
+  const ModelManifest& manifest() const override { return manifest_; }
+  const AlignmentTemplate& alignment() const override { return tpl_; }
+
+ private:
+  ModelManifest manifest_;
+  AlignmentTemplate tpl_;
+  std::vector<std::unique_ptr<Embedder>> members_;
+  std::vector<float> weights_;
 };
 
 }  // namespace
 }  // namespace detail
 
+std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const {
+  std::vector<Image> chips;
+  for (const auto& lm : faces) chips.push_back(align_face(rgb, lm, alignment()));
+  return embed(chips);
+}
+
 std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
   if (m.arch == "dlib_resnet29") return std::make_unique<detail::DlibResNetEmbedder>(m, options);
+  if (m.arch == "graph") return std::make_unique<detail::GraphEmbedder>(m, options);
+  if (m.arch == "fusion") return std::make_unique<detail::FusionEmbedder>(m, options);
   throw Error(ErrorCode::kInvalidArgument, "no embedder implementation for architecture '" + m.arch + "'");
 }
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
@@ -19,6 +20,60 @@ std::string lfw_path(const std::string& name, int idx) {
   char num[8];
   std::snprintf(num, sizeof num, "%04d", idx);
   return name + "/" + name + "_" + num + ".jpg";
+}
+
+// Face cache: "FKFC1", then per image: path, found flag, box, score, 68 points.
+constexpr char kCacheMagic[] = "FKFC1";
+
+std::unordered_map<std::string, std::optional<Face>> read_face_cache(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  char magic[5];
+  in.read(magic, 5);
+  if (!in || std::string(magic, 5) != kCacheMagic)
+    throw Error(ErrorCode::kInvalidArgument, p.string() + " is not a facekit face cache");
+  std::unordered_map<std::string, std::optional<Face>> out;
+  uint32_t len;
+  while (in.read(reinterpret_cast<char*>(&len), 4)) {
+    std::string path(len, '\0');
+    char found = 0;
+    in.read(path.data(), len);
+    in.read(&found, 1);
+    if (!found) {
+      out[path] = std::nullopt;
+      continue;
+    }
+    Face f;
+    Landmarks68 lm;
+    in.read(reinterpret_cast<char*>(&f.box), sizeof f.box);
+    in.read(reinterpret_cast<char*>(&f.score), sizeof f.score);
+    in.read(reinterpret_cast<char*>(lm.data()), sizeof lm);
+    if (!in) throw Error(ErrorCode::kInvalidArgument, p.string() + " is truncated; delete it");
+    f.landmarks = lm;
+    out[path] = f;
+  }
+  return out;
+}
+
+void write_face_cache(const fs::path& p, const std::unordered_map<std::string, std::optional<Face>>& faces) {
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  const fs::path tmp = p.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(kCacheMagic, 5);
+    for (const auto& [path, f] : faces) {
+      const uint32_t len = static_cast<uint32_t>(path.size());
+      const char found = f.has_value();
+      out.write(reinterpret_cast<const char*>(&len), 4);
+      out.write(path.data(), len);
+      out.write(&found, 1);
+      if (!found) continue;
+      out.write(reinterpret_cast<const char*>(&f->box), sizeof f->box);
+      out.write(reinterpret_cast<const char*>(&f->score), sizeof f->score);
+      out.write(reinterpret_cast<const char*>(f->landmarks->data()), sizeof(Landmarks68));
+    }
+    if (!out) throw Error(ErrorCode::kInvalidArgument, "cannot write " + tmp.string());
+  }
+  fs::rename(tmp, p);  // a reader never sees a half-written cache
 }
 
 double median(std::vector<double> v) {
@@ -95,7 +150,12 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
     for (const auto* s : {&p.a, &p.b})
       if (index.emplace(*s, static_cast<int>(images.size())).second) images.push_back(*s);
 
+  // Faces from an earlier run (same detector settings), keyed by image path; absent = not cached.
+  std::unordered_map<std::string, std::optional<Face>> cached;
+  if (!options.face_cache.empty() && fs::exists(options.face_cache)) cached = read_face_cache(options.face_cache);
+
   std::vector<Embedding> emb(images.size());
+  std::vector<std::optional<Face>> faces(images.size());
   std::vector<StageTimes> times(images.size());
   std::vector<char> ok(images.size(), 0);
   std::atomic<int> next{0}, done{0};
@@ -106,15 +166,25 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
       try {
         const Image img = load_image(options.root / images[i]);
         StageTimes t;
-        emb[i] = pipeline.analyze_one(img, FacePick::kNearestCenter, &t).embedding;
-        times[i] = t;
-        ok[i] = 1;
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kNoFace) {
-          std::lock_guard lock(progress_mu);
-          if (!failure) failure = std::make_exception_ptr(Error(e.code(), images[i] + ": " + e.what()));
-          next = static_cast<int>(images.size());
+        auto c = cached.find(images[i]);
+        if (c != cached.end()) {
+          faces[i] = c->second;
+        } else {
+          try {
+            faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t);
+          } catch (const Error& e) {
+            if (e.code() != ErrorCode::kNoFace) throw;
+          }
         }
+        if (faces[i]) {
+          emb[i] = pipeline.embed(img, {*faces[i]}, &t).at(0).embedding;
+          ok[i] = 1;
+        }
+        times[i] = t;
+      } catch (const Error& e) {
+        std::lock_guard lock(progress_mu);
+        if (!failure) failure = std::make_exception_ptr(Error(e.code(), images[i] + ": " + e.what()));
+        next = static_cast<int>(images.size());
       }
       const int d = ++done;
       if (progress) {
@@ -127,24 +197,28 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
   for (int t = 0; t < std::max(1, options.threads); ++t) pool.emplace_back(worker);
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
+  if (!options.face_cache.empty() && cached.size() < images.size()) {
+    for (size_t i = 0; i < images.size(); ++i) cached[images[i]] = faces[i];
+    write_face_cache(options.face_cache, cached);
+  }
 
   LfwReport r;
   r.images = static_cast<int>(images.size());
-  std::vector<double> det, lm, al, em;
+  std::vector<double> det, lm, em;
   for (size_t i = 0; i < images.size(); ++i) {
     if (!ok[i]) {
       r.no_face++;
       r.no_face_images.push_back(images[i]);
       continue;
     }
-    det.push_back(times[i].detect_ms);
-    lm.push_back(times[i].landmarks_ms);
-    al.push_back(times[i].align_ms);
+    if (times[i].faces > 0) {  // detected in this run, not taken from the cache
+      det.push_back(times[i].detect_ms);
+      lm.push_back(times[i].landmarks_ms);
+    }
     em.push_back(times[i].embed_ms);
   }
   r.median_detect_ms = median(det);
   r.median_landmarks_ms = median(lm);
-  r.median_align_ms = median(al);
   r.median_embed_ms = median(em);
 
   std::vector<ScoredPair> scored;
@@ -158,6 +232,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
     scored.push_back(s);
   }
   r.verification = evaluate_verification(scored, folds);
+  r.scored = scored;
   for (size_t i = 0; i < pairs.size(); ++i) {
     const auto& s = scored[i];
     const float t = r.verification.folds[s.fold].threshold;

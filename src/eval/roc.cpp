@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <numeric>
 
@@ -78,6 +79,55 @@ VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, i
   r.accuracy_std = folds > 1 ? std::sqrt(var / folds) : 0;
   r.tar_at_far_1e3 = tar_at_far(pairs, 1e-3, &r.threshold_at_far_1e3);
   return r;
+}
+
+std::vector<ScoredPair> fuse_pairs(const std::vector<std::vector<ScoredPair>>& members,
+                                   const std::vector<float>& weights) {
+  if (members.empty() || members.size() != weights.size())
+    throw Error(ErrorCode::kInvalidArgument, "fuse_pairs: one weight per member needed");
+  std::vector<ScoredPair> out = members[0];
+  for (size_t i = 0; i < out.size(); ++i) {
+    double d2 = 0;
+    for (size_t m = 0; m < members.size(); ++m) {
+      const auto& p = members[m].at(i);
+      if (p.same != out[i].same || p.fold != out[i].fold)
+        throw Error(ErrorCode::kInvalidArgument, "fuse_pairs: members scored different pairs");
+      out[i].valid = out[i].valid && p.valid;
+      d2 += weights[m] * double(p.distance) * p.distance;
+    }
+    out[i].distance = static_cast<float>(std::sqrt(d2));
+  }
+  return out;
+}
+
+FusionFit fit_fusion(const std::vector<std::vector<ScoredPair>>& members, double step) {
+  if (members.empty() || step <= 0 || step > 1) throw Error(ErrorCode::kInvalidArgument, "fit_fusion: bad input");
+  const int n = static_cast<int>(members.size()), steps = static_cast<int>(std::lround(1 / step));
+  FusionFit best;
+  best.accuracy = -1;
+  std::vector<int> k(n, 0);
+  // Enumerate compositions of `steps` into n non-negative parts.
+  std::function<void(int, int)> rec = [&](int i, int left) {
+    if (i == n - 1) {
+      k[i] = left;
+      std::vector<float> w(n);
+      for (int j = 0; j < n; ++j) w[j] = static_cast<float>(k[j]) / steps;
+      std::vector<ScoredPair> fused = fuse_pairs(members, w);
+      for (auto& p : fused) p.fold = 0;
+      std::vector<const ScoredPair*> all;
+      for (const auto& p : fused) all.push_back(&p);
+      const float t = best_threshold(all);
+      const double acc = accuracy(all, t);
+      if (acc > best.accuracy + 1e-12) best = {w, t, acc};
+      return;
+    }
+    for (int v = 0; v <= left; ++v) {
+      k[i] = v;
+      rec(i + 1, left - v);
+    }
+  };
+  rec(0, steps);
+  return best;
 }
 
 }  // namespace facekit

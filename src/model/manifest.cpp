@@ -73,6 +73,13 @@ ModelManifest load_manifest(const std::string& name) {
       m.threshold = e.at("threshold");
       m.threshold_source = e.value("threshold_source", "");
     }
+    if (j.contains("graph")) {
+      m.graph_input = j["graph"].value("input", "");
+      m.graph_output = j["graph"].value("output", "");
+      m.channels = j["graph"].value("channels", "rgb");
+    }
+    if (j.contains("members"))
+      for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kModelCorrupt, "manifest " + p.string() + " is malformed: " + e.what());
   }

@@ -57,12 +57,12 @@ std::vector<Face> FacePipeline::detect(const Image& rgb, StageTimes* times) cons
 namespace {
 std::vector<AnalyzedFace> embed_faces(const Embedder& embedder, const Image& rgb, std::vector<Face> faces,
                                       StageTimes* times) {
+  // Alignment happens inside embed_faces (each member of a fusion aligns its own way), so its time counts
+  // as embedding here.
   auto t0 = Clock::now();
-  std::vector<Image> chips;
-  for (const auto& f : faces) chips.push_back(align_face(rgb, *f.landmarks, embedder.alignment()));
-  if (times) times->align_ms += ms_since(t0);
-  t0 = Clock::now();
-  auto embs = embedder.embed(chips);
+  std::vector<Landmarks68> lms;
+  for (const auto& f : faces) lms.push_back(*f.landmarks);
+  auto embs = embedder.embed_faces(rgb, lms);
   if (times) times->embed_ms += ms_since(t0);
   std::vector<AnalyzedFace> out;
   for (size_t i = 0; i < faces.size(); ++i) out.push_back({std::move(faces[i]), std::move(embs[i])});
@@ -74,7 +74,7 @@ std::vector<AnalyzedFace> FacePipeline::analyze(const Image& rgb, StageTimes* ti
   return embed_faces(*impl_->embedder, rgb, detect(rgb, times), times);
 }
 
-AnalyzedFace FacePipeline::analyze_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
+Face FacePipeline::detect_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
   auto t0 = Clock::now();
   auto faces = impl_->detector->detect(rgb);
   const float rescue = impl_->rescue_min_score;
@@ -93,14 +93,24 @@ AnalyzedFace FacePipeline::analyze_one(const Image& rgb, FacePick pick, StageTim
     const auto da = a.box.center() - c, db = b.box.center() - c;
     return da.dot(da) < db.dot(db);
   };
-  Face best = *std::min_element(faces.begin(), faces.end(), [&](const Face& a, const Face& b) { return better(a, b); });
+  Face best = *std::min_element(faces.begin(), faces.end(), better);
   t0 = Clock::now();
   best.landmarks = impl_->landmarker->landmarks(rgb, {best.box}).at(0);
   if (times) {
     times->landmarks_ms += ms_since(t0);
     times->faces += 1;
   }
-  return std::move(embed_faces(*impl_->embedder, rgb, {best}, times).at(0));
+  return best;
+}
+
+std::vector<AnalyzedFace> FacePipeline::embed(const Image& rgb, std::vector<Face> faces, StageTimes* times) const {
+  for (const auto& f : faces)
+    if (!f.landmarks) throw Error(ErrorCode::kInvalidArgument, "embed() needs faces with landmarks");
+  return embed_faces(*impl_->embedder, rgb, std::move(faces), times);
+}
+
+AnalyzedFace FacePipeline::analyze_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
+  return std::move(embed_faces(*impl_->embedder, rgb, {detect_one(rgb, pick, times, faces_found)}, times).at(0));
 }
 
 VerifyResult FacePipeline::verify(const Image& a, const Image& b) const {

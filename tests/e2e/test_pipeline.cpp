@@ -123,3 +123,24 @@ TEST(Pipeline, DetectsFacesOnEveryDlibExamplePhoto) {
   }
   EXPECT_GE(photos, 10);
 }
+
+class Embedders : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
+  fk::PipelineOptions o;
+  o.embedder = GetParam();
+  const fk::FacePipeline p(o);
+  const auto img = fk::load_image(kDemo / "sample1.jpg");
+  const auto faces = p.analyze(img);
+  ASSERT_EQ(faces.size(), 3u);
+  for (const auto& f : faces) {
+    EXPECT_EQ(static_cast<int>(f.embedding.size()), p.embedder().dim());
+    double n = 0;
+    for (float v : f.embedding) n += double(v) * v;
+    EXPECT_NEAR(n, 1.0, 1e-4);
+  }
+  const auto again = p.analyze(img);
+  EXPECT_LT(fk::l2_distance(faces[0].embedding, again[0].embedding), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Embedders, ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet"));

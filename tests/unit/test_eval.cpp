@@ -1,6 +1,8 @@
 // Unit tier: the LFW protocol's arithmetic on hand-made scores.
 #include <fstream>
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "facekit/error.hpp"
@@ -87,4 +89,27 @@ TEST(LfwPairs, ParsesBothFormats) {
   EXPECT_THROW(fk::read_lfw_pairs(dir / "bad.txt"), fk::Error);  // header promises 4 pairs
   EXPECT_THROW(fk::read_lfw_pairs(dir / "missing.txt"), fk::Error);
   std::filesystem::remove_all(dir);
+}
+
+TEST(Fusion, FindsTheWeightsThatSeparate) {
+  // Member A is right on the first half of the pairs and random-ish on the second; member B the opposite.
+  // Equal weights separate all; either member alone cannot.
+  std::vector<fk::ScoredPair> a, b;
+  for (int i = 0; i < 40; ++i) {
+    const bool same = i % 2 == 0;
+    const bool first = i < 20;
+    const float good = same ? 0.2f : 1.0f, bad = same ? 0.8f : 0.5f;
+    a.push_back({first ? good : bad, same, true, 0});
+    b.push_back({first ? bad : good, same, true, 0});
+  }
+  const auto fit = fk::fit_fusion({a, b}, 0.1);
+  ASSERT_EQ(fit.weights.size(), 2u);
+  EXPECT_NEAR(fit.weights[0] + fit.weights[1], 1.f, 1e-6);
+  EXPECT_DOUBLE_EQ(fit.accuracy, 1.0);
+  EXPECT_GT(fit.weights[0], 0.f);
+  EXPECT_GT(fit.weights[1], 0.f);
+  // The fused distance is sqrt(sum w d^2).
+  const auto fused = fk::fuse_pairs({a, b}, {0.5f, 0.5f});
+  EXPECT_NEAR(fused[0].distance, std::sqrt(0.5 * 0.04 + 0.5 * 0.64), 1e-6);
+  EXPECT_THROW(fk::fuse_pairs({a, b}, {1.f}), fk::Error);
 }

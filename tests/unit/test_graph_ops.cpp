@@ -1,0 +1,209 @@
+// Unit tier: each graph-runtime op against hand-computed values or a naive reference (no model needed).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "graph/graph_model.hpp"
+
+namespace g = facekit::graph;
+using nlohmann::json;
+
+namespace {
+
+std::string b64(const std::string& s) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -6;
+  for (unsigned char c : s) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) out.push_back(t[(val >> bits) & 0x3F]), bits -= 6;
+  }
+  if (bits > -6) out.push_back(t[((val << 8) >> (bits + 8)) & 0x3F]);
+  while (out.size() % 4) out.push_back('=');
+  return out;
+}
+json S(const std::string& s) { return {{"s", b64(s)}}; }
+json I(int64_t v) { return {{"i", std::to_string(v)}}; }
+json Ints(std::vector<int64_t> v) {
+  json l = json::array();
+  for (auto x : v) l.push_back(std::to_string(x));
+  return {{"list", {{"i", l}}}};
+}
+json Strs(std::vector<std::string> v) {
+  json l = json::array();
+  for (auto& x : v) l.push_back(b64(x));
+  return {{"list", {{"s", l}}}};
+}
+
+// Runs one op like the runtime does: prepare with the (constant) inputs, then run.
+std::vector<at::Tensor> run(const std::string& op, json attr, std::vector<at::Tensor> in) {
+  g::Node n;
+  n.op = op;
+  n.name = "test";
+  n.attr = g::Attrs(std::move(attr));
+  const auto& k = g::op_registry().at(op);
+  std::vector<const at::Tensor*> cin;
+  for (auto& t : in) cin.push_back(&t);
+  if (k.prepare) k.prepare(n, cin);
+  return k.run(g::OpCall{n, in});
+}
+at::Tensor run1(const std::string& op, json attr, std::vector<at::Tensor> in) { return run(op, attr, in).at(0); }
+
+at::Tensor ints(std::vector<int> v) { return at::tensor(v, at::kInt); }
+
+// Direct NHWC convolution with TF padding, for reference.
+at::Tensor naive_conv_nhwc(const at::Tensor& x, const at::Tensor& f, int stride, bool same) {
+  const int64_t H = x.size(1), W = x.size(2), C = x.size(3), kh = f.size(0), kw = f.size(1), O = f.size(3);
+  int64_t oh, ow, pt = 0, pl = 0;
+  if (same) {
+    oh = (H + stride - 1) / stride, ow = (W + stride - 1) / stride;
+    pt = std::max<int64_t>((oh - 1) * stride + kh - H, 0) / 2;
+    pl = std::max<int64_t>((ow - 1) * stride + kw - W, 0) / 2;
+  } else {
+    oh = (H - kh) / stride + 1, ow = (W - kw) / stride + 1;
+  }
+  at::Tensor y = at::zeros({1, oh, ow, O});
+  for (int64_t i = 0; i < oh; ++i)
+    for (int64_t j = 0; j < ow; ++j)
+      for (int64_t o = 0; o < O; ++o) {
+        double s = 0;
+        for (int64_t u = 0; u < kh; ++u)
+          for (int64_t v = 0; v < kw; ++v)
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t yy = i * stride + u - pt, xx = j * stride + v - pl;
+              if (yy >= 0 && yy < H && xx >= 0 && xx < W) s += x[0][yy][xx][c].item<double>() * f[u][v][c][o].item<double>();
+            }
+        y[0][i][j][o] = s;
+      }
+  return y;
+}
+
+double maxdiff(const at::Tensor& a, const at::Tensor& b) { return (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(); }
+
+}  // namespace
+
+TEST(GraphOps, FusedConvSameStride2WithBiasAndPrelu) {
+  at::manual_seed(1);
+  const auto x = at::randn({1, 6, 5, 3}), f = at::randn({3, 3, 3, 4}), b = at::randn({4}), alpha = at::rand({4});
+  json a = {{"strides", Ints({1, 2, 2, 1})}, {"padding", S("SAME")}, {"fused_ops", Strs({"BiasAdd", "Prelu"})}};
+  const auto y = run1("_FusedConv2D", a, {x, f, b, alpha});
+  at::Tensor ref = naive_conv_nhwc(x, f, 2, true) + b;
+  ref = at::relu(ref) + alpha * at::clamp_max(ref, 0);
+  EXPECT_LT(maxdiff(y, ref), 1e-4);
+}
+
+TEST(GraphOps, ConvValidAndExplicitPadding) {
+  at::manual_seed(2);
+  const auto x = at::randn({1, 7, 7, 2}), f = at::randn({3, 3, 2, 3});
+  EXPECT_LT(maxdiff(run1("Conv2D", {{"strides", Ints({1, 1, 1, 1})}, {"padding", S("VALID")}}, {x, f}),
+                    naive_conv_nhwc(x, f, 1, false)),
+            1e-4);
+  // EXPLICIT 1 on every side equals SAME for a 3x3 stride-1 conv.
+  json e = {{"strides", Ints({1, 1, 1, 1})}, {"padding", S("EXPLICIT")}, {"explicit_paddings", Ints({0, 0, 1, 1, 1, 1, 0, 0})}};
+  EXPECT_LT(maxdiff(run1("Conv2D", e, {x, f}), naive_conv_nhwc(x, f, 1, true)), 1e-4);
+}
+
+TEST(GraphOps, DepthwiseWithMultiplier) {
+  // filter [1,1,2,2]: channel c, multiplier m scales by (c*2+m+1); output channel order c*mult+m.
+  const auto x = at::tensor({1.f, 10.f}).view({1, 1, 1, 2});
+  const auto f = at::tensor({1.f, 2.f, 3.f, 4.f}).view({1, 1, 2, 2});
+  const auto y = run1("DepthwiseConv2dNative", {{"strides", Ints({1, 1, 1, 1})}, {"padding", S("SAME")}}, {x, f});
+  EXPECT_TRUE(at::allclose(y.reshape({-1}), at::tensor({1.f, 2.f, 30.f, 40.f})));
+}
+
+TEST(GraphOps, FusedMatMulBiasRelu) {
+  const auto a = at::tensor({1.f, -2.f}).view({1, 2}), b = at::tensor({1.f, 2.f, 3.f, 4.f}).view({2, 2});
+  const auto bias = at::tensor({1.f, 0.f});
+  const auto y = run1("_FusedMatMul", {{"fused_ops", Strs({"BiasAdd", "Relu"})}}, {a, b, bias});
+  // [1,-2] x [[1,2],[3,4]] = [-5,-6]; + [1,0] = [-4,-6]; relu = 0
+  EXPECT_TRUE(at::equal(y, at::zeros({1, 2})));
+  const auto yt = run1("MatMul", {{"transpose_b", {{"b", true}}}}, {a, b});
+  EXPECT_TRUE(at::allclose(yt, at::tensor({-3.f, -5.f}).view({1, 2})));
+}
+
+TEST(GraphOps, PoolsUseTfPadding) {
+  const auto x = at::arange(1, 17, at::kFloat).view({1, 4, 4, 1});
+  json a = {{"ksize", Ints({1, 3, 3, 1})}, {"strides", Ints({1, 2, 2, 1})}, {"padding", S("SAME")}};
+  // SAME 3x3 stride 2 on 4x4: pad 0 before, 1 after. Window (0,0) covers rows 0-2, cols 0-2.
+  const auto mx = run1("MaxPool", a, {x});
+  EXPECT_EQ(mx[0][0][0][0].item<float>(), 11.f);
+  EXPECT_EQ(mx[0][1][1][0].item<float>(), 16.f);
+  // The last window sees rows 2-3, cols 2-3 only: its average excludes the padding.
+  const auto av = run1("AvgPool", a, {x});
+  EXPECT_FLOAT_EQ(av[0][1][1][0].item<float>(), (11 + 12 + 15 + 16) / 4.f);
+  EXPECT_FLOAT_EQ(av[0][0][0][0].item<float>(), (1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11) / 9.f);
+}
+
+TEST(GraphOps, ElementwiseAndReductions) {
+  const auto a = at::tensor({-1.f, 2.f, -3.f, 4.f}).view({2, 2}), b = at::tensor({2.f});
+  EXPECT_TRUE(at::equal(run1("AddV2", {}, {a, b}), a + 2));
+  EXPECT_TRUE(at::equal(run1("Maximum", {}, {a, b}), at::tensor({2.f, 2.f, 2.f, 4.f}).view({2, 2})));
+  EXPECT_TRUE(at::equal(run1("Prelu", {}, {a, at::tensor({0.5f, 0.25f})}), at::tensor({-0.5f, 2.f, -1.5f, 4.f}).view({2, 2})));
+  EXPECT_TRUE(at::equal(run1("Relu6", {}, {a * 3}), at::tensor({0.f, 6.f, 0.f, 6.f}).view({2, 2})));
+  EXPECT_TRUE(at::equal(run1("Mean", {{"keep_dims", {{"b", true}}}}, {a, ints({1})}), at::tensor({0.5f, 0.5f}).view({2, 1})));
+  EXPECT_TRUE(at::equal(run1("Max", {}, {a, ints({0})}), at::tensor({-1.f, 4.f})));
+  EXPECT_FLOAT_EQ(run1("Sum", {}, {a, ints({0, 1})}).item<float>(), 2.f);
+  EXPECT_TRUE(at::equal(run1("AddN", {}, {a, a, a}), a * 3));
+  EXPECT_NEAR(run1("Rsqrt", {}, {at::tensor({4.f})}).item<float>(), 0.5f, 1e-6);
+  EXPECT_TRUE(at::allclose(run1("Softmax", {}, {at::tensor({0.f, std::log(3.f)})}), at::tensor({0.25f, 0.75f})));
+  EXPECT_EQ(run1("Cast", {{"DstT", {{"type", "DT_INT32"}}}}, {at::tensor({1.7f, -1.7f})}).scalar_type(), at::kInt);
+}
+
+TEST(GraphOps, StridedSliceMasks) {
+  const auto x = at::arange(24, at::kFloat).view({2, 3, 4});
+  // x[:, 1, ::2] -> shrink axis 1, begin/end masks on 0 and 2.
+  json a = {{"begin_mask", I(5)}, {"end_mask", I(5)}, {"shrink_axis_mask", I(2)}};
+  auto y = run1("StridedSlice", a, {x, ints({0, 1, 0}), ints({0, 2, 0}), ints({1, 1, 2})});
+  EXPECT_TRUE(at::equal(y, at::tensor({4.f, 6.f, 16.f, 18.f}).view({2, 2})));
+  // x[..., -1] with an ellipsis, and a reversed slice x[0, 2:0:-1, 0].
+  y = run1("StridedSlice", {{"ellipsis_mask", I(1)}, {"shrink_axis_mask", I(2)}},
+           {x, ints({0, -1}), ints({0, 0}), ints({1, 1})});
+  EXPECT_TRUE(at::equal(y, at::tensor({3.f, 7.f, 11.f, 15.f, 19.f, 23.f}).view({2, 3})));
+  y = run1("StridedSlice", {{"shrink_axis_mask", I(5)}}, {x, ints({0, 2, 0}), ints({1, 0, 1}), ints({1, -1, 1})});
+  EXPECT_TRUE(at::equal(y, at::tensor({8.f, 4.f})));
+  // new axis
+  y = run1("StridedSlice", {{"new_axis_mask", I(1)}, {"begin_mask", I(2)}, {"end_mask", I(2)}},
+           {x, ints({0, 0}), ints({0, 0}), ints({1, 1})});
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
+TEST(GraphOps, ShapeOps) {
+  const auto x = at::arange(6, at::kFloat).view({1, 2, 3});
+  EXPECT_EQ(run1("Reshape", {}, {x, ints({3, -1})}).sizes(), (std::vector<int64_t>{3, 2}));
+  EXPECT_TRUE(at::equal(run1("Shape", {}, {x}), ints({1, 2, 3})));
+  EXPECT_EQ(run1("Squeeze", {{"squeeze_dims", Ints({0})}}, {x}).sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(run1("ExpandDims", {}, {x, ints({-1})}).sizes(), (std::vector<int64_t>{1, 2, 3, 1}));
+  const auto p = run1("Pad", {}, {x, ints({0, 0, 1, 0, 0, 2}).view({3, 2})});
+  EXPECT_EQ(p.sizes(), (std::vector<int64_t>{1, 3, 5}));
+  EXPECT_EQ(p[0][0].sum().item<float>(), 0.f);
+  EXPECT_EQ(p[0][1][4].item<float>(), 0.f);
+  EXPECT_EQ(p[0][2][2].item<float>(), 5.f);
+  EXPECT_EQ(run1("ConcatV2", {}, {x, x, ints({-1})}).sizes(), (std::vector<int64_t>{1, 2, 6}));
+  EXPECT_EQ(run1("Pack", {{"axis", I(1)}}, {x, x}).sizes(), (std::vector<int64_t>{1, 2, 2, 3}));
+  EXPECT_EQ(run1("Transpose", {}, {x, ints({2, 0, 1})}).sizes(), (std::vector<int64_t>{3, 1, 2}));
+  EXPECT_EQ(run1("Tile", {}, {x, ints({2, 1, 2})}).sizes(), (std::vector<int64_t>{2, 2, 6}));
+  EXPECT_TRUE(at::equal(run1("GatherV2", {}, {x.view({2, 3}), ints({2, 0}), ints({1})}),
+                        at::tensor({2.f, 0.f, 5.f, 3.f}).view({2, 2})));
+  EXPECT_TRUE(at::equal(run1("GatherNd", {}, {x.view({2, 3}), ints({1, 2, 0, 1}).view({2, 2})}), at::tensor({5.f, 1.f})));
+  EXPECT_TRUE(at::equal(run1("Fill", {}, {ints({2}), at::tensor(7.f)}), at::tensor({7.f, 7.f})));
+  EXPECT_TRUE(at::equal(run1("Range", {}, {at::tensor(1), at::tensor(7), at::tensor(2)}), at::tensor({1, 3, 5}, at::kLong)));
+}
+
+TEST(GraphOps, DepthToSpaceAndResize) {
+  // DepthToSpace block 2: channel k of cell (0,0) goes to (k/2, k%2).
+  const auto x = at::arange(4, at::kFloat).view({1, 1, 1, 4});
+  EXPECT_TRUE(at::equal(run1("DepthToSpace", {{"block_size", I(2)}}, {x}).view({2, 2}),
+                        at::tensor({0.f, 1.f, 2.f, 3.f}).view({2, 2})));
+  const auto img = at::tensor({0.f, 4.f}).view({1, 1, 2, 1});
+  // half-pixel 2 -> 4: samples at -0.25, 0.25, 0.75, 1.25 (clamped) -> 0, 1, 3, 4
+  auto r = run1("ResizeBilinear", {{"half_pixel_centers", {{"b", true}}}}, {img, ints({1, 4})});
+  EXPECT_TRUE(at::allclose(r.reshape({-1}), at::tensor({0.f, 1.f, 3.f, 4.f})));
+  // legacy 2 -> 4: samples at 0, 0.5, 1, 1.5 (clamped) -> 0, 2, 4, 4
+  r = run1("ResizeBilinear", {}, {img, ints({1, 4})});
+  EXPECT_TRUE(at::allclose(r.reshape({-1}), at::tensor({0.f, 2.f, 4.f, 4.f})));
+}
+
+TEST(GraphOps, UnknownOpIsALoadError) {
+  EXPECT_EQ(g::op_registry().count("NonMaxSuppressionV3"), 0u);
+  EXPECT_GT(g::op_registry().size(), 60u);
+}
