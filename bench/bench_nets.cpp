@@ -82,6 +82,27 @@ BENCHMARK(BM_SsdDetect640x480)
     ->Args({384, 0})
     ->Unit(benchmark::kMillisecond);
 
+void BM_BlazeFaceDetect640x480(benchmark::State& state) {
+  const auto det = fk::create_detector(state.range(0) ? "blazeface-back" : "blazeface-front");
+  static const fk::Image img = photo_640x480();
+  size_t faces = 0;
+  for (auto _ : state) faces = det->detect(img).size();
+  state.counters["faces"] = static_cast<double>(faces);
+}
+BENCHMARK(BM_BlazeFaceDetect640x480)->ArgName("back")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond);
+
+// Graph embedders, one aligned chip per iteration (flip off), after the dlib ResNet's numbers above.
+void BM_GraphEmbedder(benchmark::State& state, const char* name) {
+  fk::EmbedderOptions o;
+  o.flip = false;
+  const auto e = fk::create_embedder(name, o);
+  const fk::Image chip(e->alignment().size, e->alignment().size, CV_8UC3, cv::Scalar(120, 100, 90));
+  for (auto _ : state) benchmark::DoNotOptimize(e->embed({chip}));
+}
+BENCHMARK_CAPTURE(BM_GraphEmbedder, mobilefacenet, "mobilefacenet")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GraphEmbedder, mobileface, "mobileface")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GraphEmbedder, faceres, "faceres")->Unit(benchmark::kMillisecond);
+
 // Per face, from photo to embedding: landmarks + alignment + embedding (detection excluded), flip on/off.
 void BM_FaceAfterDetection(benchmark::State& state) {
   fk::PipelineOptions o;

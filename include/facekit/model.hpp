@@ -44,6 +44,10 @@ struct ModelManifest {
   std::string graph_input, graph_output;
   std::string channels = "rgb";  ///< "rgb" or "bgr"
 
+  // Detectors whose boxes follow another convention than the landmark net's: (width scale, height scale,
+  // centre shift x, centre shift y), the shifts in units of the box size.
+  std::array<float, 4> box_adjust{1, 1, 0, 0};
+
   // Fusion embedders: member models and their weights.
   std::vector<std::pair<std::string, float>> members;
 

@@ -1,5 +1,6 @@
 #include "graph/graph_model.hpp"
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -269,6 +270,18 @@ std::vector<at::Tensor> GraphModel::run(const at::Tensor& input) const {
 
 std::vector<at::Tensor> GraphModel::run(const std::map<std::string, at::Tensor>& inputs,
                                         const std::vector<std::string>& outputs) const {
+  return execute(inputs, outputs, nullptr);
+}
+
+std::map<std::string, double> GraphModel::profile(const std::map<std::string, at::Tensor>& inputs) const {
+  std::map<std::string, double> prof;
+  execute(inputs, {}, &prof);
+  return prof;
+}
+
+std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tensor>& inputs,
+                                            const std::vector<std::string>& outputs,
+                                            std::map<std::string, double>* prof) const {
   c10::InferenceMode guard;
   std::vector<std::vector<at::Tensor>> slots(nodes_.size());
   for (const auto& name : input_names_) {
@@ -289,8 +302,10 @@ std::vector<at::Tensor> GraphModel::run(const std::map<std::string, at::Tensor>&
         throw Error(ErrorCode::kInternal, name_ + ": node " + node.name + " reads a missing output of " + s.name);
       args.push_back(v[idx]);
     }
+    const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       slots[order_[step]] = node.kernel->run(OpCall{node, args});
+      if (prof) (*prof)[node.op] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::kInvalidArgument, name_ + ": op " + node.op + " (" + node.name + ") failed: " +
                                                    e.what_without_backtrace());

