@@ -144,7 +144,8 @@ TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
   EXPECT_LT(fk::l2_distance(faces[0].embedding, again[0].embedding), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Embedders, ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet"));
+INSTANTIATE_TEST_SUITE_P(All, Embedders,
+                         ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet", "fusion"));
 
 TEST(BlazeFace, FindsEveryFaceWithKeypointsInside) {
   const auto det = fk::create_detector("blazeface-back");
