@@ -17,7 +17,7 @@ namespace facekit::cli {
 struct Common {
   std::string device = "cpu";
   std::string model = "dlib_resnet";
-  std::string detector = "ssd_mobilenetv1";
+  std::string detector = PipelineOptions{}.detector;
   int threads = 1;
   float min_score = 0.5f;
   int detect_size = DetectorOptions{}.input_size;
