@@ -37,5 +37,7 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 /// Each command file registers its subcommands here (state captured by the handlers must outlive parsing:
 /// allocate it with std::make_shared).
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
+/// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
+void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

@@ -15,6 +15,7 @@ enum class ErrorCode {
   kModelCorrupt,         // a model file fails its checksum or does not parse
   kNoFace,               // a photo that must hold a face holds none
   kInternal,
+  kStorage,              // the gallery store failed: not a gallery, corrupt, locked, newer format, disk full
 };
 
 /// Stable numeric exit status for a code (used by the CLI): 3 + the code's position, so 0-2 stay free for

@@ -22,6 +22,8 @@ const char* to_string(ErrorCode code) {
       return "no_face";
     case ErrorCode::kInternal:
       return "internal";
+    case ErrorCode::kStorage:
+      return "storage";
   }
   return "unknown";  // only reachable through a cast of an out-of-range integer
 }

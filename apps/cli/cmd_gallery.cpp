@@ -1,0 +1,690 @@
+// Gallery subcommands: enroll, identify, people list|show|rename|remove, gallery stats|export|import|reindex,
+// bench identify, bench gallery-scale.
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "facekit/error.hpp"
+#include "facekit/gallery.hpp"
+#include "facekit/identification_eval.hpp"
+#include "facekit/identify.hpp"
+#include "facekit/image.hpp"
+#include "facekit/model.hpp"
+#include "progress.hpp"
+
+namespace facekit::cli {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct GalleryArgs {
+  std::string path;  // "" = default_gallery_path()
+  fs::path resolved() const { return path.empty() ? default_gallery_path() : fs::path(path); }
+};
+
+void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
+  cmd->add_option("--gallery", g.path,
+                  "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)");
+}
+
+std::string iso_time(std::int64_t t) {
+  char buf[32];
+  const std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+/// A person by id (all digits) or by name.
+Person resolve_person(const Gallery& g, const std::string& ref) {
+  const bool numeric = !ref.empty() && ref.find_first_not_of("0123456789") == std::string::npos && ref.size() < 19;
+  if (numeric) {
+    try {
+      return g.person(std::stoll(ref));
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNotFound) throw;
+    }
+  }
+  if (auto p = g.find_person(ref)) return *p;
+  throw Error(ErrorCode::kNotFound, "no person '" + ref + "' in the gallery " + g.location());
+}
+
+json person_json(const Person& p) {
+  return {{"id", p.id}, {"name", p.name}, {"metadata", json::parse(p.metadata)},
+          {"created_at", iso_time(p.created_at)}, {"templates", p.templates}};
+}
+
+// ---- enroll ---------------------------------------------------------------------------------------------
+
+struct EnrollArgs {
+  GalleryArgs gallery;
+  std::string name, metadata = "{}";
+  std::vector<std::string> images;
+  bool augment = false, no_augment = false, new_only = false, as_json = false;
+};
+
+int cmd_enroll(const Common& c, const EnrollArgs& a) {
+  FacePipeline pipe(pipeline_options(c));
+  EnrollOptions eo;
+  if (a.augment) eo.augment.enabled = true;
+  if (a.no_augment) eo.augment.enabled = false;
+  eo.on_conflict = a.new_only ? OnConflict::kFail : OnConflict::kMerge;
+  eo.metadata = a.metadata;
+  std::vector<EnrollPhoto> photos;
+  for (const auto& f : a.images) photos.push_back({f, {}, {}, f});
+  // Open the gallery only after argument checks that need no models, but before the slow work, so that a
+  // gallery that cannot be opened is reported at once.
+  auto gallery = open_gallery(a.gallery.resolved());
+  const EnrollResult r = enroll(*gallery, pipe, a.name, photos, eo);
+  const auto& s = r.stored;
+  if (a.as_json) {
+    json ph = json::array();
+    for (const auto& p : r.photos)
+      ph.push_back({{"image", p.label}, {"sha256", p.sha256}, {"box", box_json(p.face.box)}, {"score", p.face.score}});
+    std::cout << json{{"person", person_json(s.person)},
+                      {"created", s.created},
+                      {"templates_added", s.added},
+                      {"duplicates_skipped", s.duplicates},
+                      {"augmented", eo.augment.enabled},
+                      {"embedder", embedder_id(pipe).str()},
+                      {"gallery", gallery->location()},
+                      {"photos", ph}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::printf("%s %s (id %lld): %d template%s added%s, %d in total\n", s.created ? "enrolled" : "updated",
+                s.person.name.c_str(), static_cast<long long>(s.person.id), s.added, s.added == 1 ? "" : "s",
+                s.duplicates ? (" (" + std::to_string(s.duplicates) + " photo(s) already enrolled, skipped)").c_str() : "",
+                s.person.templates);
+  }
+  return 0;
+}
+
+// ---- identify -------------------------------------------------------------------------------------------
+
+struct IdentifyArgs {
+  GalleryArgs gallery;
+  std::vector<std::string> images;
+  bool as_json = false;
+  int top = 3;
+  std::string classifier = "knn", aggregation = "auto";
+  float threshold = std::numeric_limits<float>::quiet_NaN();
+  double fpir = 0.01;
+  int ef_search = 0;
+};
+
+IdentifyOptions identify_options(const IdentifyArgs& a) {
+  IdentifyOptions io;
+  io.classifier = a.classifier;
+  io.aggregation = parse_aggregation(a.aggregation);
+  io.top_k = a.top;
+  io.threshold = a.threshold;
+  io.fpir = a.fpir;
+  if (a.ef_search > 0) io.index.ef_search = a.ef_search;
+  return io;
+}
+
+int cmd_identify(const Common& c, const IdentifyArgs& a) {
+  GalleryOptions go;
+  go.create = false;
+  auto gallery = open_gallery(a.gallery.resolved(), go);
+  FacePipeline pipe(pipeline_options(c));
+  const EmbedderId eid = embedder_id(pipe);
+  Identifier ident(*gallery, eid, identify_options(a));
+  const auto& rr = ident.last_refresh();
+  if (!rr.cache_error.empty()) std::fprintf(stderr, "note: %s\n", rr.cache_error.c_str());
+  bool empty = false;
+  try {
+    empty = ident.index().size() == 0;
+  } catch (const Error&) {
+    empty = true;
+  }
+  if (empty)
+    std::fprintf(stderr, "note: the gallery %s holds no %s template; every face is unknown\n",
+                 gallery->location().c_str(), eid.str().c_str());
+  json out = json::array();
+  for (const auto& f : a.images) {
+    const Image img = load_image(f);
+    const auto faces = pipe.analyze(img);
+    json fj = json::array();
+    if (!a.as_json) std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
+    for (size_t i = 0; i < faces.size(); ++i) {
+      const Identification id = ident.identify(faces[i].embedding);
+      if (a.as_json) {
+        json cj = json::array();
+        for (const auto& cand : id.candidates)
+          cj.push_back({{"person_id", cand.person_id},
+                        {"name", cand.name},
+                        {"distance", cand.distance},
+                        {"similarity", cand.similarity},
+                        {"score", cand.score},
+                        {"probability", cand.probability}});
+        fj.push_back({{"box", box_json(faces[i].face.box)},
+                      {"detection_score", faces[i].face.score},
+                      {"identity", id.known ? id.candidates[0].name : "unknown"},
+                      {"person_id", id.known ? json(id.candidates[0].person_id) : json(nullptr)},
+                      {"known", id.known},
+                      {"candidates", cj}});
+      } else {
+        const auto& b = faces[i].face.box;
+        std::printf("  face %zu (x=%.0f y=%.0f w=%.0f h=%.0f): ", i + 1, b.x, b.y, b.width, b.height);
+        if (id.known) {
+          const auto& best = id.candidates[0];
+          std::printf("%s (id %lld), similarity %.3f, probability %.3f\n", best.name.c_str(),
+                      static_cast<long long>(best.person_id), best.similarity, best.probability);
+        } else if (!id.candidates.empty()) {
+          std::printf("unknown (closest: %s, score %.3f < threshold %.3f)\n", id.candidates[0].name.c_str(),
+                      id.candidates[0].score, id.threshold);
+        } else {
+          std::printf("unknown\n");
+        }
+        for (size_t k = id.known ? 1 : 1; k < id.candidates.size(); ++k)
+          std::printf("      %zu. %s (id %lld), similarity %.3f, probability %.3f\n", k + 1,
+                      id.candidates[k].name.c_str(), static_cast<long long>(id.candidates[k].person_id),
+                      id.candidates[k].similarity, id.candidates[k].probability);
+      }
+    }
+    if (a.as_json) out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
+  }
+  if (a.as_json) {
+    std::cout << json{{"gallery", gallery->location()},
+                      {"revision", ident.revision()},
+                      {"embedder", eid.str()},
+                      {"classifier", a.classifier},
+                      {"threshold", ident.threshold()},
+                      {"threshold_source", ident.threshold_source()},
+                      {"images", out}}
+                     .dump(2)
+              << "\n";
+  }
+  return 0;
+}
+
+// ---- people -----------------------------------------------------------------------------------------------
+
+struct PeopleArgs {
+  GalleryArgs gallery;
+  std::string ref, new_name;
+  std::vector<std::string> refs;
+  bool as_json = false;
+};
+
+std::unique_ptr<Gallery> open_existing(const GalleryArgs& g, bool read_only = false) {
+  GalleryOptions go;
+  go.create = false;
+  go.read_only = read_only;
+  return open_gallery(g.resolved(), go);
+}
+
+int cmd_people_list(const PeopleArgs& a) {
+  auto g = open_existing(a.gallery);
+  const auto people = g->people();
+  if (a.as_json) {
+    json j = json::array();
+    for (const auto& p : people) j.push_back(person_json(p));
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%-8s %-32s %9s  %s\n", "id", "name", "templates", "enrolled");
+  for (const auto& p : people)
+    std::printf("%-8lld %-32s %9d  %s\n", static_cast<long long>(p.id), p.name.c_str(), p.templates,
+                iso_time(p.created_at).c_str());
+  std::printf("%zu %s\n", people.size(), people.size() == 1 ? "person" : "people");
+  return 0;
+}
+
+int cmd_people_show(const PeopleArgs& a) {
+  auto g = open_existing(a.gallery);
+  const Person p = resolve_person(*g, a.ref);
+  const auto tpls = g->templates_of(p.id);
+  if (a.as_json) {
+    json tj = json::array();
+    for (const auto& t : tpls)
+      tj.push_back({{"id", t.id}, {"embedder", t.embedder.str()}, {"kind", t.kind}, {"quality", t.quality},
+                    {"source_sha256", t.source_sha256}, {"created_at", iso_time(t.created_at)},
+                    {"dim", t.embedding.size()}});
+    json j = person_json(p);
+    j["template_list"] = tj;
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("id        %lld\nname      %s\nmetadata  %s\nenrolled  %s\ntemplates %zu\n", static_cast<long long>(p.id),
+              p.name.c_str(), p.metadata.c_str(), iso_time(p.created_at).c_str(), tpls.size());
+  for (const auto& t : tpls)
+    std::printf("  #%-8lld %-22s %-10s quality %.3f  photo %s  %s\n", static_cast<long long>(t.id),
+                t.embedder.str().c_str(), t.kind.c_str(), t.quality,
+                t.source_sha256.empty() ? "-" : t.source_sha256.substr(0, 12).c_str(), iso_time(t.created_at).c_str());
+  return 0;
+}
+
+int cmd_people_rename(const PeopleArgs& a) {
+  auto g = open_existing(a.gallery);
+  const Person p = resolve_person(*g, a.ref);
+  g->rename_person(p.id, a.new_name);
+  std::printf("renamed %lld: %s -> %s\n", static_cast<long long>(p.id), p.name.c_str(), a.new_name.c_str());
+  return 0;
+}
+
+int cmd_people_remove(const PeopleArgs& a) {
+  auto g = open_existing(a.gallery);
+  std::vector<Person> who;
+  for (const auto& r : a.refs) who.push_back(resolve_person(*g, r));  // every name checked before any removal
+  for (const auto& p : who) {
+    g->remove_person(p.id);
+    std::printf("removed %s (id %lld, %d template%s)\n", p.name.c_str(), static_cast<long long>(p.id), p.templates,
+                p.templates == 1 ? "" : "s");
+  }
+  return 0;
+}
+
+// ---- gallery ----------------------------------------------------------------------------------------------
+
+struct GalleryCmdArgs {
+  GalleryArgs gallery;
+  std::string file;
+  bool merge = false, as_json = false;
+  std::string classifier = "knn", aggregation = "auto";
+};
+
+int cmd_gallery_stats(const GalleryCmdArgs& a) {
+  auto g = open_existing(a.gallery);
+  const GalleryStats st = g->stats();
+  if (a.as_json) {
+    json by = json::array();
+    for (const auto& [e, n] : st.templates_by_embedder)
+      by.push_back({{"embedder", e.str()}, {"templates", n}, {"people", st.people_by_embedder.at(e)}});
+    std::cout << json{{"gallery", st.location},   {"format_version", st.format_version}, {"revision", st.revision},
+                      {"uuid", g->uuid()},        {"people", st.people},                 {"templates", st.templates},
+                      {"embedders", by},          {"bytes", st.bytes}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  std::printf("gallery   %s\nformat    %d\nrevision  %lld\npeople    %lld\ntemplates %lld\nsize      %.1f MiB\n",
+              st.location.c_str(), st.format_version, static_cast<long long>(st.revision),
+              static_cast<long long>(st.people), static_cast<long long>(st.templates), st.bytes / 1048576.0);
+  for (const auto& [e, n] : st.templates_by_embedder)
+    std::printf("  %-24s %lld templates of %lld people\n", e.str().c_str(), static_cast<long long>(n),
+                static_cast<long long>(st.people_by_embedder.at(e)));
+  return 0;
+}
+
+int cmd_gallery_export(const GalleryCmdArgs& a) {
+  auto g = open_existing(a.gallery, true);
+  const auto n = export_gallery(*g, a.file);
+  std::printf("exported %lld people to %s\n", static_cast<long long>(n), a.file.c_str());
+  return 0;
+}
+
+int cmd_gallery_import(const GalleryCmdArgs& a) {
+  auto g = open_gallery(a.gallery.resolved());
+  const auto res = import_gallery(*g, a.file, a.merge ? OnConflict::kMerge : OnConflict::kFail);
+  int created = 0, added = 0, dup = 0;
+  for (const auto& r : res) created += r.created, added += r.added, dup += r.duplicates;
+  std::printf("imported %zu people (%d new) and %d templates (%d duplicates skipped) into %s\n", res.size(), created,
+              added, dup, g->location().c_str());
+  return 0;
+}
+
+int cmd_gallery_reindex(const Common& c, const GalleryCmdArgs& a) {
+  auto g = open_existing(a.gallery);
+  IdentifyOptions io;
+  io.classifier = a.classifier;
+  io.aggregation = parse_aggregation(a.aggregation);
+  Identifier::clear_cache(*g, io);
+  // The embedder's identity comes from its manifest; no network weights need loading.
+  const auto m = load_manifest(c.model);
+  Identifier ident(*g, {m.name, m.version}, io);
+  const auto& r = ident.last_refresh();
+  std::size_t rows = 0;
+  std::string kind = "none (no templates)";
+  try {
+    rows = static_cast<std::size_t>(ident.index().size());
+    kind = ident.index().index().description();
+  } catch (const Error&) {
+  }
+  std::printf("reindexed %s templates at revision %lld: %zu rows, %s, %s; %.2f s\n", m.name.c_str(),
+              static_cast<long long>(r.revision), rows, kind.c_str(), ident.classifier().describe().c_str(), r.seconds);
+  if (!r.cache_error.empty()) std::fprintf(stderr, "note: %s\n", r.cache_error.c_str());
+  return 0;
+}
+
+// ---- benchmarks -------------------------------------------------------------------------------------------
+
+struct BenchArgs {
+  LfwIdentificationOptions lfw;
+  std::string json_out, cache_dir, calibration_out;
+  bool no_cache = false;
+  GalleryScaleOptions scale;
+  std::string scale_dir;
+};
+
+json protocol_json(const ProtocolResult& r) {
+  json j = {{"protocol", r.protocol},
+            {"classifier", r.classifier},
+            {"enrolment", r.enrolment},
+            {"aggregation", r.aggregation},
+            {"gallery_people", r.gallery_people},
+            {"gallery_rows", r.gallery_rows},
+            {"mated_probes", r.mated_probes},
+            {"nonmated_probes", r.nonmated_probes},
+            {"rank1", r.rank1},
+            {"rank5", r.rank5},
+            {"train_seconds", r.train_seconds},
+            {"median_search_ms", r.median_search_ms},
+            {"classifier_state", r.classifier_state}};
+  if (r.nonmated_probes > 0)
+    j["open_set"] = {{"dir", r.open_set.dir}, {"fpir", r.open_set.fpir}, {"threshold", r.open_set.threshold}};
+  if (!r.far_table.empty()) {
+    j["far_table"] = r.far_table;
+    j["impostor_comparisons"] = r.impostor_comparisons;
+  }
+  return j;
+}
+
+EmbeddingCacheOptions cache_options(const Common& c, const BenchArgs& a) {
+  EmbeddingCacheOptions co;
+  co.dir = a.cache_dir;
+  co.enabled = !a.no_cache;
+  co.recipe = "flip=" + std::to_string(!c.no_flip) + " jitter=" + std::to_string(c.jitter);
+  return co;
+}
+
+int cmd_bench_identify(const Common& c, BenchArgs a) {
+  FacePipeline pipe(pipeline_options(c));
+  a.lfw.cache = cache_options(c, a);
+  std::unique_ptr<ProgressBar> bar;
+  std::string stage;
+  const auto rep = run_lfw_identification(pipe, a.lfw, [&](const std::string& s, int done, int total) {
+    if (s == "embed") {
+      if (!bar) bar = std::make_unique<ProgressBar>("embed", total);
+      bar->update(done);
+    } else {
+      if (bar) bar->finish(), bar.reset();
+      std::fprintf(stderr, "[%d/%d] %s\n", done + 1, total, s.c_str());
+    }
+  });
+  if (bar) bar->finish();
+  std::printf("LFW identification: %d people with 2+ photos, %d photos, %s, %d without a face; embeddings %.0f s "
+              "(%d computed, the rest cached)\n",
+              rep.people, rep.photos, rep.embedder.c_str(), rep.no_face, rep.embed_seconds, rep.computed);
+  std::printf("%-9s %-4s %-9s %-5s %7s %7s %7s %8s %8s %9s %8s %8s\n", "protocol", "clf", "enrolment", "agg", "people",
+              "rows", "probes", "rank-1", "rank-5", "DIR@FPIR", "thresh", "train s");
+  for (const auto& r : rep.results) {
+    std::printf("%-9s %-4s %-9s %-5s %7d %7d %7d %7.2f%% %7.2f%%", r.protocol.c_str(), r.classifier.c_str(),
+                r.enrolment.c_str(), r.aggregation.c_str(), r.gallery_people, r.gallery_rows,
+                r.mated_probes + r.nonmated_probes, 100 * r.rank1, 100 * r.rank5);
+    if (r.nonmated_probes > 0)
+      std::printf(" %8.2f%% %8.4f", 100 * r.open_set.dir, r.open_set.threshold);
+    else
+      std::printf(" %9s %8s", "-", "-");
+    std::printf(" %8.2f\n", r.train_seconds);
+  }
+  for (const auto& r : rep.results)
+    if (r.classifier == "svm" && r.enrolment == "plain")
+      std::printf("%s svm: %s\n", r.protocol.c_str(), r.classifier_state.c_str());
+  json calibration = json::object();
+  for (const auto& r : rep.results) {
+    if (r.far_table.empty()) continue;
+    std::printf("%s score reached by impostors (%lld comparisons):", r.classifier.c_str(),
+                static_cast<long long>(r.impostor_comparisons));
+    for (const auto& [far, t] : r.far_table) std::printf(" FAR %.0e: %.4f;", far, t);
+    std::printf("\n");
+    calibration[r.classifier] = {
+        {"far_table", r.far_table},
+        {"source", "facekit bench identify: LFW people with 2+ photos, open-set split (840 enrolled, photos of the "
+                   "other 840 as strangers), plain enrolment, " +
+                       std::string(r.classifier == "knn" ? "kNN over per-person mean templates (score = similarity)"
+                                                         : "SVM (score = Platt probability)") +
+                       ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons"}};
+  }
+  std::printf("wall %.1f s\n", rep.wall_seconds);
+  if (!a.calibration_out.empty()) {
+    json file = json::object();
+    if (std::ifstream old(a.calibration_out); old) {
+      try {
+        file = json::parse(old);
+      } catch (const json::exception&) {
+        throw Error(ErrorCode::kInvalidArgument, a.calibration_out + " exists and is not JSON");
+      }
+    }
+    for (auto& [k, v] : calibration.items()) file[rep.embedder][k] = v;
+    std::ofstream f(a.calibration_out);
+    if (!(f << file.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.calibration_out);
+  }
+  if (!a.json_out.empty()) {
+    json res = json::array();
+    for (const auto& r : rep.results) res.push_back(protocol_json(r));
+    json j = {{"embedder", rep.embedder},      {"flip", !c.no_flip},          {"jitter", c.jitter},
+              {"detector_input", c.detect_size}, {"people", rep.people},     {"photos", rep.photos},
+              {"no_face", rep.no_face},        {"no_face_photos", rep.no_face_photos},
+              {"fpir_target", a.lfw.fpir},     {"embed_seconds", rep.embed_seconds},
+              {"computed", rep.computed},      {"wall_seconds", rep.wall_seconds}, {"results", res}};
+    std::ofstream f(a.json_out);
+    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.json_out);
+  }
+  return 0;
+}
+
+json latency_json(const LatencyStats& l) { return {{"p50_ms", l.p50_ms}, {"p99_ms", l.p99_ms}, {"mean_ms", l.mean_ms}}; }
+
+int cmd_bench_scale(const Common& c, BenchArgs a) {
+  FacePipeline pipe(pipeline_options(c));
+  // Real embeddings: every photo of the LFW people with 2+ photos, from the bench identify cache.
+  const auto people = lfw_people(a.lfw.root, 2);
+  std::vector<std::string> paths, names;
+  for (const auto& p : people)
+    for (const auto& ph : p.photos) paths.push_back(ph), names.push_back(p.name);
+  std::vector<bool> augmented(paths.size());
+  for (size_t i = 0, k = 0; i < people.size(); ++i)
+    for (size_t j = 0; j < people[i].photos.size(); ++j, ++k) augmented[k] = j % 2 == 0;  // same key as bench identify
+  std::unique_ptr<ProgressBar> bar;
+  const auto embs = embed_lfw_photos(pipe, a.lfw.root, paths, augmented, a.lfw.augment, cache_options(c, a),
+                                     a.lfw.workers, [&](int d, int n) {
+                                       if (!bar) bar = std::make_unique<ProgressBar>("embed", n);
+                                       bar->update(d);
+                                     });
+  if (bar) bar->finish();
+  std::vector<LabelledEmbedding> real;
+  for (size_t i = 0; i < embs.size(); ++i)
+    if (embs[i].ok) real.push_back({names[i], embs[i].variants[0]});
+  a.scale.embedder = embedder_id(pipe);
+  a.scale.dir = a.scale_dir;
+  const auto r = run_gallery_scale(real, a.scale, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
+  std::printf("gallery at scale: %lld templates of %lld people (%lld real LFW, %lld synthetic), %d held-out queries\n",
+              static_cast<long long>(r.templates), static_cast<long long>(r.people),
+              static_cast<long long>(r.real_templates), static_cast<long long>(r.synthetic_templates), r.queries);
+  std::printf("distribution    mean distance same person: real %.3f, synthetic %.3f; different people: real %.3f, "
+              "synthetic %.3f\n",
+              r.real_within, r.synthetic_within, r.real_between, r.synthetic_between);
+  std::printf("enrolment       %.1f people/s (%.0f templates/s) one durable transaction each; %.0f templates/s in "
+              "batches of %d people\n",
+              r.durable_people_per_s, r.durable_templates_per_s, r.bulk_templates_per_s, a.scale.batch_people);
+  std::printf("index           %s over every template: built from the store in %.1f s, loaded from its cache in %.2f s\n",
+              r.index_description.c_str(), r.build_seconds, r.load_seconds);
+  std::printf("memory          %.0f MiB resident for the loaded index, peak RSS %.0f MiB; gallery file %.0f MiB, "
+              "cache %.0f MiB\n",
+              r.rss_index_mb, r.peak_rss_mb, r.gallery_bytes / 1048576.0, r.cache_bytes / 1048576.0);
+  std::printf("exact search    p50 %.2f ms, p99 %.2f ms (IndexFlatL2, one query, one thread)\n", r.exact_latency.p50_ms,
+              r.exact_latency.p99_ms);
+  for (const auto& e : r.ef)
+    std::printf("efSearch %-5d  p50 %.3f ms, p99 %.3f ms, recall@1 %.4f vs exact, rank-1 (nearest template) %.2f%%\n", e.ef_search,
+                e.latency.p50_ms, e.latency.p99_ms, e.recall_at_1, 100 * e.rank1);
+  std::printf("identify        default options (kNN over per-person means: %lld rows, %s, built in %.1f s): p50 %.3f ms, "
+              "p99 %.3f ms including names from the store, rank-1 %.2f%%\n",
+              static_cast<long long>(r.default_rows), r.default_index.c_str(), r.default_build_seconds,
+              r.identify_latency.p50_ms, r.identify_latency.p99_ms, 100 * r.identify_rank1);
+  if (r.svm_people)
+    std::printf("svm             %lld people (%lld templates) trained in %.1f s; rank-1 %.2f%% on their queries\n",
+                static_cast<long long>(r.svm_people), static_cast<long long>(r.svm_rows), r.svm_train_seconds,
+                100 * r.svm_rank1);
+  std::printf("wall            %.0f s\n", r.wall_seconds);
+  if (!a.json_out.empty()) {
+    json ef = json::array();
+    for (const auto& e : r.ef)
+      ef.push_back({{"ef_search", e.ef_search}, {"latency", latency_json(e.latency)}, {"recall_at_1", e.recall_at_1},
+                    {"rank1", e.rank1}});
+    json j = {{"templates", r.templates},
+              {"people", r.people},
+              {"real_templates", r.real_templates},
+              {"synthetic_templates", r.synthetic_templates},
+              {"queries", r.queries},
+              {"distance_same_person", {{"real", r.real_within}, {"synthetic", r.synthetic_within}}},
+              {"distance_different_people", {{"real", r.real_between}, {"synthetic", r.synthetic_between}}},
+              {"durable_people_per_s", r.durable_people_per_s},
+              {"durable_templates_per_s", r.durable_templates_per_s},
+              {"bulk_templates_per_s", r.bulk_templates_per_s},
+              {"index", r.index_description},
+              {"build_seconds", r.build_seconds},
+              {"load_seconds", r.load_seconds},
+              {"rss_index_mib", r.rss_index_mb},
+              {"peak_rss_mib", r.peak_rss_mb},
+              {"gallery_bytes", r.gallery_bytes},
+              {"cache_bytes", r.cache_bytes},
+              {"exact_latency", latency_json(r.exact_latency)},
+              {"hnsw", ef},
+              {"identify_default", {{"rows", r.default_rows},
+                                    {"index", r.default_index},
+                                    {"build_seconds", r.default_build_seconds},
+                                    {"latency", latency_json(r.identify_latency)},
+                                    {"rank1", r.identify_rank1}}},
+              {"svm_people", r.svm_people},
+              {"svm_rows", r.svm_rows},
+              {"svm_train_seconds", r.svm_train_seconds},
+              {"svm_rank1", r.svm_rank1},
+              {"wall_seconds", r.wall_seconds}};
+    std::ofstream f(a.json_out);
+    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.json_out);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
+  // enroll
+  auto en = std::make_shared<EnrollArgs>();
+  auto* enroll_cmd = app.add_subcommand("enroll", "enrol a person from one or more photos (one face each)");
+  enroll_cmd->add_option("--name", en->name, "the person's name (an enrolled name gets these photos added)")->required();
+  enroll_cmd->add_option("images", en->images, "photos, each showing exactly one face")->required();
+  add_gallery_option(enroll_cmd, en->gallery);
+  enroll_cmd->add_option("--metadata", en->metadata, "a JSON object stored with the person");
+  enroll_cmd->add_flag("--augment", en->augment, "average each photo's embedding over rotated, scaled, re-lit copies");
+  enroll_cmd->add_flag("--no-augment", en->no_augment, "embed each photo once (the default)");
+  enroll_cmd->add_flag("--new", en->new_only, "fail if the name is already enrolled instead of adding to it");
+  enroll_cmd->add_flag("--json", en->as_json, "print JSON");
+  out.emplace_back(enroll_cmd, [&c, en] { return cmd_enroll(c, *en); });
+
+  // identify
+  auto id = std::make_shared<IdentifyArgs>();
+  auto* identify_cmd = app.add_subcommand("identify", "who is each face? (enrolled people or unknown)");
+  identify_cmd->add_option("images", id->images, "photos")->required();
+  add_gallery_option(identify_cmd, id->gallery);
+  identify_cmd->add_flag("--json", id->as_json, "print JSON");
+  identify_cmd->add_option("--top", id->top, "candidates per face")->capture_default_str()->check(CLI::Range(1, 100));
+  identify_cmd->add_option("--classifier", id->classifier, "knn or svm")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"knn", "svm"}));
+  identify_cmd->add_option("--aggregation", id->aggregation,
+                           "mean (a row per person), none (a row per template) or auto (mean for knn, none for svm)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "none", "mean"}));
+  identify_cmd->add_option("--threshold", id->threshold,
+                           "open-set threshold on the best candidate's score (default: from --fpir and the LFW calibration)");
+  identify_cmd->add_option("--fpir", id->fpir, "share of strangers the default threshold may name as someone")
+      ->capture_default_str()
+      ->check(CLI::Range(1e-9, 1.0));
+  identify_cmd->add_option("--ef-search", id->ef_search, "HNSW search beam for large galleries");
+  out.emplace_back(identify_cmd, [&c, id] { return cmd_identify(c, *id); });
+
+  // people
+  auto pa = std::make_shared<PeopleArgs>();
+  auto* people = app.add_subcommand("people", "list, show, rename or remove enrolled people");
+  people->require_subcommand(1);
+  auto* list = people->add_subcommand("list", "every enrolled person");
+  add_gallery_option(list, pa->gallery);
+  list->add_flag("--json", pa->as_json, "print JSON");
+  out.emplace_back(list, [pa] { return cmd_people_list(*pa); });
+  auto* show = people->add_subcommand("show", "one person and their templates");
+  show->add_option("person", pa->ref, "id or name")->required();
+  add_gallery_option(show, pa->gallery);
+  show->add_flag("--json", pa->as_json, "print JSON");
+  out.emplace_back(show, [pa] { return cmd_people_show(*pa); });
+  auto* rename = people->add_subcommand("rename", "give a person another name");
+  rename->add_option("person", pa->ref, "id or name")->required();
+  rename->add_option("new_name", pa->new_name, "the new name")->required();
+  add_gallery_option(rename, pa->gallery);
+  out.emplace_back(rename, [pa] { return cmd_people_rename(*pa); });
+  auto* remove = people->add_subcommand("remove", "remove people and all their templates");
+  remove->add_option("people", pa->refs, "ids or names")->required();
+  add_gallery_option(remove, pa->gallery);
+  out.emplace_back(remove, [pa] { return cmd_people_remove(*pa); });
+
+  // gallery
+  auto ga = std::make_shared<GalleryCmdArgs>();
+  auto* gal = app.add_subcommand("gallery", "gallery statistics, export, import and reindexing");
+  gal->require_subcommand(1);
+  auto* stats = gal->add_subcommand("stats", "people, templates per embedder, size");
+  add_gallery_option(stats, ga->gallery);
+  stats->add_flag("--json", ga->as_json, "print JSON");
+  out.emplace_back(stats, [ga] { return cmd_gallery_stats(*ga); });
+  auto* exp = gal->add_subcommand("export", "write every person and template to a JSON Lines file");
+  exp->add_option("file", ga->file, "output file")->required();
+  add_gallery_option(exp, ga->gallery);
+  out.emplace_back(exp, [ga] { return cmd_gallery_export(*ga); });
+  auto* imp = gal->add_subcommand("import", "add the people of an export (all or nothing)");
+  imp->add_option("file", ga->file, "an export file")->required()->check(CLI::ExistingFile);
+  imp->add_flag("--merge", ga->merge, "add to people already enrolled under the same name (default: fail)");
+  add_gallery_option(imp, ga->gallery);
+  out.emplace_back(imp, [ga] { return cmd_gallery_import(*ga); });
+  auto* re = gal->add_subcommand("reindex", "rebuild the search index and retrain the classifier from the store");
+  add_gallery_option(re, ga->gallery);
+  re->add_option("--classifier", ga->classifier, "knn or svm")->capture_default_str()->check(CLI::IsMember({"knn", "svm"}));
+  re->add_option("--aggregation", ga->aggregation, "auto, none or mean")->capture_default_str()->check(CLI::IsMember({"auto", "none", "mean"}));
+  out.emplace_back(re, [&c, ga] { return cmd_gallery_reindex(c, *ga); });
+
+  // benchmarks, under the core "bench" command
+  auto* bench = app.get_subcommand("bench");
+  auto ba = std::make_shared<BenchArgs>();
+  auto* bid = bench->add_subcommand("identify", "LFW identification: rank-1 (one-shot, 50/50), DIR at FPIR=1%");
+  bid->add_option("--root", ba->lfw.root, "LFW folder (lfw-names.txt, Name/Name_NNNN.jpg)")->required()->check(CLI::ExistingDirectory);
+  bid->add_option("--json", ba->json_out, "write the report as JSON");
+  bid->add_option("--workers", ba->lfw.workers, "photos embedded in parallel")->capture_default_str()->check(CLI::Range(1, 64));
+  bid->add_option("--limit-people", ba->lfw.limit_people, "use only the first N people (quick runs)");
+  bid->add_option("--cache-dir", ba->cache_dir, "embedding cache folder (default ~/.cache/facekit)");
+  bid->add_flag("--no-cache", ba->no_cache, "neither read nor write the embedding cache");
+  bid->add_flag("--no-augment", [ba](std::int64_t) { ba->lfw.measure_augmentation = false; },
+                "measure plain enrolment only (embeds no augmented copies: 7x less work for the enrolled photos)");
+  bid->add_option("--fpir", ba->lfw.fpir, "false-positive identification rate of the open-set point")->capture_default_str();
+  bid->add_option("--knn-k", ba->lfw.classifier.knn_k, "kNN voters")->capture_default_str();
+  bid->add_option("--svm-c", ba->lfw.classifier.svm_c, "SVM C")->capture_default_str();
+  bid->add_option("--svm-hard", ba->lfw.classifier.svm_hard_negative_people, "SVM hard-negative people")->capture_default_str();
+  bid->add_option("--svm-random", ba->lfw.classifier.svm_random_negatives, "SVM random negatives")->capture_default_str();
+  bid->add_option("--classifiers", ba->lfw.classifiers, "which classifiers to measure")->capture_default_str();
+  bid->add_option("--calibration-out", ba->calibration_out,
+                  "write the open-set calibration (impostor score table) into this JSON file, e.g. share/gallery/open_set.json");
+  out.emplace_back(bid, [&c, ba] { return cmd_bench_identify(c, *ba); });
+
+  auto* bsc = bench->add_subcommand("gallery-scale", "1M-template gallery: enrolment, index build/load, latency, recall");
+  bsc->add_option("--root", ba->lfw.root, "LFW folder (the real embeddings; cached by bench identify)")->required()->check(CLI::ExistingDirectory);
+  bsc->add_option("--templates", ba->scale.templates, "gallery size")->capture_default_str();
+  bsc->add_option("--queries", ba->scale.queries, "held-out real probes")->capture_default_str();
+  bsc->add_option("--ef-search", ba->scale.ef_search, "HNSW beams to measure")->capture_default_str();
+  bsc->add_option("--index", ba->scale.index.kind, "auto, flat or hnsw")->capture_default_str();
+  bsc->add_option("--svm-people", ba->scale.svm_people, "train the SVM on this many people (0: skip)")->capture_default_str();
+  bsc->add_option("--dir", ba->scale_dir, "keep the gallery here (default: a temporary folder, removed)");
+  bsc->add_option("--json", ba->json_out, "write the report as JSON");
+  bsc->add_option("--workers", ba->lfw.workers, "photos embedded in parallel")->capture_default_str();
+  bsc->add_option("--cache-dir", ba->cache_dir, "embedding cache folder (default ~/.cache/facekit)");
+  out.emplace_back(bsc, [&c, ba] { return cmd_bench_scale(c, *ba); });
+}
+
+}  // namespace facekit::cli

@@ -1,0 +1,186 @@
+#pragma once
+// The gallery: enrolled people and their face templates, persistent across restarts.
+//
+// A Gallery is a store of people (id, unique name, JSON metadata) and templates (one embedding each, with the
+// embedder that made it, a quality, the SHA-256 of the source photo and a time). SQLite is the first store
+// (one file, WAL journal); the interface is what a PostgreSQL store will implement later.
+//
+// Guarantees every store keeps:
+//  - Every write (enrolment, rename, removal, import) is one transaction: it is stored whole or not at all,
+//    also when the process is killed mid-write. A person never exists without templates.
+//  - Every write bumps the gallery's revision. Indexes and classifiers built from the gallery are stamped with
+//    the revision they saw, and changes_since() tells them what to add or drop to catch up.
+//  - Template and person ids are never reused, so a stale index can tell old rows from new ones.
+//  - Templates of different embedders (name and version) live side by side and are never compared: readers
+//    always ask for one EmbedderId.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "facekit/types.hpp"
+
+namespace facekit {
+
+/// Which model made an embedding. Two templates are comparable only when both fields are equal.
+struct EmbedderId {
+  std::string name;     ///< e.g. "dlib_resnet"
+  std::string version;  ///< the model manifest's version, e.g. "1.7.15"
+  std::string str() const { return name + "@" + version; }
+  friend bool operator==(const EmbedderId&, const EmbedderId&) = default;
+  friend auto operator<=>(const EmbedderId&, const EmbedderId&) = default;
+};
+
+struct Person {
+  std::int64_t id = 0;
+  std::string name;               ///< unique within a gallery (case-sensitive)
+  std::string metadata = "{}";    ///< a JSON object, the caller's own
+  std::int64_t created_at = 0;    ///< Unix seconds
+  int templates = 0;              ///< templates stored for this person (all embedders)
+};
+
+/// A template to store.
+struct NewTemplate {
+  EmbedderId embedder;
+  Embedding embedding;            ///< L2-normalised, embedder.dim floats
+  float quality = 0;              ///< the detector's score of the face, 0-1
+  std::string source_sha256;      ///< SHA-256 of the photo's bytes; "" when unknown (imported, synthetic)
+  /// How it was made: "photo" (one photo, the pipeline's embedding), "photo+aug" (the mean over augmented
+  /// copies of one photo), "aug" (one augmented copy), "imported", "synthetic".
+  std::string kind = "photo";
+};
+
+/// A stored template.
+struct Template : NewTemplate {
+  std::int64_t id = 0;
+  std::int64_t person_id = 0;
+  std::int64_t created_at = 0;    ///< Unix seconds
+  std::int64_t revision = 0;      ///< the gallery revision of the write that stored it
+};
+
+/// A person to store with their templates (at least one).
+struct NewPerson {
+  std::string name;
+  std::string metadata = "{}";
+  std::vector<NewTemplate> templates;
+};
+
+/// What add_people does with a name that is already enrolled.
+enum class OnConflict {
+  kFail,   ///< throw Error(kInvalidArgument) naming the person; nothing of the batch is written
+  kMerge,  ///< add the new templates to the existing person (metadata keys are merged, new values win)
+};
+
+/// The outcome of writing one NewPerson.
+struct AddResult {
+  Person person;          ///< as stored after the write
+  bool created = false;   ///< false: merged into an existing person
+  int added = 0;          ///< templates written
+  int duplicates = 0;     ///< templates skipped: this person already had one from the same photo and embedder
+};
+
+struct GalleryStats {
+  std::string location;               ///< file path or connection string
+  int format_version = 0;
+  std::int64_t revision = 0;
+  std::int64_t people = 0;
+  std::int64_t templates = 0;
+  std::map<EmbedderId, std::int64_t> templates_by_embedder;
+  std::map<EmbedderId, std::int64_t> people_by_embedder;  ///< people with at least one template of it
+  std::uint64_t bytes = 0;            ///< storage used (file plus journal), when known
+};
+
+/// Templates stored and removed after some revision, for one embedder: what an index must apply to catch up.
+struct GalleryChanges {
+  std::int64_t from_revision = 0, to_revision = 0;
+  std::vector<Template> added;
+  /// (template id, person id) of templates removed, including those added and removed within the span.
+  std::vector<std::pair<std::int64_t, std::int64_t>> removed;
+};
+
+/// Thread safety: every method may be called from several threads at once (calls are serialised on the
+/// store's connection). Several processes may open the same gallery; a writer waits for another's
+/// transaction (up to GalleryOptions::busy_timeout_ms) and readers never block writers.
+class Gallery {
+ public:
+  virtual ~Gallery() = default;
+
+  /// Stores all of `people` in ONE transaction. Throws Error(kInvalidArgument) for an empty name, a person
+  /// without templates, an embedding of the wrong length or not finite, or a name conflict under kFail; in
+  /// every failure case nothing is written.
+  virtual std::vector<AddResult> add_people(const std::vector<NewPerson>& people,
+                                            OnConflict on_conflict = OnConflict::kFail) = 0;
+  /// One person, one transaction (see add_people).
+  AddResult add_person(const NewPerson& person, OnConflict on_conflict = OnConflict::kFail) {
+    return add_people({person}, on_conflict).at(0);
+  }
+
+  /// Throws Error(kNotFound) when there is no such person.
+  virtual Person person(std::int64_t id) const = 0;
+  virtual std::optional<Person> find_person(const std::string& name) const = 0;
+  /// All people, by id.
+  virtual std::vector<Person> people() const = 0;
+  /// A person's templates, by id (embeddings included). Throws Error(kNotFound).
+  virtual std::vector<Template> templates_of(std::int64_t person_id) const = 0;
+
+  /// Throws Error(kNotFound) for an unknown id, Error(kInvalidArgument) when the name is taken or empty.
+  virtual void rename_person(std::int64_t id, const std::string& new_name) = 0;
+  /// Replaces the metadata (a JSON object). Throws Error(kNotFound / kInvalidArgument).
+  virtual void set_metadata(std::int64_t id, const std::string& metadata_json) = 0;
+  /// Removes the person and all their templates in one transaction. Throws Error(kNotFound).
+  virtual void remove_person(std::int64_t id) = 0;
+
+  /// Calls `fn` for every template of `embedder` in id order, streaming (a million templates need not fit in
+  /// memory twice). The view is one consistent snapshot; `revision_out` receives the revision it reflects.
+  virtual void for_each_template(const EmbedderId& embedder, const std::function<void(const Template&)>& fn,
+                                 std::int64_t* revision_out = nullptr) const = 0;
+  /// What changed for `embedder` after `revision`, as one consistent snapshot.
+  virtual GalleryChanges changes_since(const EmbedderId& embedder, std::int64_t revision) const = 0;
+
+  virtual std::int64_t revision() const = 0;
+  /// A random id given to the gallery when it was created: caches built from it carry it, so a cache is never
+  /// applied to another gallery that happens to reuse the path.
+  virtual std::string uuid() const = 0;
+  virtual GalleryStats stats() const = 0;
+  /// Where it lives (a file path for SQLite).
+  virtual std::string location() const = 0;
+};
+
+struct GalleryOptions {
+  /// Create the gallery when it does not exist (false: Error(kNotFound)).
+  bool create = true;
+  /// Open without write access (writes throw Error(kInvalidArgument)).
+  bool read_only = false;
+  /// true: every committed write survives power loss (SQLite synchronous=FULL: an fsync per transaction,
+  /// a few milliseconds). false: it survives the process being killed but the last commits may be lost if
+  /// the machine loses power (synchronous=NORMAL), for bulk loads.
+  bool durable = true;
+  int busy_timeout_ms = 10000;  ///< how long a write waits for another process's transaction
+};
+
+/// The gallery format this build writes; older formats are upgraded on open, newer ones refused.
+inline constexpr int kGalleryFormatVersion = 1;
+
+/// Opens (or creates) the SQLite gallery at `path`. Throws Error(kNotFound) when it is absent and
+/// !options.create, Error(kStorage) when the file is not a facekit gallery, is corrupt, locked, or was written
+/// by a newer facekit.
+std::unique_ptr<Gallery> open_gallery(const std::filesystem::path& path, const GalleryOptions& options = {});
+
+/// The per-user default: $FACEKIT_GALLERY, else $XDG_DATA_HOME/facekit/gallery.db, else
+/// ~/.local/share/facekit/gallery.db.
+std::filesystem::path default_gallery_path();
+
+/// Export format: JSON Lines, a header line then one line per person with their templates (embeddings as
+/// base64 of little-endian float32). Writes to a temporary file and renames it, so `out` is whole or absent.
+/// Returns the number of people written.
+std::int64_t export_gallery(const Gallery& gallery, const std::filesystem::path& out);
+/// Reads an export and adds every person in one transaction (all or nothing). Throws Error(kNotFound) for a
+/// missing file, Error(kInvalidArgument) naming the line for anything malformed.
+std::vector<AddResult> import_gallery(Gallery& gallery, const std::filesystem::path& in,
+                                      OnConflict on_conflict = OnConflict::kFail);
+
+}  // namespace facekit

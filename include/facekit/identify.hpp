@@ -1,0 +1,199 @@
+#pragma once
+// Enrolment (photos -> templates in a gallery) and identification (a face -> the enrolled people it may be,
+// or unknown).
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "facekit/classifier.hpp"
+#include "facekit/gallery.hpp"
+#include "facekit/pipeline.hpp"
+#include "facekit/vector_index.hpp"
+
+namespace facekit {
+
+/// The EmbedderId of a pipeline's embedder (manifest name and version).
+EmbedderId embedder_id(const FacePipeline& pipeline);
+
+// ---- enrolment --------------------------------------------------------------------------------------------
+
+/// One-to-many augmentation of an enrolment photo: the aligned face is re-cut slightly rotated and scaled and
+/// re-lit, each copy is embedded (with the embedder's own mirror TTA) and the embeddings are averaged into
+/// one template. Each copy costs one more embedder pass (two with flip).
+struct AugmentOptions {
+  /// Off by default: on LFW it moved one-shot rank-1 by +0.2 points, 50/50 rank-1 by 0 and DIR at FPIR=1%
+  /// by -0.5 points, for 7x the embedding time at enrolment (docs/gallery.md has the numbers).
+  bool enabled = false;
+  std::vector<float> rotations_deg = {-7.f, 7.f};  ///< about the chip centre
+  std::vector<float> scales = {0.93f, 1.07f};      ///< zoom about the chip centre
+  std::vector<float> gammas = {0.6f, 1.6f};        ///< lighting: pixel^gamma (darker > 1, brighter < 1)
+  int variants() const {
+    return 1 + static_cast<int>(rotations_deg.size() + scales.size() + gammas.size());
+  }
+};
+
+/// Embeddings of one face: [0] is the plain aligned chip (what FacePipeline::analyze gives), then one per
+/// augmentation in the order rotations, scales, gammas. `landmarks` are the face's 68 points in `rgb`.
+std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const Image& rgb,
+                                            const Landmarks68& landmarks, const AugmentOptions& options);
+
+/// The L2-normalised mean of embeddings (many-to-one aggregation).
+Embedding mean_embedding(const std::vector<Embedding>& embeddings);
+
+struct EnrollOptions {
+  AugmentOptions augment;
+  /// Adding photos under a name that is already enrolled adds templates to that person (kMerge), or is an
+  /// error (kFail).
+  OnConflict on_conflict = OnConflict::kMerge;
+  std::string metadata = "{}";  ///< JSON object stored with the person (merged into an existing one's)
+};
+
+/// A photo to enrol: a file, or an image already in memory (then `sha256` identifies it; may be empty).
+struct EnrollPhoto {
+  std::filesystem::path path;  ///< read when `image` is empty
+  Image image;
+  std::string sha256;
+  std::string label;           ///< shown in messages; defaults to the path
+};
+
+/// What enrolment found in one photo.
+struct EnrolledPhoto {
+  std::string label;
+  std::string sha256;
+  Face face;
+};
+
+struct EnrollResult {
+  AddResult stored;
+  std::vector<EnrolledPhoto> photos;
+};
+
+/// Enrols one person from one or more photos. Every photo must hold exactly one face: no face is
+/// Error(kNoFace), several faces Error(kInvalidArgument), both naming the photo; an unreadable photo throws
+/// as load_image does. All photos are processed before anything is written, then the person and all
+/// templates are stored in one transaction, so any error leaves the gallery untouched.
+EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::string& name,
+                    const std::vector<EnrollPhoto>& photos, const EnrollOptions& options = {});
+
+// ---- identification ---------------------------------------------------------------------------------------
+
+/// How a person's templates become index rows.
+enum class Aggregation {
+  kAuto,  ///< kMean for knn, kNone for svm (each measured best for its classifier on LFW)
+  kNone,  ///< every template is a row (the kNN votes over photos; the SVM learns from every photo)
+  kMean,  ///< one row per person: the normalised mean of their templates (many-to-one)
+};
+const char* to_string(Aggregation a);
+/// "auto", "none" or "mean"; throws Error(kInvalidArgument).
+Aggregation parse_aggregation(const std::string& s);
+/// kAuto resolved for a classifier.
+Aggregation resolve_aggregation(Aggregation a, const std::string& classifier);
+
+/// How often an impostor's score reaches each threshold, measured for one embedder and classifier (facekit
+/// bench identify: LFW, 50/50 split, every probe against every other enrolled person).
+struct OpenSetCalibration {
+  std::vector<double> far;       ///< false-accept rates per comparison, descending
+  std::vector<float> threshold;  ///< the score reached by that fraction of impostor comparisons
+  std::string source;
+  /// The threshold that gives a false-positive identification rate of about `fpir` in a gallery of `people`:
+  /// a stranger is compared with every person, so each comparison may pass with FAR = fpir / people.
+  /// Interpolated in log FAR; clamped to the table's range.
+  float threshold_for(double fpir, std::int64_t people) const;
+};
+
+/// The calibration of an embedder and classifier from share/gallery/open_set.json (or the file $FACEKIT_OPEN_SET
+/// names); nullopt when it has none. Throws Error(kModelCorrupt) for a malformed file.
+std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier);
+
+/// The default open-set threshold for a gallery of `people` at the target `fpir`: from the calibration when
+/// there is one; otherwise the embedder's verification threshold as a similarity (kNN) or 0.5 (SVM).
+/// `source` receives how it was chosen.
+float default_open_set_threshold(const EmbedderId& embedder, const std::string& classifier, std::int64_t people,
+                                 double fpir, std::string* source = nullptr);
+
+struct IdentifyOptions {
+  std::string classifier = "knn";  ///< "knn" or "svm"
+  ClassifierOptions classifier_options;
+  IndexOptions index;
+  /// kAuto. On LFW (50/50) the kNN over per-person means gave 97.6% rank-1 against 93.5% for a 5-NN vote over
+  /// every template (people with many photos out-vote the right one) and 97.2% for the nearest template; the
+  /// SVM needs the individual templates (its Platt fit holds some out).
+  Aggregation aggregation = Aggregation::kAuto;
+  int top_k = 5;  ///< candidates returned per face
+  /// Open-set threshold on the best candidate's score (see classifier.hpp): below it the face is unknown.
+  /// NaN: default_open_set_threshold() for the gallery's current number of people and `fpir`.
+  float threshold = std::numeric_limits<float>::quiet_NaN();
+  /// The false-positive identification rate the default threshold aims at: the share of strangers who would
+  /// be named as someone enrolled.
+  double fpir = 0.01;
+  /// Keep the index and trained classifier in files beside the gallery (<gallery>.cache/), stamped with the
+  /// gallery's uuid and revision, so that the next process loads them instead of rebuilding.
+  bool use_cache = true;
+  std::filesystem::path cache_dir;  ///< "" = <gallery path>.cache
+};
+
+struct Candidate {
+  std::int64_t person_id = 0;
+  std::string name;
+  float distance = 0;     ///< Euclidean distance to the person's nearest template
+  float similarity = 0;   ///< cosine similarity of that template, 1 - distance^2 / 2
+  float score = 0;        ///< the classifier's confidence (the open-set decision uses it)
+  float probability = 0;  ///< share among the enrolled identities
+};
+
+struct Identification {
+  std::vector<Candidate> candidates;  ///< best first
+  bool known = false;                 ///< candidates[0].score >= threshold
+  float threshold = 0;
+};
+
+/// What refresh() did.
+struct RefreshReport {
+  std::int64_t revision = 0;
+  bool index_from_cache = false, classifier_from_cache = false;
+  bool rebuilt = false;       ///< the index was built from scratch
+  bool retrained = false;
+  std::int64_t added = 0, removed = 0;  ///< rows applied incrementally
+  double seconds = 0;
+  std::string cache_error;    ///< why a cache could not be read or written ("" when fine)
+};
+
+/// Identifies faces against one embedder's templates of a gallery.
+/// Thread safety: identify() is const and safe from several threads at once; refresh() needs exclusive use.
+class Identifier {
+ public:
+  /// Loads (or builds) the index and classifier; see refresh().
+  Identifier(const Gallery& gallery, EmbedderId embedder, IdentifyOptions options = {});
+  ~Identifier();
+  Identifier(Identifier&&) noexcept;
+
+  /// Brings index and classifier up to date with the gallery: nothing when its revision has not moved;
+  /// otherwise the templates added and removed since are applied to the index (a rebuild when removals pile
+  /// up or the index kind should change), and a trainable classifier is retrained.
+  RefreshReport refresh();
+  const RefreshReport& last_refresh() const;
+
+  Identification identify(const Embedding& embedding) const;
+
+  std::int64_t revision() const;
+  const LabelledIndex& index() const;
+  const Classifier& classifier() const;
+  const IdentifyOptions& options() const;
+  /// Changes the HNSW search beam of the loaded index (needs exclusive use, like refresh()).
+  void set_ef_search(int ef);
+  float threshold() const;
+  std::string threshold_source() const;
+  /// Deletes this embedder's cache files (the next refresh rebuilds).
+  static void clear_cache(const Gallery& gallery, const IdentifyOptions& options);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace facekit

@@ -1,0 +1,452 @@
+// Identifier: a gallery's templates of one embedder in a FAISS index plus a classifier, kept consistent with
+// the store by revision, and cached beside the gallery so a new process does not rebuild them.
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "facekit/error.hpp"
+#include "facekit/identify.hpp"
+#include "facekit/model.hpp"
+#include "gallery/atomic_file.hpp"
+
+namespace facekit {
+namespace fs = std::filesystem;
+
+const char* to_string(Aggregation a) {
+  return a == Aggregation::kMean ? "mean" : a == Aggregation::kNone ? "none" : "auto";
+}
+
+Aggregation parse_aggregation(const std::string& s) {
+  if (s == "auto") return Aggregation::kAuto;
+  if (s == "none") return Aggregation::kNone;
+  if (s == "mean") return Aggregation::kMean;
+  throw Error(ErrorCode::kInvalidArgument, "unknown aggregation '" + s + "' (auto, none, mean)");
+}
+
+Aggregation resolve_aggregation(Aggregation a, const std::string& classifier) {
+  if (a != Aggregation::kAuto) return a;
+  return classifier == "svm" ? Aggregation::kNone : Aggregation::kMean;
+}
+
+float OpenSetCalibration::threshold_for(double fpir, std::int64_t people) const {
+  if (far.empty() || far.size() != threshold.size()) throw Error(ErrorCode::kModelCorrupt, "empty open-set calibration");
+  const double target = std::log10(std::max(fpir, 1e-12) / static_cast<double>(std::max<std::int64_t>(people, 1)));
+  if (target >= std::log10(far.front())) return threshold.front();
+  if (target <= std::log10(far.back())) return threshold.back();
+  for (size_t i = 1; i < far.size(); ++i) {
+    const double hi = std::log10(far[i - 1]), lo = std::log10(far[i]);
+    if (target <= hi && target >= lo) {
+      const double t = (hi - target) / (hi - lo);
+      return static_cast<float>(threshold[i - 1] + t * (threshold[i] - threshold[i - 1]));
+    }
+  }
+  return threshold.back();
+}
+
+std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier) {
+  const char* env = std::getenv("FACEKIT_OPEN_SET");
+  const fs::path file = env && *env ? fs::path(env) : fs::path(FACEKIT_SOURCE_DIR) / "share" / "gallery" / "open_set.json";
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  try {
+    const auto j = nlohmann::json::parse(in);
+    if (!j.contains(embedder.str()) || !j[embedder.str()].contains(classifier)) return std::nullopt;
+    const auto& e = j[embedder.str()][classifier];
+    OpenSetCalibration c;
+    for (const auto& row : e.at("far_table")) {
+      c.far.push_back(row.at(0).get<double>());
+      c.threshold.push_back(row.at(1).get<float>());
+    }
+    c.source = file.string() + ": " + e.value("source", "");
+    if (c.far.empty()) throw Error(ErrorCode::kModelCorrupt, file.string() + ": empty far_table");
+    for (size_t i = 1; i < c.far.size(); ++i)
+      if (!(c.far[i] < c.far[i - 1]) || c.far[i] <= 0)
+        throw Error(ErrorCode::kModelCorrupt, file.string() + ": far_table must descend in FAR");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kModelCorrupt, file.string() + ": " + e.what());
+  }
+}
+
+float default_open_set_threshold(const EmbedderId& embedder, const std::string& classifier, std::int64_t people,
+                                 double fpir, std::string* source) {
+  if (auto c = load_open_set_calibration(embedder, classifier)) {
+    const float t = c->threshold_for(fpir, people);
+    if (source) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "FPIR %g with %lld people (FAR %.2g per comparison), from ", fpir,
+                    static_cast<long long>(people), fpir / std::max<std::int64_t>(people, 1));
+      *source = buf + c->source;
+    }
+    return t;
+  }
+  if (classifier == "knn") {
+    // The embedder's verification threshold (a distance) as a similarity.
+    const float t = load_manifest(embedder.name).threshold;
+    if (source) *source = "verification threshold of " + embedder.name + " (no open-set calibration)";
+    return 1.f - t * t / 2;
+  }
+  if (source) *source = "default 0.5 (no open-set calibration)";
+  return 0.5f;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kIndexCacheMagic = "facekit-index-cache";
+constexpr const char* kModelCacheMagic = "facekit-model-cache";
+constexpr int kCacheVersion = 1;
+
+std::string file_safe(std::string s) {
+  for (char& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' && c != '@') c = '_';
+  return s;
+}
+
+// The options a trained classifier depends on: a cached model trained with others is not reused.
+std::string fingerprint(const IdentifyOptions& o) {
+  const auto& c = o.classifier_options;
+  std::ostringstream s;
+  s << o.classifier << " agg=" << to_string(o.aggregation) << " C=" << c.svm_c << " hard=" << c.svm_hard_negative_people
+    << " rand=" << c.svm_random_negatives << " platt=" << c.svm_fit_platt << "," << c.svm_platt_a << ","
+    << c.svm_platt_b << " seed=" << c.seed;
+  return s.str();
+}
+
+// One header line: magic version uuid revision key.
+void write_header(std::FILE* f, const char* magic, const std::string& uuid, std::int64_t rev, const std::string& key) {
+  const std::string h = std::string(magic) + " " + std::to_string(kCacheVersion) + " " + uuid + " " +
+                        std::to_string(rev) + " " + key + "\n";
+  if (std::fwrite(h.data(), 1, h.size(), f) != h.size()) throw Error(ErrorCode::kStorage, "cannot write cache");
+}
+
+struct Header {
+  std::string uuid, key;
+  std::int64_t revision = -1;
+};
+
+Header read_header(std::FILE* f, const char* magic) {
+  char buf[4096];
+  if (!std::fgets(buf, sizeof buf, f)) throw Error(ErrorCode::kStorage, "empty cache file");
+  std::istringstream s(buf);
+  std::string m;
+  int version = 0;
+  Header h;
+  s >> m >> version >> h.uuid >> h.revision;
+  std::getline(s, h.key);
+  if (!h.key.empty() && h.key[0] == ' ') h.key.erase(0, 1);
+  if (!h.key.empty() && h.key.back() == '\n') h.key.pop_back();
+  if (m != magic || version != kCacheVersion) throw Error(ErrorCode::kStorage, "not a current facekit cache file");
+  return h;
+}
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+}  // namespace
+
+struct Identifier::Impl {
+  const Gallery& gallery;
+  EmbedderId embedder;
+  IdentifyOptions opt;
+  std::unique_ptr<LabelledIndex> index;  // null while the gallery holds no template of this embedder
+  std::unique_ptr<Classifier> classifier;
+  std::int64_t revision = -1, classifier_revision = -1;
+  float threshold = 0;
+  std::string threshold_source;
+  RefreshReport last;
+
+  Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
+    opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
+  }
+
+  fs::path cache_dir() const {
+    return opt.cache_dir.empty() ? fs::path(gallery.location() + ".cache") : opt.cache_dir;
+  }
+  std::string base() const { return file_safe(embedder.str()) + "." + to_string(opt.aggregation); }
+  fs::path index_path() const { return cache_dir() / (base() + ".index"); }
+  fs::path model_path() const { return cache_dir() / (base() + "." + opt.classifier + ".model"); }
+  std::string index_key() const {
+    return embedder.str() + " " + to_string(opt.aggregation) + " " + opt.index.kind + " M=" +
+           std::to_string(opt.index.hnsw_m) + " efc=" + std::to_string(opt.index.ef_construction) +
+           " min=" + std::to_string(opt.index.hnsw_min_size);
+  }
+
+  bool want_hnsw(std::int64_t rows) const {
+    if (opt.index.kind == "hnsw") return true;
+    if (opt.index.kind == "flat") return false;
+    return rows >= opt.index.hnsw_min_size;
+  }
+
+  void rebuild() {
+    std::vector<float> data;
+    std::vector<std::int64_t> keys, labels;
+    std::int64_t rev = 0;
+    int dim = 0;
+    if (opt.aggregation == Aggregation::kNone) {
+      gallery.for_each_template(
+          embedder,
+          [&](const Template& t) {
+            if (!dim) dim = static_cast<int>(t.embedding.size());
+            if (static_cast<int>(t.embedding.size()) != dim) return;
+            data.insert(data.end(), t.embedding.begin(), t.embedding.end());
+            keys.push_back(t.id);
+            labels.push_back(t.person_id);
+          },
+          &rev);
+    } else {
+      std::unordered_map<std::int64_t, std::vector<Embedding>> by_person;
+      std::vector<std::int64_t> order;
+      gallery.for_each_template(
+          embedder,
+          [&](const Template& t) {
+            auto& v = by_person[t.person_id];
+            if (v.empty()) order.push_back(t.person_id);
+            v.push_back(t.embedding);
+          },
+          &rev);
+      for (std::int64_t pid : order) {
+        const Embedding m = mean_embedding(by_person[pid]);
+        if (!dim) dim = static_cast<int>(m.size());
+        data.insert(data.end(), m.begin(), m.end());
+        keys.push_back(pid);
+        labels.push_back(pid);
+      }
+    }
+    revision = rev;
+    if (!dim) {
+      index.reset();
+      return;
+    }
+    const auto n = static_cast<std::int64_t>(keys.size());
+    index = std::make_unique<LabelledIndex>(dim, opt.index, n);
+    index->add(data.data(), keys.data(), labels.data(), n);
+    last.rebuilt = true;
+  }
+
+  // Applies the gallery's changes since `revision` to the index; false when a rebuild is the better answer.
+  bool catch_up() {
+    const GalleryChanges ch = gallery.changes_since(embedder, revision);
+    std::vector<float> data;
+    std::vector<std::int64_t> keys, labels;
+    if (opt.aggregation == Aggregation::kNone) {
+      for (const auto& [tid, pid] : ch.removed) last.removed += index->remove_key(tid);
+      for (const auto& t : ch.added) {
+        if (index->has_key(t.id) || static_cast<int>(t.embedding.size()) != index->dim()) continue;
+        data.insert(data.end(), t.embedding.begin(), t.embedding.end());
+        keys.push_back(t.id);
+        labels.push_back(t.person_id);
+      }
+    } else {
+      std::unordered_set<std::int64_t> affected;
+      for (const auto& r : ch.removed) affected.insert(r.second);
+      for (const auto& t : ch.added) affected.insert(t.person_id);
+      for (std::int64_t pid : affected) {
+        last.removed += index->remove_key(pid);
+        std::vector<Embedding> mine;
+        try {
+          for (auto& t : gallery.templates_of(pid))
+            if (t.embedder == embedder) mine.push_back(std::move(t.embedding));
+        } catch (const Error& e) {
+          if (e.code() != ErrorCode::kNotFound) throw;  // removed since: nothing to add
+        }
+        if (mine.empty()) continue;
+        const Embedding m = mean_embedding(mine);
+        if (static_cast<int>(m.size()) != index->dim()) continue;
+        data.insert(data.end(), m.begin(), m.end());
+        keys.push_back(pid);
+        labels.push_back(pid);
+      }
+    }
+    index->add(data.data(), keys.data(), labels.data(), static_cast<std::int64_t>(keys.size()));
+    last.added += static_cast<std::int64_t>(keys.size());
+    revision = ch.to_revision;
+    const auto& vi = index->index();
+    // Tombstones cost search time and memory; the kind should follow the size.
+    if (vi.removed() > vi.rows() / 5) return false;
+    if (want_hnsw(vi.live()) != vi.approximate() &&
+        (opt.index.kind != "auto" || vi.live() >= opt.index.hnsw_min_size || vi.live() < opt.index.hnsw_min_size / 2))
+      return false;
+    return true;
+  }
+
+  void load_index_cache() {
+    File f(std::fopen(index_path().c_str(), "rb"));
+    if (!f) return;
+    try {
+      const Header h = read_header(f.get(), kIndexCacheMagic);
+      if (h.uuid != gallery.uuid() || h.key != index_key() || h.revision > gallery.revision()) return;
+      auto li = std::make_unique<LabelledIndex>(LabelledIndex::load(f.get()));
+      index = std::move(li);
+      revision = h.revision;
+      last.index_from_cache = true;
+    } catch (const Error& e) {
+      last.cache_error = index_path().string() + ": " + e.what() + " (rebuilt)";
+    }
+  }
+
+  void save_index_cache() {
+    if (!opt.use_cache || !index) return;
+    try {
+      fs::create_directories(cache_dir());
+      write_file_atomically_c(index_path(), [&](std::FILE* f) {
+        write_header(f, kIndexCacheMagic, gallery.uuid(), revision, index_key());
+        index->save(f);
+      });
+    } catch (const std::exception& e) {
+      last.cache_error = std::string("cannot write the index cache: ") + e.what();
+    }
+  }
+
+  bool load_model_cache() {
+    File f(std::fopen(model_path().c_str(), "rb"));
+    if (!f) return false;
+    try {
+      const Header h = read_header(f.get(), kModelCacheMagic);
+      if (h.uuid != gallery.uuid() || h.revision != revision || h.key != fingerprint(opt)) return false;
+      std::string rest;
+      char buf[1 << 16];
+      for (size_t n; (n = std::fread(buf, 1, sizeof buf, f.get())) > 0;) rest.append(buf, n);
+      std::istringstream in(rest);
+      classifier->load(in);
+      return true;
+    } catch (const Error& e) {
+      last.cache_error = model_path().string() + ": " + e.what() + " (retrained)";
+      return false;
+    }
+  }
+
+  void save_model_cache() {
+    if (!opt.use_cache) return;
+    try {
+      fs::create_directories(cache_dir());
+      std::ostringstream body;
+      classifier->save(body);
+      const std::string b = body.str();
+      write_file_atomically_c(model_path(), [&](std::FILE* f) {
+        write_header(f, kModelCacheMagic, gallery.uuid(), revision, fingerprint(opt));
+        if (std::fwrite(b.data(), 1, b.size(), f) != b.size()) throw Error(ErrorCode::kStorage, "cannot write cache");
+      });
+    } catch (const std::exception& e) {
+      last.cache_error = std::string("cannot write the model cache: ") + e.what();
+    }
+  }
+};
+
+Identifier::Identifier(const Gallery& gallery, EmbedderId embedder, IdentifyOptions options)
+    : impl_(std::make_unique<Impl>(gallery, std::move(embedder), std::move(options))) {
+  auto& m = *impl_;
+  if (m.opt.top_k < 1) throw Error(ErrorCode::kInvalidArgument, "top_k must be at least 1");
+  m.classifier = create_classifier(m.opt.classifier, m.opt.classifier_options);
+  refresh();
+}
+
+Identifier::~Identifier() = default;
+Identifier::Identifier(Identifier&&) noexcept = default;
+
+RefreshReport Identifier::refresh() {
+  auto& m = *impl_;
+  const auto t0 = Clock::now();
+  m.last = RefreshReport{};
+  const std::int64_t before = m.revision;
+  if (!m.index && m.opt.use_cache && m.revision < 0) m.load_index_cache();
+  if (m.index) {
+    if (m.revision != m.gallery.revision() && !m.catch_up()) m.rebuild();
+  } else if (m.revision != m.gallery.revision() || m.revision < 0) {
+    m.rebuild();
+  }
+  // A cached index carries the beam it was saved with; the caller's options decide.
+  if (m.index) m.index->set_ef_search(m.opt.index.ef_search);
+  const bool index_changed = m.revision != before && !(m.last.index_from_cache && m.last.added == 0 &&
+                                                        m.last.removed == 0 && !m.last.rebuilt);
+  if (index_changed) m.save_index_cache();
+  if (m.classifier->trainable() && m.index && m.classifier_revision != m.revision) {
+    if (m.opt.use_cache && m.load_model_cache()) {
+      m.last.classifier_from_cache = true;
+    } else {
+      m.classifier->train(*m.index);
+      m.last.retrained = true;
+      m.save_model_cache();
+    }
+    m.classifier_revision = m.revision;
+  }
+  // The default threshold depends on how many people a stranger is compared with.
+  if (std::isnan(m.opt.threshold)) {
+    const std::int64_t people = m.index ? m.index->label_count() : 0;
+    m.threshold = default_open_set_threshold(m.embedder, m.opt.classifier, people, m.opt.fpir, &m.threshold_source);
+  } else {
+    m.threshold = m.opt.threshold;
+    m.threshold_source = "given";
+  }
+  m.last.revision = m.revision;
+  m.last.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return m.last;
+}
+
+const RefreshReport& Identifier::last_refresh() const { return impl_->last; }
+
+Identification Identifier::identify(const Embedding& e) const {
+  const auto& m = *impl_;
+  Identification r;
+  r.threshold = m.threshold;
+  if (!m.index || m.index->size() == 0) return r;
+  if (static_cast<int>(e.size()) != m.index->dim())
+    throw Error(ErrorCode::kInvalidArgument, "embedding has " + std::to_string(e.size()) + " values, the gallery's " +
+                                                 m.embedder.str() + " templates " + std::to_string(m.index->dim()));
+  if (m.classifier->trainable() && m.classifier_revision != m.revision)
+    throw Error(ErrorCode::kInternal, "classifier is behind the index (call refresh)");
+  for (const auto& s : m.classifier->classify(*m.index, e.data(), m.opt.top_k)) {
+    Candidate c;
+    c.person_id = s.label;
+    try {
+      c.name = m.gallery.person(s.label).name;
+    } catch (const Error& err) {
+      if (err.code() == ErrorCode::kNotFound) continue;  // removed by another process since the last refresh
+      throw;
+    }
+    c.distance = s.distance;
+    c.similarity = 1.f - s.distance * s.distance / 2;
+    c.score = s.score;
+    c.probability = s.probability;
+    r.candidates.push_back(std::move(c));
+  }
+  r.known = !r.candidates.empty() && r.candidates[0].score >= m.threshold;
+  return r;
+}
+
+std::int64_t Identifier::revision() const { return impl_->revision; }
+const LabelledIndex& Identifier::index() const {
+  if (!impl_->index) throw Error(ErrorCode::kNotFound, "the gallery holds no template of " + impl_->embedder.str());
+  return *impl_->index;
+}
+const Classifier& Identifier::classifier() const { return *impl_->classifier; }
+const IdentifyOptions& Identifier::options() const { return impl_->opt; }
+void Identifier::set_ef_search(int ef) {
+  impl_->opt.index.ef_search = ef;
+  if (impl_->index) impl_->index->set_ef_search(ef);
+}
+float Identifier::threshold() const { return impl_->threshold; }
+std::string Identifier::threshold_source() const { return impl_->threshold_source; }
+
+void Identifier::clear_cache(const Gallery& gallery, const IdentifyOptions& options) {
+  // Every embedder's and aggregation's files: a reindex starts from the store alone.
+  const fs::path dir = options.cache_dir.empty() ? fs::path(gallery.location() + ".cache") : options.cache_dir;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto n = e.path().filename().string();
+    if (n.ends_with(".index") || n.ends_with(".model")) fs::remove(e.path(), ec);
+  }
+}
+
+}  // namespace facekit

@@ -1,0 +1,467 @@
+// End-to-end tier for the gallery: enrol, identify, list, rename, remove and re-identify through the facekit
+// binary on real photos; bad input; kill -9 during enrolment; and (when LFW is present) identification of LFW
+// people through the library.
+//
+// Photos: Debian libdlib19.1's bald_guys.jpg is a collage of four actors, about six photos each. Each face is
+// cut out with a margin into its own photo (one face per photo, as enrolment wants) and the cut-outs are
+// grouped into actors by average-linkage clustering of their embeddings.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "facekit/error.hpp"
+#include "facekit/gallery.hpp"
+#include "facekit/identification_eval.hpp"
+#include "facekit/identify.hpp"
+#include "facekit/image.hpp"
+#include "facekit/pipeline.hpp"
+
+extern char** environ;
+
+namespace fk = facekit;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
+const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
+const fs::path kLfw = FACEKIT_LFW_DIR;
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+CliRun run(const std::string& args) {
+  static int n = 0;
+  const fs::path err = fs::temp_directory_path() / ("fk_gcli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+  const std::string cmd = std::string(FACEKIT_CLI) + " " + args + " 2>" + err.string();
+  CliRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  fs::remove(err);
+  return r;
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+const fk::FacePipeline& pipeline() {
+  static const fk::FacePipeline p;
+  return p;
+}
+
+// The bald_guys cut-outs, grouped by actor (largest group first).
+struct Actors {
+  fs::path dir;
+  std::vector<std::vector<fs::path>> groups;
+};
+
+// Removes the cut-outs when the test program ends.
+struct ActorsCleanup : ::testing::Environment {
+  fs::path dir;
+  void TearDown() override {
+    std::error_code ec;
+    if (!dir.empty()) fs::remove_all(dir, ec);
+  }
+};
+ActorsCleanup* const g_cleanup =
+    static_cast<ActorsCleanup*>(::testing::AddGlobalTestEnvironment(new ActorsCleanup));
+
+const Actors& actors() {
+  static const Actors a = [] {
+    Actors out;
+    out.dir = fs::temp_directory_path() / ("fk_actors_" + std::to_string(::getpid()));
+    g_cleanup->dir = out.dir;
+    fs::create_directories(out.dir);
+    const fk::Image img = fk::load_image(kFaces / "bald_guys.jpg");
+    const auto faces = pipeline().analyze(img);
+    std::vector<fs::path> files;
+    std::vector<fk::Embedding> embs;
+    for (size_t i = 0; i < faces.size(); ++i) {
+      const auto& b = faces[i].face.box;
+      const float m = 0.3f * std::max(b.width, b.height);
+      cv::Rect r(cv::Point(std::max(0, int(b.x - m)), std::max(0, int(b.y - m))),
+                 cv::Point(std::min(img.cols, int(b.x + b.width + m)), std::min(img.rows, int(b.y + b.height + m))));
+      const fk::Image crop = img(r).clone();
+      if (pipeline().detect(crop).size() != 1) continue;  // a neighbour's face in the margin: not usable
+      const fs::path f = out.dir / ("face" + std::to_string(i) + ".png");
+      fk::save_image(f, crop);
+      files.push_back(f);
+      embs.push_back(faces[i].embedding);
+    }
+    // Average-linkage clusters within the embedder's threshold.
+    std::vector<std::vector<size_t>> cl;
+    for (size_t i = 0; i < embs.size(); ++i) cl.push_back({i});
+    auto link = [&](const std::vector<size_t>& x, const std::vector<size_t>& y) {
+      double s = 0;
+      for (size_t i : x)
+        for (size_t j : y) s += fk::l2_distance(embs[i], embs[j]);
+      return s / (x.size() * y.size());
+    };
+    while (cl.size() > 1) {
+      double best = 1e9;
+      size_t ba = 0, bb = 0;
+      for (size_t x = 0; x < cl.size(); ++x)
+        for (size_t y = x + 1; y < cl.size(); ++y)
+          if (const double d = link(cl[x], cl[y]); d < best) best = d, ba = x, bb = y;
+      if (best > pipeline().embedder().threshold()) break;
+      cl[ba].insert(cl[ba].end(), cl[bb].begin(), cl[bb].end());
+      cl.erase(cl.begin() + static_cast<long>(bb));
+    }
+    std::sort(cl.begin(), cl.end(), [](const auto& x, const auto& y) { return x.size() > y.size(); });
+    for (const auto& c : cl) {
+      std::vector<fs::path> g;
+      for (size_t i : c) g.push_back(files[i]);
+      out.groups.push_back(g);
+    }
+    return out;
+  }();
+  return a;
+}
+
+class GalleryCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("fk_gcli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    gallery_ = dir_ / "people.db";
+    const auto& a = actors();
+    ASSERT_GE(a.groups.size(), 4u);
+    for (size_t g = 0; g < 4; ++g) ASSERT_GE(a.groups[g].size(), 3u) << "actor " << g;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string G() const { return " --gallery " + q(gallery_); }
+  json identify(const fs::path& photo) {
+    const CliRun r = run("identify --json" + G() + " " + q(photo));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out);
+  }
+  // The identity of the only face in a photo.
+  std::string who(const fs::path& photo) {
+    const auto j = identify(photo);
+    const auto& faces = j["images"][0]["faces"];
+    EXPECT_EQ(faces.size(), 1u) << photo;
+    return faces.empty() ? "" : faces[0]["identity"].get<std::string>();
+  }
+  size_t people_count() {
+    const CliRun r = run("people list --json" + G());
+    EXPECT_EQ(r.status, 0) << r.err;
+    return json::parse(r.out).size();
+  }
+  fs::path dir_, gallery_;
+};
+
+}  // namespace
+
+TEST_F(GalleryCli, EnrolIdentifyListRenameRemoveAndReidentify) {
+  const auto& g = actors().groups;
+  // Three actors enrolled from two photos each; the fourth actor is never enrolled.
+  for (int k = 0; k < 3; ++k) {
+    const CliRun r = run("enroll --json --name actor" + std::to_string(k) + G() + " " + q(g[k][0]) + " " + q(g[k][1]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = json::parse(r.out);
+    EXPECT_TRUE(j["created"].get<bool>());
+    EXPECT_EQ(j["templates_added"].get<int>(), 2);
+    EXPECT_EQ(j["photos"].size(), 2u);
+  }
+  ASSERT_EQ(run("enroll --name Tom" + G() + " " + q(kFaces / "Tom_Cruise_avp_2014_4.jpg")).status, 0);
+  EXPECT_EQ(people_count(), 4u);
+
+  // Held-out photos of the enrolled actors are named; the unenrolled actor and three strangers are unknown.
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(who(g[k][2]), "actor" + std::to_string(k));
+  EXPECT_EQ(who(g[3][0]), "unknown");
+  EXPECT_EQ(who(kFaces / "Tom_Cruise_avp_2014_4.jpg"), "Tom");
+  const auto strangers = identify(kDemo / "sample1.jpg");
+  ASSERT_EQ(strangers["images"][0]["faces"].size(), 3u);
+  for (const auto& f : strangers["images"][0]["faces"]) {
+    EXPECT_EQ(f["identity"], "unknown");
+    EXPECT_FALSE(f["known"].get<bool>());
+    EXPECT_TRUE(f["person_id"].is_null());
+  }
+  // Candidates are sorted, with probabilities and similarities in range, and --top is honoured.
+  {
+    const CliRun r = run("identify --json --top 2" + G() + " " + q(g[0][2]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto c = json::parse(r.out)["images"][0]["faces"][0]["candidates"];
+    ASSERT_EQ(c.size(), 2u);
+    EXPECT_EQ(c[0]["name"], "actor0");
+    EXPECT_GT(c[0]["similarity"].get<double>(), c[1]["similarity"].get<double>());
+    EXPECT_GT(c[0]["probability"].get<double>(), 0.5);
+    EXPECT_LE(c[0]["probability"].get<double>(), 1.0);
+  }
+  // The SVM names the same person. (Its open-set decision is not asserted here: with four people each SVM
+  // has a handful of negatives and the unenrolled actor can score as high as an enrolled one; docs/gallery.md.)
+  {
+    const CliRun r = run("identify --json --classifier svm" + G() + " " + q(g[1][2]) + " " + q(g[3][1]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = json::parse(r.out);
+    const auto& known = j["images"][0]["faces"][0];
+    EXPECT_EQ(known["identity"], "actor1");
+    EXPECT_EQ(known["candidates"][0]["name"], "actor1");
+    EXPECT_GE(known["candidates"][0]["probability"].get<double>(), known["candidates"][1]["probability"].get<double>());
+    std::cerr << "svm: enrolled actor score " << known["candidates"][0]["score"] << ", unenrolled actor's best "
+              << j["images"][1]["faces"][0]["candidates"][0] << "\n";
+  }
+  // Text output names the person.
+  {
+    const CliRun r = run("identify" + G() + " " + q(g[2][2]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("actor2"), std::string::npos) << r.out;
+  }
+
+  // Rename: identification reports the new name.
+  ASSERT_EQ(run("people rename actor1 Patrick" + G()).status, 0);
+  EXPECT_EQ(who(g[1][2]), "Patrick");
+  // Show by name.
+  {
+    const CliRun r = run("people show --json Patrick" + G());
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = json::parse(r.out);
+    EXPECT_EQ(j["templates"].get<int>(), 2);
+    EXPECT_EQ(j["template_list"][0]["embedder"], "dlib_resnet@1.7.15");
+    EXPECT_EQ(j["template_list"][0]["source_sha256"].get<std::string>().size(), 64u);
+  }
+  // Remove: the actor is no longer recognised; enrol again: recognised again.
+  ASSERT_EQ(run("people remove actor0" + G()).status, 0);
+  EXPECT_EQ(people_count(), 3u);
+  EXPECT_EQ(who(g[0][2]), "unknown");
+  ASSERT_EQ(run("enroll --name actor0" + G() + " " + q(g[0][1])).status, 0);
+  EXPECT_EQ(who(g[0][2]), "actor0");
+  // Adding a photo to an enrolled name adds a template; the same photo again is skipped.
+  {
+    CliRun r = run("enroll --json --name actor0" + G() + " " + q(g[0][3 % g[0].size()]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(json::parse(r.out)["created"].get<bool>());
+    r = run("enroll --json --name actor0" + G() + " " + q(g[0][1]));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(json::parse(r.out)["duplicates_skipped"].get<int>(), 1);
+    EXPECT_EQ(run("enroll --new --name actor0" + G() + " " + q(g[0][0])).status,
+              fk::exit_status(fk::ErrorCode::kInvalidArgument));
+  }
+}
+
+TEST_F(GalleryCli, BadInputIsAClearErrorAndLosesNothing) {
+  const auto& g = actors().groups;
+  ASSERT_EQ(run("enroll --name keeper" + G() + " " + q(g[0][0])).status, 0);
+  const auto before = fs::file_size(gallery_);
+  // Several faces, no face, a corrupt photo, a missing photo: each is an error naming the photo, and even
+  // the good photo given with them is not enrolled.
+  CliRun r = run("enroll --name crowd" + G() + " " + q(g[1][0]) + " " + q(kFaces / "bald_guys.jpg"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
+  EXPECT_NE(r.err.find("bald_guys.jpg"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("exactly one face"), std::string::npos) << r.err;
+  cv::Mat grey(240, 320, CV_8UC3, cv::Scalar::all(128));
+  fk::save_image(dir_ / "grey.png", grey);
+  r = run("enroll --name nobody" + G() + " " + q(g[1][0]) + " " + q(dir_ / "grey.png"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kNoFace)) << r.err;
+  EXPECT_NE(r.err.find("grey.png"), std::string::npos) << r.err;
+  std::ofstream(dir_ / "broken.jpg") << "\xff\xd8\xff\xe0 not really a jpeg";
+  r = run("enroll --name broken" + G() + " " + q(dir_ / "broken.jpg"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kBadImage)) << r.err;
+  r = run("enroll --name missing" + G() + " " + q(dir_ / "missing.jpg"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kNotFound)) << r.err;
+  r = run("enroll --name bad --metadata '{oops'" + G() + " " + q(g[1][0]));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
+  EXPECT_EQ(people_count(), 1u);
+  // Unknown people.
+  EXPECT_EQ(run("people remove nobody" + G()).status, fk::exit_status(fk::ErrorCode::kNotFound));
+  EXPECT_EQ(run("people remove keeper nobody" + G()).status, fk::exit_status(fk::ErrorCode::kNotFound));
+  EXPECT_EQ(people_count(), 1u);  // nothing removed: every name is checked first
+  EXPECT_EQ(run("people show 12345" + G()).status, fk::exit_status(fk::ErrorCode::kNotFound));
+  EXPECT_EQ(run("people rename nobody x" + G()).status, fk::exit_status(fk::ErrorCode::kNotFound));
+  // Absent and malformed galleries.
+  EXPECT_EQ(run("identify --gallery " + q(dir_ / "none.db") + " " + q(g[0][1])).status,
+            fk::exit_status(fk::ErrorCode::kNotFound));
+  EXPECT_FALSE(fs::exists(dir_ / "none.db"));
+  std::ofstream(dir_ / "junk.db") << std::string(5000, 'j');
+  r = run("people list --gallery " + q(dir_ / "junk.db"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kStorage)) << r.err;
+  EXPECT_NE(r.err.find("not a facekit gallery"), std::string::npos) << r.err;
+  std::ofstream(dir_ / "bad.jsonl") << "{\"format\":\"facekit-gallery-export\",\"version\":1}\n{\"name\":\"x\"}\n";
+  r = run("gallery import" + G() + " " + q(dir_ / "bad.jsonl"));
+  EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
+  EXPECT_NE(r.err.find(":2:"), std::string::npos) << r.err;
+  EXPECT_EQ(people_count(), 1u);
+  EXPECT_EQ(who(g[0][1]), "keeper");
+  (void)before;
+}
+
+TEST_F(GalleryCli, StatsExportImportReindex) {
+  const auto& g = actors().groups;
+  ASSERT_EQ(run("enroll --name a" + G() + " " + q(g[0][0]) + " " + q(g[0][1])).status, 0);
+  ASSERT_EQ(run("enroll --name b --metadata '{\"badge\":7}'" + G() + " " + q(g[1][0])).status, 0);
+  CliRun r = run("gallery stats --json" + G());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto st = json::parse(r.out);
+  EXPECT_EQ(st["people"], 2);
+  EXPECT_EQ(st["templates"], 3);
+  EXPECT_EQ(st["embedders"][0]["embedder"], "dlib_resnet@1.7.15");
+  EXPECT_EQ(st["format_version"], fk::kGalleryFormatVersion);
+  ASSERT_EQ(run("gallery export" + G() + " " + q(dir_ / "out.jsonl")).status, 0);
+  const std::string copy = " --gallery " + q(dir_ / "copy.db");
+  r = run("gallery import" + copy + " " + q(dir_ / "out.jsonl"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("people show --json b" + copy);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["metadata"]["badge"], 7);
+  r = run("identify --json" + copy + " " + q(g[0][2]));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["images"][0]["faces"][0]["identity"], "a");
+  r = run("gallery reindex --classifier svm" + G());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("3 rows"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("svm: 2 models"), std::string::npos) << r.out;
+}
+
+// kill -9 at a random moment while `facekit enroll` commands run one after another: every enrolment that
+// reported success is stored whole, and no person exists without all of their templates.
+TEST_F(GalleryCli, KillNineDuringEnrolmentLosesNothingReportedAndLeavesNoPartialPerson) {
+  const auto& g = actors().groups;
+  const std::vector<std::string> photos = {g[0][0].string(), g[1][0].string(), g[2][0].string(), g[3][0].string()};
+  std::mt19937 rng(static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::uniform_int_distribution<int> delay_ms(150, 2500);
+  std::set<std::string> reported;   // exit status 0 seen
+  std::set<std::string> attempted;  // started, outcome unknown or failed
+  int kills = 0, next_person = 0;
+  const std::string gallery = gallery_.string();
+  for (int round = 0; round < 4; ++round) {
+    // The first command of a round runs to completion; the kill comes at a random moment after that.
+    auto deadline = std::chrono::steady_clock::time_point::max();
+    for (int cmd = 0;; ++cmd) {
+      if (cmd == 1) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms(rng));
+      const std::string name = "p" + std::to_string(next_person++);
+      std::vector<std::string> args = {FACEKIT_CLI, "enroll", "--gallery", gallery, "--name", name};
+      args.insert(args.end(), photos.begin(), photos.end());  // four templates per person, one transaction
+      std::vector<char*> argv;
+      for (auto& s : args) argv.push_back(s.data());
+      argv.push_back(nullptr);
+      posix_spawn_file_actions_t fa;
+      posix_spawn_file_actions_init(&fa);
+      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+      posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+      pid_t pid = 0;
+      ASSERT_EQ(posix_spawn(&pid, FACEKIT_CLI, &fa, nullptr, argv.data(), environ), 0);
+      posix_spawn_file_actions_destroy(&fa);
+      attempted.insert(name);
+      int status = 0;
+      bool killed = false;
+      while (::waitpid(pid, &status, WNOHANG) == 0) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+          ::kill(pid, SIGKILL);
+          ::waitpid(pid, &status, 0);
+          killed = true;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+      if (killed) {
+        // The process may have finished its work in the instant before the signal: only a reported exit
+        // status 0 is a promise.
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) reported.insert(name);
+        kills += WIFSIGNALED(status);
+        break;
+      }
+      ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << " failed without being killed";
+      reported.insert(name);
+    }
+  }
+  EXPECT_GE(kills, 3);
+  EXPECT_GE(reported.size(), 4u);
+  // The file is sound, every reported person is there with all four templates, nobody is partial, and
+  // nobody appears who was never attempted.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(gallery.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  auto gal = fk::open_gallery(gallery_);
+  std::map<std::string, int> stored;
+  for (const auto& p : gal->people()) stored[p.name] = p.templates;
+  for (const auto& name : reported) {
+    ASSERT_TRUE(stored.count(name)) << name << " reported success but is missing";
+    EXPECT_EQ(stored[name], 4) << name;
+  }
+  for (const auto& [name, n] : stored) {
+    EXPECT_EQ(n, 4) << name << " is partial";
+    EXPECT_TRUE(attempted.count(name)) << name;
+  }
+  // And the gallery still takes writes and answers.
+  ASSERT_EQ(run("enroll --name after" + G() + " " + q(g[0][1])).status, 0);
+  EXPECT_EQ(who(g[1][1]).rfind("p", 0), 0u);
+}
+
+// ---- LFW, through the library --------------------------------------------------------------------------
+
+TEST(GalleryLfw, EnrolledPeopleAreFoundAndOthersAreUnknown) {
+  if (!fs::exists(kLfw / "lfw-names.txt")) GTEST_SKIP() << "LFW not present at " << kLfw;
+  const auto people = fk::lfw_people(kLfw, 4);  // 4+ photos: two to enrol, two to look up
+  ASSERT_GE(people.size(), 40u);
+  const fs::path dir = fs::temp_directory_path() / ("fk_glfw_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto gallery = fk::open_gallery(dir / "lfw.db");
+  // Every 25th person: 12 enrolled people, the next 8 people as strangers.
+  std::vector<const fk::LfwPerson*> enrolled, strangers;
+  for (size_t i = 0; i < people.size() && enrolled.size() < 12; i += 25) enrolled.push_back(&people[i]);
+  for (size_t i = 12; i < people.size() && strangers.size() < 8; i += 25) strangers.push_back(&people[i]);
+  for (const auto* p : enrolled) {
+    std::vector<fk::EnrollPhoto> photos;
+    for (int k : {0, 1}) photos.push_back({kLfw / p->photos[k], {}, {}, {}});
+    try {
+      fk::enroll(*gallery, pipeline(), p->name, photos);
+    } catch (const fk::Error& e) {
+      // LFW photos sometimes hold a second face; such a person is simply not enrolled here.
+      ASSERT_TRUE(e.code() == fk::ErrorCode::kInvalidArgument || e.code() == fk::ErrorCode::kNoFace) << e.what();
+    }
+  }
+  const auto n_enrolled = gallery->people().size();
+  ASSERT_GE(n_enrolled, 8u);
+  fk::Identifier ident(*gallery, fk::embedder_id(pipeline()));
+  int asked = 0, right = 0, strangers_asked = 0, rejected = 0;
+  for (const auto* p : enrolled) {
+    if (!gallery->find_person(p->name)) continue;
+    for (int k : {2, 3}) {
+      const auto a = pipeline().analyze_one(fk::load_image(kLfw / p->photos[k]), fk::FacePick::kNearestCenter);
+      const auto r = ident.identify(a.embedding);
+      ++asked;
+      right += r.known && r.candidates[0].name == p->name;
+    }
+  }
+  for (const auto* p : strangers) {
+    const auto a = pipeline().analyze_one(fk::load_image(kLfw / p->photos[0]), fk::FacePick::kNearestCenter);
+    ++strangers_asked;
+    rejected += !ident.identify(a.embedding).known;
+  }
+  EXPECT_GE(right, asked - 2) << right << "/" << asked;
+  EXPECT_GE(rejected, strangers_asked - 1) << rejected << "/" << strangers_asked;
+  fs::remove_all(dir);
+}

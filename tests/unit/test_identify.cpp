@@ -1,0 +1,557 @@
+// Vector index (FAISS), classifiers (kNN, SVM), the Identifier over a gallery, and the identification metrics,
+// on synthetic embeddings: clusters on the unit sphere with known members.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "classify/classifiers.hpp"
+#include "facekit/classifier.hpp"
+#include "facekit/error.hpp"
+#include "facekit/identification_eval.hpp"
+#include "facekit/identify.hpp"
+#include "facekit/vector_index.hpp"
+
+namespace fk = facekit;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kDim = 32;
+
+fk::Embedding normalise(std::vector<float> v) {
+  float s = 0;
+  for (float x : v) s += x * x;
+  for (float& x : v) x /= std::sqrt(s);
+  return v;
+}
+
+fk::Embedding random_unit(std::mt19937& rng, int dim = kDim) {
+  std::normal_distribution<float> n;
+  std::vector<float> v(dim);
+  for (auto& x : v) x = n(rng);
+  return normalise(v);
+}
+
+// A sample of a person: their centre plus noise of this size, renormalised. With 32 dimensions and noise 0.06
+// per coordinate, samples of one person lie ~0.45 apart and different people ~1.4 apart.
+fk::Embedding near(const fk::Embedding& centre, std::mt19937& rng, float noise = 0.06f) {
+  std::normal_distribution<float> n(0, noise);
+  std::vector<float> v(centre);
+  for (auto& x : v) x += n(rng);
+  return normalise(v);
+}
+
+struct World {
+  std::vector<fk::Embedding> centres;
+  std::vector<float> data;
+  std::vector<std::int64_t> keys, labels;
+  World(int people, int per_person, std::mt19937& rng) {
+    for (int p = 0; p < people; ++p) {
+      centres.push_back(random_unit(rng));
+      for (int k = 0; k < per_person; ++k) {
+        const auto e = near(centres.back(), rng);
+        data.insert(data.end(), e.begin(), e.end());
+        keys.push_back(static_cast<std::int64_t>(keys.size()) + 1);
+        labels.push_back(100 + p);  // labels need not be dense
+      }
+    }
+  }
+  fk::LabelledIndex index(const fk::IndexOptions& o = {}) const {
+    fk::LabelledIndex li(kDim, o, static_cast<std::int64_t>(keys.size()));
+    li.add(data.data(), keys.data(), labels.data(), static_cast<std::int64_t>(keys.size()));
+    return li;
+  }
+};
+
+double accuracy(const fk::Classifier& c, const fk::LabelledIndex& index, const World& w, std::mt19937& rng,
+                int probes_per_person = 3) {
+  int right = 0, n = 0;
+  for (size_t p = 0; p < w.centres.size(); ++p)
+    for (int k = 0; k < probes_per_person; ++k, ++n) {
+      const auto q = near(w.centres[p], rng);
+      const auto r = c.classify(index, q.data(), 3);
+      right += !r.empty() && r[0].label == static_cast<std::int64_t>(100 + p);
+    }
+  return static_cast<double>(right) / n;
+}
+
+}  // namespace
+
+// ---- vector index ---------------------------------------------------------------------------------------
+
+TEST(VectorIndex, FlatIsExactAndHnswRecallsNearlyAll) {
+  std::mt19937 rng(1);
+  const int n = 5000;
+  std::vector<float> data;
+  for (int i = 0; i < n; ++i) {
+    const auto e = random_unit(rng);
+    data.insert(data.end(), e.begin(), e.end());
+  }
+  fk::IndexOptions flat_o, hnsw_o;
+  flat_o.kind = "flat";
+  hnsw_o.kind = "hnsw";
+  fk::VectorIndex flat(kDim, flat_o, n), hnsw(kDim, hnsw_o, n);
+  flat.add(data.data(), n);
+  hnsw.add(data.data(), n);
+  EXPECT_FALSE(flat.approximate());
+  EXPECT_TRUE(hnsw.approximate());
+  int agree = 0;
+  for (int q = 0; q < 200; ++q) {
+    const auto e = random_unit(rng);
+    // Brute force by hand: the flat index must find exactly this.
+    float best = 1e9f;
+    std::int64_t best_row = -1;
+    for (int i = 0; i < n; ++i) {
+      float s = 0;
+      for (int j = 0; j < kDim; ++j) s += (data[i * kDim + j] - e[j]) * (data[i * kDim + j] - e[j]);
+      if (s < best) best = s, best_row = i;
+    }
+    const auto f = flat.search(e.data(), 5);
+    ASSERT_EQ(f.size(), 5u);
+    EXPECT_EQ(f[0].row, best_row);
+    EXPECT_NEAR(f[0].distance, std::sqrt(best), 1e-4);
+    for (size_t k = 1; k < f.size(); ++k) EXPECT_LE(f[k - 1].distance, f[k].distance);
+    agree += hnsw.search(e.data(), 1)[0].row == best_row;
+  }
+  // 32-D random points are a hard case for HNSW; real embeddings (clustered) do better.
+  EXPECT_GE(agree, 190) << "HNSW recall@1 " << agree / 200.0;
+}
+
+TEST(VectorIndex, RemovedRowsAreNeverReturned) {
+  std::mt19937 rng(2);
+  for (const char* kind : {"flat", "hnsw"}) {
+    fk::IndexOptions o;
+    o.kind = kind;
+    fk::VectorIndex vi(kDim, o, 100);
+    std::vector<float> data;
+    for (int i = 0; i < 100; ++i) {
+      const auto e = random_unit(rng);
+      data.insert(data.end(), e.begin(), e.end());
+    }
+    vi.add(data.data(), 100);
+    const float* row7 = vi.vector(7);
+    const fk::Embedding q(row7, row7 + kDim);
+    EXPECT_EQ(vi.search(q.data(), 1)[0].row, 7);
+    EXPECT_TRUE(vi.remove(7));
+    EXPECT_FALSE(vi.remove(7));
+    EXPECT_EQ(vi.live(), 99);
+    const auto hits = vi.search(q.data(), 100);
+    EXPECT_EQ(hits.size(), 99u) << kind;
+    for (const auto& h : hits) EXPECT_NE(h.row, 7) << kind;
+  }
+}
+
+TEST(VectorIndex, SaveLoadGivesTheSameAnswers) {
+  std::mt19937 rng(3);
+  World w(50, 4, rng);
+  for (const char* kind : {"flat", "hnsw"}) {
+    fk::IndexOptions o;
+    o.kind = kind;
+    auto li = w.index(o);
+    li.remove_key(5);
+    const fs::path p = fs::temp_directory_path() / ("fk_idx_" + std::to_string(::getpid()) + kind);
+    std::FILE* f = std::fopen(p.c_str(), "wb");
+    li.save(f);
+    std::fclose(f);
+    f = std::fopen(p.c_str(), "rb");
+    auto back = fk::LabelledIndex::load(f);
+    std::fclose(f);
+    EXPECT_EQ(back.size(), li.size());
+    EXPECT_EQ(back.max_key(), li.max_key());
+    EXPECT_FALSE(back.has_key(5));
+    EXPECT_EQ(back.labels(), li.labels());
+    for (int q = 0; q < 20; ++q) {
+      const auto e = random_unit(rng);
+      const auto a = li.search(e.data(), 5), b = back.search(e.data(), 5);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(a[k].row, b[k].row);
+    }
+    // A truncated file is a clear error.
+    const auto size = fs::file_size(p);
+    fs::resize_file(p, size / 2);
+    f = std::fopen(p.c_str(), "rb");
+    EXPECT_THROW(fk::LabelledIndex::load(f), fk::Error);
+    std::fclose(f);
+    fs::remove(p);
+  }
+}
+
+TEST(LabelledIndex, TracksRowsPerLabelAndRejectsDuplicateKeys) {
+  std::mt19937 rng(4);
+  World w(3, 2, rng);
+  auto li = w.index();
+  EXPECT_EQ(li.labels(), (std::vector<std::int64_t>{100, 101, 102}));
+  EXPECT_EQ(li.rows_of(101).size(), 2u);
+  EXPECT_TRUE(li.remove_key(3));
+  EXPECT_EQ(li.rows_of(101).size(), 1u);
+  EXPECT_TRUE(li.remove_key(4));
+  EXPECT_TRUE(li.rows_of(101).empty());
+  EXPECT_EQ(li.labels(), (std::vector<std::int64_t>{100, 102}));
+  const std::int64_t k = 1, l = 7;
+  EXPECT_THROW(li.add(w.data.data(), &k, &l, 1), fk::Error);
+  EXPECT_EQ(li.max_key(), 6);
+}
+
+// ---- classifiers ----------------------------------------------------------------------------------------
+
+TEST(Knn, IdentifiesNoisySamplesAndReportsDistances) {
+  std::mt19937 rng(5);
+  World w(100, 3, rng);
+  auto index = w.index();
+  auto knn = fk::create_classifier("knn");
+  knn->train(index);
+  EXPECT_GE(accuracy(*knn, index, w, rng), 0.99);
+  const auto q = near(w.centres[10], rng);
+  const auto r = knn->classify(index, q.data(), 3);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].label, 110);
+  float psum = 0;
+  for (const auto& c : r) {
+    psum += c.probability;
+    // The distance is to the candidate's nearest template, computed by hand.
+    float best = 1e9f;
+    for (std::int64_t row : index.rows_of(c.label)) {
+      float s = 0;
+      for (int j = 0; j < kDim; ++j) s += (index.index().vector(row)[j] - q[j]) * (index.index().vector(row)[j] - q[j]);
+      best = std::min(best, std::sqrt(s));
+    }
+    EXPECT_NEAR(c.distance, best, 1e-4);
+    EXPECT_NEAR(c.score, 1 - c.distance * c.distance / 2, 1e-5);
+  }
+  EXPECT_LE(psum, 1.0001f);
+  EXPECT_GT(r[0].probability, 0.9f);  // the other two are far: almost all the vote
+  EXPECT_LT(r[1].score, r[0].score);
+}
+
+TEST(Knn, VoteLetsSeveralCloseTemplatesWin) {
+  // One template of A at distance 0.30 against three of B at 0.32: the vote (k=5) picks B, k=1 picks A.
+  fk::Embedding q(kDim, 0.f);
+  q[0] = 1;
+  auto at = [&](float d, int axis) {  // a unit vector at distance d from q, towards `axis`
+    const float cosang = 1 - d * d / 2, sinang = std::sqrt(1 - cosang * cosang);
+    std::vector<float> v(kDim, 0.f);
+    v[0] = cosang;
+    v[axis] = sinang;
+    return v;
+  };
+  std::vector<float> data;
+  for (auto v : {at(0.30f, 1), at(0.32f, 2), at(0.32f, 3), at(0.32f, 4)}) data.insert(data.end(), v.begin(), v.end());
+  const std::int64_t keys[] = {1, 2, 3, 4}, labels[] = {1, 2, 2, 2};
+  fk::LabelledIndex index(kDim, {}, 4);
+  index.add(data.data(), keys, labels, 4);
+  fk::ClassifierOptions o;
+  o.knn_k = 5;
+  EXPECT_EQ(fk::create_classifier("knn", o)->classify(index, q.data(), 2)[0].label, 2);
+  o.knn_k = 1;
+  const auto r1 = fk::create_classifier("knn", o)->classify(index, q.data(), 2);
+  EXPECT_EQ(r1[0].label, 1);
+  EXPECT_FLOAT_EQ(r1[0].probability, 1.f);
+  EXPECT_FLOAT_EQ(r1[1].probability, 0.f);
+}
+
+TEST(Svm, IdentifiesWithCalibratedProbabilitiesAndSurvivesSaveLoad) {
+  std::mt19937 rng(6);
+  World w(60, 4, rng);
+  auto index = w.index();
+  fk::ClassifierOptions o;
+  o.threads = 2;
+  auto svm = fk::create_classifier("svm", o);
+  EXPECT_TRUE(svm->trainable());
+  svm->train(index);
+  EXPECT_NE(svm->describe().find("fitted"), std::string::npos) << svm->describe();
+  EXPECT_GE(accuracy(*svm, index, w, rng), 0.97);
+  // A sample of a person scores high; a random point (nobody) scores low on every model.
+  const auto q = near(w.centres[7], rng);
+  const auto r = svm->classify(index, q.data(), 3);
+  ASSERT_EQ(r[0].label, 107);
+  EXPECT_GT(r[0].score, 0.5f);
+  for (const auto& c : r) EXPECT_TRUE(c.probability >= 0 && c.probability <= 1 && c.score >= 0 && c.score <= 1);
+  const auto stranger = random_unit(rng);
+  EXPECT_LT(svm->classify(index, stranger.data(), 1)[0].score, r[0].score);
+
+  std::stringstream buf;
+  svm->save(buf);
+  auto back = fk::create_classifier("svm");
+  back->load(buf);
+  const auto r2 = back->classify(index, q.data(), 3);
+  for (size_t k = 0; k < r.size(); ++k) {
+    EXPECT_EQ(r2[k].label, r[k].label);
+    EXPECT_FLOAT_EQ(r2[k].score, r[k].score);
+  }
+  std::stringstream junk("facekit-svm 1 32 999999 1\nshort");
+  EXPECT_THROW(back->load(junk), fk::Error);
+}
+
+TEST(Svm, BoundedNegativesMatchAllNegativesOnSmallGalleries) {
+  std::mt19937 rng(7);
+  World w(80, 2, rng);
+  auto index = w.index();
+  fk::ClassifierOptions all;
+  all.svm_hard_negative_people = 0;
+  all.svm_random_negatives = 0;
+  auto a = fk::create_classifier("svm", all), b = fk::create_classifier("svm");
+  a->train(index);
+  b->train(index);
+  std::mt19937 r1(8), r2(8);
+  EXPECT_GE(accuracy(*b, index, w, r2), accuracy(*a, index, w, r1) - 0.02);
+}
+
+TEST(Platt, RecoversAKnownSigmoid) {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> u(-3, 3), p01(0, 1);
+  const double A = -2.5, B = 0.7;
+  std::vector<double> f;
+  std::vector<bool> y;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = u(rng);
+    f.push_back(x);
+    y.push_back(p01(rng) < 1 / (1 + std::exp(A * x + B)));
+  }
+  double a = 0, b = 0;
+  fk::fit_platt(f, y, a, b);
+  EXPECT_NEAR(a, A, 0.15);
+  EXPECT_NEAR(b, B, 0.1);
+}
+
+TEST(Classifier, UnknownNameIsAnError) {
+  EXPECT_THROW(fk::create_classifier("forest"), fk::Error);
+  fk::ClassifierOptions o;
+  o.knn_k = 0;
+  EXPECT_THROW(fk::create_classifier("knn", o), fk::Error);
+}
+
+// ---- metrics ----------------------------------------------------------------------------------------------
+
+TEST(Metrics, RankAndDirAtFpirByHand) {
+  // 4 mated probes: ranks 1 (score .9), 1 (.6), 2 (.8), none. 10 non-mated with top scores .05 .. .95 step .1.
+  std::vector<fk::ProbeOutcome> p = {{true, 1, 0.9f, true}, {true, 1, 0.6f, true}, {true, 2, 0.8f, true}, {true, 0, 0, false}};
+  for (int i = 0; i < 10; ++i) p.push_back({false, 0, 0.05f + 0.1f * i, true});
+  EXPECT_DOUBLE_EQ(fk::rank_k(p, 1), 0.5);
+  EXPECT_DOUBLE_EQ(fk::rank_k(p, 5), 0.75);
+  // FPIR <= 10%: one non-mated may pass -> threshold just above the 2nd highest (0.85): only .95 passes.
+  auto r = fk::dir_at_fpir(p, 0.1);
+  EXPECT_NEAR(r.threshold, 0.85f, 1e-5);
+  EXPECT_GT(r.threshold, 0.85f);
+  EXPECT_DOUBLE_EQ(r.fpir, 0.1);
+  EXPECT_DOUBLE_EQ(r.dir, 0.25);  // only the rank-1 probe at 0.9
+  // FPIR <= 1% of 10: none may pass -> threshold above 0.95: no mated probe accepted.
+  r = fk::dir_at_fpir(p, 0.01);
+  EXPECT_DOUBLE_EQ(r.fpir, 0.0);
+  EXPECT_DOUBLE_EQ(r.dir, 0.0);
+  // FPIR <= 50%: threshold above 0.45: both rank-1 probes pass.
+  r = fk::dir_at_fpir(p, 0.5);
+  EXPECT_DOUBLE_EQ(r.fpir, 0.5);
+  EXPECT_DOUBLE_EQ(r.dir, 0.5);
+  EXPECT_THROW(fk::dir_at_fpir({{true, 1, 1, true}}, 0.01), fk::Error);
+}
+
+// ---- identifier over a gallery ----------------------------------------------------------------------------
+
+namespace {
+
+const fk::EmbedderId kEmb{"synthetic", "1"};
+
+class IdentifierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("fk_ident_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    gallery_ = fk::open_gallery(dir_ / "g.db");
+    for (int p = 0; p < 30; ++p) centres_.push_back(random_unit(rng_));
+    for (int p = 0; p < 20; ++p) enrol(p, 3);  // people 20..29 stay strangers
+  }
+  void TearDown() override {
+    gallery_.reset();
+    fs::remove_all(dir_);
+  }
+  std::int64_t enrol(int p, int n, const fk::EmbedderId& emb = kEmb) {
+    fk::NewPerson np;
+    np.name = "person" + std::to_string(p);
+    for (int k = 0; k < n; ++k) {
+      fk::NewTemplate t;
+      t.embedder = emb;
+      t.embedding = near(centres_[p], rng_);
+      np.templates.push_back(t);
+    }
+    return gallery_->add_person(np, fk::OnConflict::kMerge).person.id;
+  }
+  fk::IdentifyOptions options(const std::string& clf = "knn") const {
+    fk::IdentifyOptions o;
+    o.classifier = clf;
+    o.aggregation = fk::Aggregation::kNone;  // a row per template (the mean test sets kMean)
+    o.threshold = clf == "knn" ? 0.8f : 0.5f;  // similarity 0.8 = distance 0.63
+    return o;
+  }
+  fs::path dir_;
+  std::unique_ptr<fk::Gallery> gallery_;
+  std::vector<fk::Embedding> centres_;
+  std::mt19937 rng_{10};
+};
+
+}  // namespace
+
+TEST_F(IdentifierTest, KnownPeopleAreNamedAndStrangersAreUnknown) {
+  for (const std::string clf : {"knn", "svm"}) {
+    fk::Identifier id(*gallery_, kEmb, options(clf));
+    int known_right = 0, strangers_rejected = 0;
+    for (int p = 0; p < 20; ++p) {
+      const auto r = id.identify(near(centres_[p], rng_));
+      known_right += r.known && r.candidates[0].name == "person" + std::to_string(p);
+    }
+    for (int p = 20; p < 30; ++p) strangers_rejected += !id.identify(near(centres_[p], rng_)).known;
+    EXPECT_GE(known_right, 19) << clf;
+    EXPECT_EQ(strangers_rejected, 10) << clf;
+  }
+  fk::Identifier id(*gallery_, kEmb, options());
+  EXPECT_THROW(id.identify(fk::Embedding(5, 0.f)), fk::Error);  // wrong length
+}
+
+TEST_F(IdentifierTest, FollowsTheGalleryIncrementallyAndThroughItsCache) {
+  fk::Identifier id(*gallery_, kEmb, options());
+  EXPECT_TRUE(id.last_refresh().rebuilt);
+  EXPECT_FALSE(id.identify(near(centres_[25], rng_)).known);
+  // A new person, an added photo, a removal: applied without a rebuild.
+  const auto p25 = enrol(25, 2);
+  enrol(3, 1);
+  const auto p4 = gallery_->find_person("person4")->id;
+  gallery_->remove_person(p4);
+  const auto rep = id.refresh();
+  EXPECT_FALSE(rep.rebuilt);
+  EXPECT_EQ(rep.added, 3);
+  EXPECT_EQ(rep.removed, 3);
+  EXPECT_EQ(rep.revision, gallery_->revision());
+  const auto r25 = id.identify(near(centres_[25], rng_));
+  EXPECT_TRUE(r25.known);
+  EXPECT_EQ(r25.candidates[0].person_id, p25);
+  const auto r4 = id.identify(near(centres_[4], rng_));
+  EXPECT_FALSE(r4.known);
+  for (const auto& c : r4.candidates) EXPECT_NE(c.person_id, p4);
+  // Nothing changed: refresh is a no-op.
+  const auto again = id.refresh();
+  EXPECT_EQ(again.added + again.removed, 0);
+  EXPECT_FALSE(again.rebuilt);
+
+  // A second identifier (a new process) loads the cache instead of rebuilding, and answers the same.
+  fk::Identifier second(*gallery_, kEmb, options());
+  EXPECT_TRUE(second.last_refresh().index_from_cache);
+  EXPECT_FALSE(second.last_refresh().rebuilt);
+  const auto q = near(centres_[12], rng_);
+  EXPECT_EQ(second.identify(q).candidates[0].person_id, id.identify(q).candidates[0].person_id);
+  // After another write, the cached index is brought up to date, not rebuilt.
+  enrol(26, 1);
+  fk::Identifier third(*gallery_, kEmb, options());
+  EXPECT_TRUE(third.last_refresh().index_from_cache);
+  EXPECT_EQ(third.last_refresh().added, 1);
+  EXPECT_TRUE(third.identify(near(centres_[26], rng_)).known);
+}
+
+TEST_F(IdentifierTest, DamagedCacheIsRebuiltNotTrusted) {
+  { fk::Identifier id(*gallery_, kEmb, options("svm")); }
+  for (const auto& e : fs::directory_iterator(dir_ / "g.db.cache")) {
+    std::ofstream f(e.path(), std::ios::binary | std::ios::trunc);
+    f << "facekit-index-cache 1 garbage";
+  }
+  fk::Identifier id(*gallery_, kEmb, options("svm"));
+  EXPECT_TRUE(id.last_refresh().rebuilt);
+  EXPECT_TRUE(id.last_refresh().retrained);
+  EXPECT_TRUE(id.identify(near(centres_[2], rng_)).known);
+  // A cache of another gallery at the same path (new uuid) is not used either.
+  gallery_.reset();
+  for (const char* s : {"", "-wal", "-shm"}) fs::remove(dir_ / (std::string("g.db") + s));
+  gallery_ = fk::open_gallery(dir_ / "g.db");
+  enrol(0, 1);
+  fk::Identifier fresh(*gallery_, kEmb, options("svm"));
+  EXPECT_FALSE(fresh.last_refresh().index_from_cache);
+  EXPECT_FALSE(fresh.identify(near(centres_[5], rng_)).known);
+}
+
+TEST_F(IdentifierTest, TemplatesOfAnotherEmbedderAreNeverCompared) {
+  // An impostor enrolled with another embedder's template placed exactly on person 27's centre.
+  fk::NewPerson np;
+  np.name = "other-embedder";
+  np.templates.push_back({{"other", "9"}, centres_[27], 1.f, "", "photo"});
+  gallery_->add_person(np);
+  fk::Identifier id(*gallery_, kEmb, options());
+  const auto r = id.identify(centres_[27]);
+  for (const auto& c : r.candidates) EXPECT_NE(c.name, "other-embedder");
+  EXPECT_FALSE(r.known);
+  fk::Identifier other(*gallery_, {"other", "9"}, options());
+  EXPECT_EQ(other.identify(centres_[27]).candidates.at(0).name, "other-embedder");
+}
+
+TEST_F(IdentifierTest, MeanAggregationHasOneRowPerPersonAndFollowsChanges) {
+  auto o = options();
+  o.aggregation = fk::Aggregation::kMean;
+  fk::Identifier id(*gallery_, kEmb, o);
+  EXPECT_EQ(id.index().size(), 20);
+  enrol(5, 2);  // person5 gets two more templates: still one row, a new mean
+  gallery_->remove_person(gallery_->find_person("person6")->id);
+  const auto rep = id.refresh();
+  EXPECT_EQ(id.index().size(), 19);
+  EXPECT_EQ(rep.added, 1);
+  EXPECT_EQ(rep.removed, 2);
+  const auto r = id.identify(near(centres_[5], rng_));
+  EXPECT_TRUE(r.known);
+  EXPECT_EQ(r.candidates[0].name, "person5");
+}
+
+TEST_F(IdentifierTest, EmptyGalleryAnswersUnknown) {
+  fk::Identifier id(*gallery_, {"nobody", "0"}, options());
+  const auto r = id.identify(centres_[0]);
+  EXPECT_FALSE(r.known);
+  EXPECT_TRUE(r.candidates.empty());
+}
+
+// ---- the scale benchmark, small --------------------------------------------------------------------------
+
+TEST(GalleryScale, SmallRunMeasuresWhatItClaims) {
+  // "Real" embeddings: 300 people with 2-6 samples each; the benchmark adds synthetic ones up to 20,000.
+  std::mt19937 rng(11);
+  std::vector<fk::LabelledEmbedding> real;
+  std::uniform_int_distribution<int> count(2, 6);
+  for (int p = 0; p < 300; ++p) {
+    const auto c = random_unit(rng, 128);
+    const int n = count(rng);
+    for (int k = 0; k < n; ++k) real.push_back({"person" + std::to_string(p), near(c, rng, 0.03f)});
+  }
+  fk::GalleryScaleOptions o;
+  o.embedder = {"synthetic", "1"};
+  o.templates = 20000;
+  o.queries = 100;
+  o.index.kind = "hnsw";
+  o.ef_search = {16, 64};
+  o.durable_people = 20;
+  o.batch_people = 500;
+  o.svm_people = 200;
+  const auto r = fk::run_gallery_scale(real, o);
+  EXPECT_EQ(r.templates, 20000);
+  EXPECT_EQ(r.queries, 100);
+  EXPECT_EQ(r.real_templates + r.synthetic_templates, 20000);
+  EXPECT_EQ(r.real_templates, static_cast<std::int64_t>(real.size()) - 100);
+  // The synthetic people look like the real ones: similar spread within and between people.
+  EXPECT_NEAR(r.synthetic_within, r.real_within, 0.25 * r.real_within);
+  EXPECT_NEAR(r.synthetic_between, r.real_between, 0.1 * r.real_between);
+  EXPECT_NE(r.index_description.find("hnsw"), std::string::npos);
+  ASSERT_EQ(r.ef.size(), 2u);
+  EXPECT_GE(r.ef[1].recall_at_1, 0.95);
+  EXPECT_GE(r.ef[1].recall_at_1, r.ef[0].recall_at_1 - 0.02);
+  EXPECT_GE(r.ef[1].rank1, 0.95);  // the held-out sample finds its own person
+  EXPECT_GE(r.identify_rank1, 0.95);
+  EXPECT_GT(r.durable_people_per_s, 0);
+  EXPECT_GT(r.bulk_templates_per_s, r.durable_templates_per_s);  // batching pays
+  EXPECT_GT(r.load_seconds, 0);
+  EXPECT_GT(r.gallery_bytes, 20000u * 128 * 4);
+  EXPECT_GT(r.cache_bytes, 20000u * 128 * 4);
+  EXPECT_EQ(r.svm_people, 200);
+  EXPECT_GE(r.svm_rank1, 0.9);
+  EXPECT_GT(r.exact_latency.p50_ms, 0);
+}
