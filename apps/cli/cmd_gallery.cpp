@@ -577,8 +577,9 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   enroll_cmd->add_option("images", en->images, "photos, each showing exactly one face")->required();
   add_gallery_option(enroll_cmd, en->gallery);
   enroll_cmd->add_option("--metadata", en->metadata, "a JSON object stored with the person");
-  enroll_cmd->add_flag("--augment", en->augment, "average each photo's embedding over rotated, scaled, re-lit copies");
-  enroll_cmd->add_flag("--no-augment", en->no_augment, "embed each photo once (the default)");
+  enroll_cmd->add_flag("--augment", en->augment,
+                       "average each photo's embedding over rotated, scaled, re-lit copies (the default)");
+  enroll_cmd->add_flag("--no-augment", en->no_augment, "embed each photo once (7x less work)");
   enroll_cmd->add_flag("--new", en->new_only, "fail if the name is already enrolled instead of adding to it");
   enroll_cmd->add_flag("--json", en->as_json, "print JSON");
   out.emplace_back(enroll_cmd, [&c, en] { return cmd_enroll(c, *en); });

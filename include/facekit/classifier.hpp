@@ -44,8 +44,8 @@ struct ClassifierOptions {
   int svm_random_negatives = 1000;
   /// Platt sigmoid P = 1 / (1 + exp(A f + B)) of a decision value f. When the gallery has enough people with
   /// two or more templates, A and B are fitted at training on held-out templates (as libsvm's -b 1 does);
-  /// otherwise these are used (the fit on LFW's 50/50 split with the defaults above: A=-7.80, B=-6.21).
-  double svm_platt_a = -7.80, svm_platt_b = -6.21;
+  /// otherwise these are used (the fit on LFW's 50/50 split with the defaults above).
+  double svm_platt_a = -9.01, svm_platt_b = -7.48;
   /// Fit A and B from held-out templates when possible (needs >= 20 people with two or more templates).
   bool svm_fit_platt = true;
   /// Threads training the per-person SVMs (0 = hardware concurrency).

@@ -1,10 +1,16 @@
 // Gallery store (SQLite): persistence, atomic writes, bad input, revisions and change tracking, export/import.
+#include <poll.h>
+#include <signal.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <chrono>
 #include <fstream>
+#include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -367,4 +373,60 @@ TEST(GalleryPath, DefaultFollowsTheEnvironment) {
   ::unsetenv("XDG_DATA_HOME");
   EXPECT_EQ(fk::default_gallery_path().filename(), "gallery.db");
   if (old) ::setenv("FACEKIT_GALLERY", saved.c_str(), 1);
+}
+
+// A writer process killed with SIGKILL at random moments while it commits large batches (each one transaction
+// of 300 people): every batch it reported as committed is there whole, and no batch is there in part. Large
+// batches make the kill land inside a transaction most of the time (the CLI test kills whole enrol commands).
+TEST_F(GalleryTest, KillNineMidTransactionLeavesOnlyWholeBatches) {
+  fk::open_gallery(path_);  // create it before the children race to
+  std::mt19937 rng(static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::uniform_int_distribution<int> delay_ms(30, 400);
+  std::set<std::string> reported;
+  int kills = 0;
+  for (int round = 0; round < 6; ++round) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {  // the writer
+      ::close(fds[0]);
+      std::mt19937 r(round);
+      auto g = fk::open_gallery(path_);
+      for (int b = 0;; ++b) {
+        std::vector<fk::NewPerson> batch;
+        for (int i = 0; i < 300; ++i) batch.push_back(person("r" + std::to_string(round) + "b" + std::to_string(b) + "_" + std::to_string(i), 3, r));
+        g->add_people(batch);
+        const int msg = b;
+        if (::write(fds[1], &msg, sizeof msg) != sizeof msg) ::_exit(1);
+      }
+    }
+    ::close(fds[1]);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms(rng));
+    auto drain = [&](int timeout_ms) {
+      pollfd p{fds[0], POLLIN, 0};
+      while (::poll(&p, 1, timeout_ms) > 0) {
+        int b = 0;
+        if (::read(fds[0], &b, sizeof b) != sizeof b) break;
+        reported.insert("r" + std::to_string(round) + "b" + std::to_string(b));
+      }
+    };
+    while (std::chrono::steady_clock::now() < deadline) drain(5);
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    kills += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+    drain(0);  // commits reported just before the signal
+    ::close(fds[0]);
+  }
+  EXPECT_EQ(kills, 6);
+  auto g = fk::open_gallery(path_);
+  std::map<std::string, int> people_per_batch;
+  for (const auto& p : g->people()) {
+    EXPECT_EQ(p.templates, 3) << p.name << " is partial";
+    people_per_batch[p.name.substr(0, p.name.find('_'))]++;
+  }
+  for (const auto& [batch, n] : people_per_batch) EXPECT_EQ(n, 300) << "batch " << batch << " is partial";
+  for (const auto& b : reported) EXPECT_EQ(people_per_batch[b], 300) << "reported batch " << b << " is missing";
+  std::cerr << reported.size() << " batches reported, " << people_per_batch.size() << " stored\n";
 }
