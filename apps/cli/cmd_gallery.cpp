@@ -68,7 +68,7 @@ struct EnrollArgs {
   GalleryArgs gallery;
   std::string name, metadata = "{}";
   std::vector<std::string> images;
-  bool augment = false, no_augment = false, new_only = false, as_json = false;
+  bool augment = false, no_augment = false, new_only = false, as_json = false, allow_poor = false;
 };
 
 int cmd_enroll(const Common& c, const EnrollArgs& a) {
@@ -78,6 +78,7 @@ int cmd_enroll(const Common& c, const EnrollArgs& a) {
   if (a.no_augment) eo.augment.enabled = false;
   eo.on_conflict = a.new_only ? OnConflict::kFail : OnConflict::kMerge;
   eo.metadata = a.metadata;
+  eo.allow_poor = a.allow_poor;
   std::vector<EnrollPhoto> photos;
   for (const auto& f : a.images) photos.push_back({f, {}, {}, f});
   // Open the gallery only after argument checks that need no models, but before the slow work, so that a
@@ -88,7 +89,8 @@ int cmd_enroll(const Common& c, const EnrollArgs& a) {
   if (a.as_json) {
     json ph = json::array();
     for (const auto& p : r.photos)
-      ph.push_back({{"image", p.label}, {"sha256", p.sha256}, {"box", box_json(p.face.box)}, {"score", p.face.score}});
+      ph.push_back({{"image", p.label}, {"sha256", p.sha256}, {"box", box_json(p.face.box)}, {"score", p.face.score},
+                    {"quality", quality_json(p.quality)}});
     std::cout << json{{"person", person_json(s.person)},
                       {"created", s.created},
                       {"templates_added", s.added},
@@ -580,6 +582,8 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   enroll_cmd->add_flag("--augment", en->augment,
                        "average each photo's embedding over rotated, scaled, re-lit copies (the default)");
   enroll_cmd->add_flag("--no-augment", en->no_augment, "embed each photo once (7x less work)");
+  enroll_cmd->add_flag("--allow-poor", en->allow_poor,
+                       "enrol photos whose face quality is poor (blurred, dark, turned away, tiny, eyes closed, cut off)");
   enroll_cmd->add_flag("--new", en->new_only, "fail if the name is already enrolled instead of adding to it");
   enroll_cmd->add_flag("--json", en->as_json, "print JSON");
   out.emplace_back(enroll_cmd, [&c, en] { return cmd_enroll(c, *en); });

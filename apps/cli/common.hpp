@@ -9,7 +9,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "facekit/liveness.hpp"
 #include "facekit/pipeline.hpp"
+
+namespace facekit {
+struct FaceQuality;
+}
 
 namespace facekit::cli {
 
@@ -39,5 +44,27 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
 /// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
 void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
+/// quality (cmd_quality.cpp).
+void add_quality_commands(CLI::App& app, Common& c, Commands& out);
+
+/// Active (video) liveness options of `facekit liveness` (cmd_liveness.cpp).
+struct ActiveLivenessArgs {
+  std::string video, frames, challenge;
+  double fps = 30, window_s = ActiveLivenessOptions{}.challenge_window_s;
+  float turn_deg = ActiveLivenessOptions{}.turn_yaw_deg;
+  int max_frames = 0;
+  bool as_json = false, timeline = false;
+  PassiveScorer passive;  ///< per-frame passive score, when the command has one
+  bool requested() const { return !video.empty() || !frames.empty(); }
+};
+/// Adds --video, --frames, --fps, --challenge, --window, --turn-degrees, --max-frames, --timeline to `cmd`.
+void add_active_liveness_options(CLI::App* cmd, ActiveLivenessArgs& a);
+/// Runs the video mode; returns the exit status.
+int run_active_liveness(const Common& c, const ActiveLivenessArgs& a);
+/// liveness (video mode only, cmd_liveness.cpp): until the passive command exists to carry the options.
+void add_liveness_commands(CLI::App& app, Common& c, Commands& out);
+
+/// The JSON view of a face's quality (cmd_quality.cpp; also used by enroll --json).
+nlohmann::json quality_json(const FaceQuality& q);
 
 }  // namespace facekit::cli

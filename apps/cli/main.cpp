@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   cli::Commands commands;
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
   cli::add_gallery_commands(app, c, commands);
+  cli::add_quality_commands(app, c, commands);
+  cli::add_liveness_commands(app, c, commands);
 
   try {
     app.parse(argc, argv);

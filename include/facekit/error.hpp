@@ -16,6 +16,7 @@ enum class ErrorCode {
   kNoFace,               // a photo that must hold a face holds none
   kInternal,
   kStorage,              // the gallery store failed: not a gallery, corrupt, locked, newer format, disk full
+  kPoorQuality,          // a face too poor for what was asked (enrolment), with the reasons
 };
 
 /// Stable numeric exit status for a code (used by the CLI): 3 + the code's position, so 0-2 stay free for

@@ -47,7 +47,7 @@ struct Person {
 struct NewTemplate {
   EmbedderId embedder;
   Embedding embedding;            ///< L2-normalised, embedder.dim floats
-  float quality = 0;              ///< the detector's score of the face, 0-1
+  float quality = 0;              ///< the face's quality score (quality.hpp), 0-1; before it, the detector's score
   std::string source_sha256;      ///< SHA-256 of the photo's bytes; "" when unknown (imported, synthetic)
   /// How it was made: "photo" (one photo, the pipeline's embedding), "photo+aug" (the mean over augmented
   /// copies of one photo), "aug" (one augmented copy), "imported", "synthetic".

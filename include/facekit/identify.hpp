@@ -13,6 +13,7 @@
 #include "facekit/classifier.hpp"
 #include "facekit/gallery.hpp"
 #include "facekit/pipeline.hpp"
+#include "facekit/quality.hpp"
 #include "facekit/vector_index.hpp"
 
 namespace facekit {
@@ -52,6 +53,11 @@ struct EnrollOptions {
   /// error (kFail).
   OnConflict on_conflict = OnConflict::kMerge;
   std::string metadata = "{}";  ///< JSON object stored with the person (merged into an existing one's)
+  /// Each photo's face is assessed (quality.hpp) and its score stored as the template's quality. A photo
+  /// whose face is poor (blurred, dark, turned away, tiny, eyes closed, cut off) is refused with
+  /// Error(kPoorQuality) naming the reasons, unless `allow_poor` is set.
+  QualityOptions quality;
+  bool allow_poor = false;
 };
 
 /// A photo to enrol: a file, or an image already in memory (then `sha256` identifies it; may be empty).
@@ -67,6 +73,7 @@ struct EnrolledPhoto {
   std::string label;
   std::string sha256;
   Face face;
+  FaceQuality quality;
 };
 
 struct EnrollResult {
@@ -75,8 +82,8 @@ struct EnrollResult {
 };
 
 /// Enrols one person from one or more photos. Every photo must hold exactly one face: no face is
-/// Error(kNoFace), several faces Error(kInvalidArgument), both naming the photo; an unreadable photo throws
-/// as load_image does. All photos are processed before anything is written, then the person and all
+/// Error(kNoFace), several faces Error(kInvalidArgument), a poor face Error(kPoorQuality) (see
+/// EnrollOptions::allow_poor), each naming the photo; an unreadable photo throws as load_image does. All photos are processed before anything is written, then the person and all
 /// templates are stored in one transaction, so any error leaves the gallery untouched.
 EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::string& name,
                     const std::vector<EnrollPhoto>& photos, const EnrollOptions& options = {});

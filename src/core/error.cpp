@@ -24,6 +24,8 @@ const char* to_string(ErrorCode code) {
       return "internal";
     case ErrorCode::kStorage:
       return "storage";
+    case ErrorCode::kPoorQuality:
+      return "poor_quality";
   }
   return "unknown";  // only reachable through a cast of an out-of-range integer
 }

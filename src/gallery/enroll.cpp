@@ -66,6 +66,7 @@ EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::s
   if (name.empty()) throw Error(ErrorCode::kInvalidArgument, "enrolment needs a name");
   if (photos.empty()) throw Error(ErrorCode::kInvalidArgument, "enrolment needs at least one photo");
   const EmbedderId eid = embedder_id(pipeline);
+  const auto assessor = create_quality_assessor("classic", options.quality);
   EnrollResult result;
   NewPerson person;
   person.name = name;
@@ -98,9 +99,16 @@ EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::s
                   label + ": " + std::to_string(faces.size()) +
                       " faces found; enrolment needs exactly one face per photo (crop it); nothing was enrolled");
     const Face& face = faces[0];
+    FaceQuality q = assessor->assess(img, face);
+    if (q.level == QualityLevel::kPoor && !options.allow_poor) {
+      std::string why;
+      for (const auto& r : q.reasons) why += (why.empty() ? "" : "; ") + r;
+      throw Error(ErrorCode::kPoorQuality, label + ": the face is too poor to enrol (" + why +
+                                               "); nothing was enrolled (allow it with --allow-poor)");
+    }
     NewTemplate t;
     t.embedder = eid;
-    t.quality = face.score;
+    t.quality = q.score;
     t.source_sha256 = sha;
     if (options.augment.enabled) {
       t.embedding = mean_embedding(augmented_embeddings(pipeline, img, *face.landmarks, options.augment));
@@ -114,7 +122,7 @@ EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::s
       t.kind = "photo";
     }
     person.templates.push_back(std::move(t));
-    result.photos.push_back({label, sha, face});
+    result.photos.push_back({label, sha, face, std::move(q)});
   }
   result.stored = gallery.add_person(person, options.on_conflict);
   return result;
