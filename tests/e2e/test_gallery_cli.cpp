@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "cli_run.hpp"
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
 #include "facekit/identification_eval.hpp"
@@ -45,26 +46,8 @@ const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
 const fs::path kLfw = FACEKIT_LFW_DIR;
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun run(const std::string& args) {
-  static int n = 0;
-  const fs::path err = fs::temp_directory_path() / ("fk_gcli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  const std::string cmd = std::string(FACEKIT_CLI) + " " + args + " 2>" + err.string();
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  fs::remove(err);
-  return r;
-}
+using fk_test::CliRun;
+CliRun run(const std::string& args) { return fk_test::run_cli(args); }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 

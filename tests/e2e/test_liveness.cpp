@@ -1,10 +1,6 @@
 // End-to-end tier for active liveness: synthetic videos built from a real photo (Debian libdlib19.1's Tom
 // Cruise), written as MJPG .avi files or folders of JPEGs and read back through OpenCV, the real detector
 // and landmarker; the `facekit liveness` command on them; unreadable input.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -17,6 +13,7 @@
 #include "facekit/image.hpp"
 #include "facekit/liveness.hpp"
 #include "facekit/pipeline.hpp"
+#include "cli_run.hpp"
 #include "synthetic_video.hpp"
 
 namespace fk = facekit;
@@ -28,6 +25,7 @@ namespace {
 const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
 const fs::path kLfw = FACEKIT_LFW_DIR;
 constexpr double kFps = 15;
+using fk_test::run_cli;
 
 const fk::FacePipeline& pipeline() {
   static const fk::FacePipeline p;
@@ -78,10 +76,7 @@ std::string timeline(const fk::ActiveLivenessResult& r) {
 class ActiveLiveness : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("fk_live_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fk_test::fresh_test_dir("fk_live");
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -189,24 +184,6 @@ TEST_F(ActiveLiveness, RealClosedEyeAndTurnedPhotosSplicedIntoAVideoPassBlinkLef
 }
 
 // The CLI on a folder of frames and on a video; unreadable input is a clear error with its exit status.
-namespace {
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-CliRun run_cli(const std::string& args, const fs::path& dir) {
-  const fs::path err = dir / "stderr.txt";
-  CliRun r;
-  FILE* p = ::popen((std::string(FACEKIT_CLI) + " " + args + " 2>'" + err.string() + "'").c_str(), "r");
-  std::array<char, 4096> buf;
-  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-}  // namespace
 
 TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
   std::vector<fk::Image> f = repeat(tom().img, 8);
@@ -219,7 +196,7 @@ TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
     std::snprintf(name, sizeof name, "f%03zu.jpg", i);
     fk::save_image(frames / name, f[i]);
   }
-  CliRun r = run_cli("liveness --frames '" + frames.string() + "' --fps 15 --challenge left --json --timeline", dir_);
+  fk_test::CliRun r = run_cli("liveness --frames '" + frames.string() + "' --fps 15 --challenge left --json --timeline");
   ASSERT_EQ(r.status, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["state"], "live") << r.out;
@@ -232,7 +209,7 @@ TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
 
   // The same clip as a video, asked for the other side: not done.
   fk_test::write_video(dir_ / "clip.avi", f, kFps);
-  r = run_cli("liveness --video '" + (dir_ / "clip.avi").string() + "' --challenge right --json", dir_);
+  r = run_cli("liveness --video '" + (dir_ / "clip.avi").string() + "' --challenge right --json");
   ASSERT_EQ(r.status, 0) << r.err;
   j = json::parse(r.out);
   EXPECT_EQ(j["state"], "spoof") << r.out;
@@ -263,18 +240,18 @@ TEST_F(ActiveLiveness, UnreadableVideoOrFramesAreClearErrors) {
   fs::create_directories(dir_ / "bad");
   std::ofstream(dir_ / "bad" / "f000.jpg") << "\xff\xd8\xff\xe0 not really a jpeg";
 
-  CliRun r = run_cli("liveness --video '" + (dir_ / "junk.avi").string() + "'", dir_);
+  fk_test::CliRun r = run_cli("liveness --video '" + (dir_ / "junk.avi").string() + "'");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kBadImage)) << r.err;
   EXPECT_NE(r.err.find("not a video"), std::string::npos) << r.err;
-  r = run_cli("liveness --video '" + (dir_ / "missing.avi").string() + "'", dir_);
+  r = run_cli("liveness --video '" + (dir_ / "missing.avi").string() + "'");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kNotFound)) << r.err;
-  r = run_cli("liveness --frames '" + (dir_ / "bad").string() + "'", dir_);
+  r = run_cli("liveness --frames '" + (dir_ / "bad").string() + "'");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kBadImage)) << r.err;
   EXPECT_NE(r.err.find("f000.jpg"), std::string::npos) << r.err;
-  r = run_cli("liveness --frames '" + (dir_ / "empty").string() + "'", dir_);
+  r = run_cli("liveness --frames '" + (dir_ / "empty").string() + "'");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kBadImage)) << r.err;
-  r = run_cli("liveness --video '" + (dir_ / "ok.avi").string() + "' --challenge blink,nod", dir_);
+  r = run_cli("liveness --video '" + (dir_ / "ok.avi").string() + "' --challenge blink,nod");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
-  r = run_cli("liveness", dir_);
+  r = run_cli("liveness");
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
 }

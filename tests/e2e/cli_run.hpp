@@ -1,0 +1,50 @@
+#pragma once
+// Shared by the end-to-end tests: running the facekit binary (FACEKIT_CLI) and a fresh folder per test.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace fk_test {
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+/// Runs `facekit ARGS` (with `env` assignments before it, if any) through the shell; stdout and stderr are
+/// captured apart.
+inline CliRun run_cli(const std::string& args, const std::string& env = "") {
+  static int n = 0;
+  const std::filesystem::path err = std::filesystem::temp_directory_path() /
+                                    ("fk_cli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+  const std::string cmd = env + " " + FACEKIT_CLI + " " + args + " 2>" + err.string();
+  CliRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  std::filesystem::remove(err);
+  return r;
+}
+
+/// An empty folder named after the running test: <tmp>/<prefix>_<pid>_<test name>.
+inline std::filesystem::path fresh_test_dir(const std::string& prefix) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   (prefix + "_" + std::to_string(::getpid()) + "_" +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace fk_test
