@@ -1,4 +1,5 @@
-// facekit liveness --video FILE | --frames DIR [--challenge blink,left,right] [--json]: active liveness.
+// The video mode of `facekit liveness` (the command lives in cmd_spoof.cpp): --video FILE | --frames DIR
+// [--challenge blink,left,right] [--json]: active liveness with the passive checker's score on every frame.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -59,7 +60,7 @@ int run_active_liveness(const Common& c, const ActiveLivenessArgs& a) {
   if (!a.challenge.empty()) o.challenges = parse_challenges(a.challenge);
   o.challenge_window_s = a.window_s;
   o.turn_yaw_deg = a.turn_deg;
-  if (a.passive) o.passive = a.passive;
+  if (a.passive) o.passive = a.passive, o.passive_threshold = a.passive_threshold;
   auto source = a.video.empty() ? open_frames(a.frames, a.fps) : open_video(a.video);
   FacePipeline pipe(pipeline_options(c));
   const ActiveLivenessResult r = check_active_liveness(*source, pipe, o, a.max_frames);
@@ -67,6 +68,7 @@ int run_active_liveness(const Common& c, const ActiveLivenessArgs& a) {
     json j = active_json(r, a.timeline);
     j["source"] = source->description();
     j["fps"] = source->fps();
+    j["passive"] = a.passive ? json{{"checker", a.passive_name}, {"threshold", a.passive_threshold}} : json(nullptr);
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -85,14 +87,7 @@ void add_active_liveness_options(CLI::App* cmd, ActiveLivenessArgs& a) {
   cmd->add_option("--turn-degrees", a.turn_deg, "yaw change that counts as a head turn")->capture_default_str()->check(CLI::Range(1.0, 80.0));
   cmd->add_option("--max-frames", a.max_frames, "read at most this many frames (0: all)")->capture_default_str()->check(CLI::Range(0, 1000000));
   cmd->add_flag("--timeline", a.timeline, "with --json: every frame's EAR, pose and passive score");
-}
-
-void add_liveness_commands(CLI::App& app, Common& c, Commands& out) {
-  auto args = std::make_shared<ActiveLivenessArgs>();
-  auto* cmd = app.add_subcommand("liveness", "active liveness on a video: blinks, head turns, challenges");
-  add_active_liveness_options(cmd, *args);
-  cmd->add_flag("--json", args->as_json, "print JSON");
-  out.emplace_back(cmd, [&c, args] { return run_active_liveness(c, *args); });
+  cmd->add_flag("--no-passive", a.no_passive, "video mode: judge blinks, turns and challenges only (no per-frame spoof check)");
 }
 
 }  // namespace facekit::cli

@@ -11,6 +11,7 @@
 
 #include "facekit/liveness.hpp"
 #include "facekit/pipeline.hpp"
+#include "facekit/spoof.hpp"
 
 namespace facekit {
 struct FaceQuality;
@@ -33,8 +34,33 @@ struct Common {
 
 PipelineOptions pipeline_options(const Common& c);
 
+/// Active (video) liveness options of `facekit liveness` (cmd_liveness.cpp).
+struct ActiveLivenessArgs {
+  std::string video, frames, challenge;
+  double fps = 30, window_s = ActiveLivenessOptions{}.challenge_window_s;
+  float turn_deg = ActiveLivenessOptions{}.turn_yaw_deg;
+  int max_frames = 0;
+  bool timeline = false, no_passive = false;
+  std::string passive_name;  ///< the checker behind `passive`, for the report
+  bool as_json = false;   ///< set from the command's --json
+  PassiveScorer passive;  ///< per-frame passive score (the command's SpoofChecker)
+  float passive_threshold = ActiveLivenessOptions{}.passive_threshold;
+  bool requested() const { return !video.empty() || !frames.empty(); }
+};
+/// Arguments of `facekit liveness` (cmd_spoof.cpp); the video modes add theirs here.
+struct LivenessArgs {
+  std::vector<std::string> images;
+  bool as_json = false;
+  std::string checker = "spoof-combined";  ///< which SpoofChecker scores each face
+  bool whole_image = false;                ///< each image is a face crop: no detection
+  std::string manifests;                   ///< spoof manifests folder; empty: the committed ones
+  ActiveLivenessArgs active;               ///< --video / --frames mode (cmd_liveness.cpp)
+};
+
 nlohmann::json box_json(const Box& b);
 nlohmann::json face_json(const Face& f);
+/// A spoof check as JSON: score, state, thresholds, per-signal scores and states, the scored crop.
+nlohmann::json spoof_result_json(const SpoofResult& r, const SpoofThresholds& t);
 
 /// A subcommand and the function that runs it once it was parsed; it returns the exit status.
 using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
@@ -47,24 +73,14 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).
 void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 
-/// Active (video) liveness options of `facekit liveness` (cmd_liveness.cpp).
-struct ActiveLivenessArgs {
-  std::string video, frames, challenge;
-  double fps = 30, window_s = ActiveLivenessOptions{}.challenge_window_s;
-  float turn_deg = ActiveLivenessOptions{}.turn_yaw_deg;
-  int max_frames = 0;
-  bool as_json = false, timeline = false;
-  PassiveScorer passive;  ///< per-frame passive score, when the command has one
-  bool requested() const { return !video.empty() || !frames.empty(); }
-};
 /// Adds --video, --frames, --fps, --challenge, --window, --turn-degrees, --max-frames, --timeline to `cmd`.
 void add_active_liveness_options(CLI::App* cmd, ActiveLivenessArgs& a);
 /// Runs the video mode; returns the exit status.
 int run_active_liveness(const Common& c, const ActiveLivenessArgs& a);
-/// liveness (video mode only, cmd_liveness.cpp): until the passive command exists to carry the options.
-void add_liveness_commands(CLI::App& app, Common& c, Commands& out);
 
 /// The JSON view of a face's quality (cmd_quality.cpp; also used by enroll --json).
 nlohmann::json quality_json(const FaceQuality& q);
+/// liveness (passive anti-spoofing per face), bench spoof (cmd_spoof.cpp).
+void add_spoof_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

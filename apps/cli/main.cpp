@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
   cli::add_gallery_commands(app, c, commands);
   cli::add_quality_commands(app, c, commands);
-  cli::add_liveness_commands(app, c, commands);
+  cli::add_spoof_commands(app, c, commands);
 
   try {
     app.parse(argc, argv);

@@ -196,7 +196,10 @@ TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
     std::snprintf(name, sizeof name, "f%03zu.jpg", i);
     fk::save_image(frames / name, f[i]);
   }
-  fk_test::CliRun r = run_cli("liveness --frames '" + frames.string() + "' --fps 15 --challenge left --json --timeline");
+  // --no-passive: the passive checker rightly scores the warped frames as fakes (checked below); this part is
+  // about the challenge.
+  fk_test::CliRun r =
+      run_cli("liveness --frames '" + frames.string() + "' --fps 15 --challenge left --json --timeline --no-passive");
   ASSERT_EQ(r.status, 0) << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["state"], "live") << r.out;
@@ -209,12 +212,32 @@ TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
 
   // The same clip as a video, asked for the other side: not done.
   fk_test::write_video(dir_ / "clip.avi", f, kFps);
-  r = run_cli("liveness --video '" + (dir_ / "clip.avi").string() + "' --challenge right --json");
+  r = run_cli("liveness --video '" + (dir_ / "clip.avi").string() + "' --challenge right --json --no-passive");
   ASSERT_EQ(r.status, 0) << r.err;
   j = json::parse(r.out);
   EXPECT_EQ(j["state"], "spoof") << r.out;
   EXPECT_FALSE(j["challenges"][0]["passed"].get<bool>());
   EXPECT_NEAR(j["fps"].get<double>(), kFps, 1e-6);
+  EXPECT_TRUE(j["passive"].is_null());
+
+  // With the passive checker (the default): every frame is scored, and a mean below the checker's threshold
+  // makes the verdict spoof whatever the challenge says.
+  r = run_cli("liveness --video '" + (dir_ / "clip.avi").string() + "' --challenge left --json --timeline");
+  ASSERT_EQ(r.status, 0) << r.err;
+  j = json::parse(r.out);
+  ASSERT_TRUE(j["passive"].is_object()) << r.out;
+  EXPECT_EQ(j["passive"]["checker"], "spoof-combined");
+  double sum = 0;
+  for (const auto& fr : j["timeline"]) {
+    ASSERT_TRUE(fr["passive"].is_number()) << fr;
+    EXPECT_GE(fr["passive"].get<double>(), 0.0);
+    EXPECT_LE(fr["passive"].get<double>(), 1.0);
+    sum += fr["passive"].get<double>();
+  }
+  const double mean = sum / static_cast<double>(j["timeline"].size());
+  EXPECT_NEAR(j["passive_mean"].get<double>(), mean, 1e-4);
+  EXPECT_TRUE(j["challenges"][0]["passed"].get<bool>());
+  EXPECT_EQ(j["state"], mean >= j["passive"]["threshold"].get<double>() ? "live" : "spoof") << r.out;
 }
 
 TEST_F(ActiveLiveness, UnreadableVideoOrFramesAreClearErrors) {
