@@ -1,5 +1,6 @@
 #pragma once
-// Shared by the end-to-end tests: running the facekit binary (FACEKIT_CLI) and a fresh folder per test.
+// Shared by the end-to-end tests: where the real photos are, one pipeline per test program, running the
+// facekit binary (FACEKIT_CLI) and a fresh folder per test.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,7 +12,21 @@
 
 #include <gtest/gtest.h>
 
+#include "facekit/pipeline.hpp"
+
 namespace fk_test {
+
+/// Debian libdlib19.1's example photos.
+inline const std::filesystem::path kDlibFaces = "/usr/share/doc/libdlib19.1/examples/faces";
+#ifdef FACEKIT_LFW_DIR
+inline const std::filesystem::path kLfwDir = FACEKIT_LFW_DIR;  ///< ../shared/data/lfw (may be absent)
+#endif
+
+/// The default pipeline, built once.
+inline const facekit::FacePipeline& shared_pipeline() {
+  static const facekit::FacePipeline p;
+  return p;
+}
 
 struct CliRun {
   int status = -1;

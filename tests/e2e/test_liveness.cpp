@@ -22,15 +22,11 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
-const fs::path kLfw = FACEKIT_LFW_DIR;
+const fs::path kFaces = fk_test::kDlibFaces, kLfw = fk_test::kLfwDir;
 constexpr double kFps = 15;
 using fk_test::run_cli;
 
-const fk::FacePipeline& pipeline() {
-  static const fk::FacePipeline p;
-  return p;
-}
+const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
 // Tom Cruise at half size (280x400, the face about 220 px wide) and its landmarks.
 struct Base {

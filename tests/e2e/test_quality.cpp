@@ -20,15 +20,11 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
+const fs::path kFaces = fk_test::kDlibFaces, kLfw = fk_test::kLfwDir;
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
-const fs::path kLfw = FACEKIT_LFW_DIR;
 const fs::path kTom = kFaces / "Tom_Cruise_avp_2014_4.jpg";
+const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
-const fk::FacePipeline& pipeline() {
-  static const fk::FacePipeline p;
-  return p;
-}
 const fk::QualityAssessor& assessor() {
   static const auto a = fk::create_quality_assessor();
   return *a;
