@@ -7,6 +7,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "align/landmark68_net.hpp"
+#include "bench_main.hpp"
 #include "detect/ssd_mobilenetv1.hpp"
 #include "embed/dlib_resnet.hpp"
 #include "facekit/detector.hpp"
@@ -124,12 +125,4 @@ BENCHMARK(BM_FaceAfterDetection)->ArgName("flip")->Arg(0)->Arg(1)->Unit(benchmar
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const char* t = std::getenv("FACEKIT_BENCH_THREADS");
-  at::set_num_threads(t ? std::atoi(t) : 1);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return facekit_bench_main(argc, argv); }

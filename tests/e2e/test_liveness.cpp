@@ -126,9 +126,9 @@ TEST_F(ActiveLiveness, AStillPhotoPassesNoChallenge) {
 
 TEST_F(ActiveLiveness, ASyntheticHeadTurnPassesTheChallengeOfItsSideInOrder) {
   std::vector<fk::Image> f = repeat(tom().img, 10);
-  append(f, turn(70));  // frames 10-23: the middle of the face pushed 70 px towards the image's right
+  append(f, turn(90));  // frames 10-23: the middle of the face pushed 90 px towards the image's right
   append(f, repeat(tom().img, 6));
-  append(f, turn(-70));  // frames 30-43
+  append(f, turn(-90));  // frames 30-43
   append(f, repeat(tom().img, 6));
   auto r = check(f, "left,right");
   EXPECT_EQ(r.state, fk::LivenessState::kLive) << timeline(r);
@@ -183,7 +183,7 @@ TEST_F(ActiveLiveness, RealClosedEyeAndTurnedPhotosSplicedIntoAVideoPassBlinkLef
 
 TEST_F(ActiveLiveness, CliReadsAFolderOfFramesAndAVideoAndGivesTheEvidence) {
   std::vector<fk::Image> f = repeat(tom().img, 8);
-  append(f, turn(70));  // frames 8-21
+  append(f, turn(90));  // frames 8-21
   append(f, repeat(tom().img, 4));
   const fs::path frames = dir_ / "frames";
   fs::create_directories(frames);
