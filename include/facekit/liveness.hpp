@@ -62,6 +62,10 @@ struct ActiveLivenessOptions {
   float blink_open_ratio = 0.85f;   ///< open again once EAR > ratio x baseline
   int blink_min_closed_frames = 1;  ///< a blink needs at least this many closed frames...
   double blink_max_closed_s = 1.0;  ///< ...lasting at most this long (longer is eyes held shut)
+  /// Blinks are looked for, and the EAR baseline taken, only in frames within this many degrees of the
+  /// baseline yaw: face-api's landmarks widen the eyes of a turned face (EAR 0.25 -> 0.36 at 20 degrees on
+  /// the test clip), which would make the frontal frames between two turns look closed.
+  float blink_max_yaw_deg = 10.f;
 
   // Head turns: yaw relative to the baseline (the median yaw of the track's first `baseline_frames`).
   float turn_yaw_deg = 15.f;  ///< a turn reaches at least this many degrees from the baseline...

@@ -67,7 +67,11 @@ std::string printf_str(const char* f, double a, double b = 0, double c = 0) {
 
 // Blinks over the main track's frames `m` (indices into `fr`): a run of closed frames that follows an open
 // frame and ends with the eyes open again, with no frame of the run missing the face.
-void find_blinks(const std::vector<FrameObservation>& fr, const std::vector<int>& m, float base,
+bool frontal(const FrameObservation& f, float yaw_base, const ActiveLivenessOptions& o) {
+  return std::abs(f.pose.yaw - yaw_base) <= o.blink_max_yaw_deg;
+}
+
+void find_blinks(const std::vector<FrameObservation>& fr, const std::vector<int>& m, float base, float yaw_base,
                  const ActiveLivenessOptions& o, std::vector<LivenessEvent>& out) {
   const float closed = o.blink_close_ratio * base, open = o.blink_open_ratio * base;
   bool seen_open = false, in_run = false;
@@ -75,7 +79,11 @@ void find_blinks(const std::vector<FrameObservation>& fr, const std::vector<int>
   float lowest = 0;
   for (size_t k = 0; k < m.size(); ++k) {
     const FrameObservation& f = fr[static_cast<size_t>(m[k])];
-    if (k > 0 && m[k] != m[k - 1] + 1) seen_open = in_run = false;  // the face went missing: start over
+    // The face went missing, or turned away: start over.
+    if ((k > 0 && m[k] != m[k - 1] + 1) || !frontal(f, yaw_base, o)) {
+      seen_open = in_run = false;
+      continue;
+    }
     if (f.ear > open) {
       if (in_run && n_closed >= o.blink_min_closed_frames &&
           fr[static_cast<size_t>(last)].time_s - fr[static_cast<size_t>(first)].time_s <= o.blink_max_closed_s)
@@ -151,16 +159,19 @@ ActiveLivenessResult judge_liveness(std::vector<FrameObservation> frames, const 
   r.duration_s = fr[static_cast<size_t>(m.back())].time_s - first.time_s;
 
   std::vector<float> ears, yaws;
-  for (int i : m) ears.push_back(fr[static_cast<size_t>(i)].ear);
-  std::sort(ears.begin(), ears.end());
-  const float p = std::clamp(o.ear_baseline_percentile, 0.f, 1.f);
-  r.ear_baseline = ears[static_cast<size_t>(std::lround(p * static_cast<float>(ears.size() - 1)))];
   for (size_t k = 0; k < m.size() && k < static_cast<size_t>(o.baseline_frames); ++k)
     yaws.push_back(fr[static_cast<size_t>(m[k])].pose.yaw);
   std::nth_element(yaws.begin(), yaws.begin() + static_cast<long>(yaws.size() / 2), yaws.end());
   r.yaw_baseline = yaws[yaws.size() / 2];
+  for (int i : m)
+    if (frontal(fr[static_cast<size_t>(i)], r.yaw_baseline, o)) ears.push_back(fr[static_cast<size_t>(i)].ear);
+  if (!ears.empty()) {
+    std::sort(ears.begin(), ears.end());
+    const float p = std::clamp(o.ear_baseline_percentile, 0.f, 1.f);
+    r.ear_baseline = ears[static_cast<size_t>(std::lround(p * static_cast<float>(ears.size() - 1)))];
+  }
 
-  if (r.ear_baseline > 0) find_blinks(fr, m, r.ear_baseline, o, r.events);
+  if (r.ear_baseline > 0) find_blinks(fr, m, r.ear_baseline, r.yaw_baseline, o, r.events);
   find_turns(fr, m, r.yaw_baseline, o, r.events);
   std::sort(r.events.begin(), r.events.end(),
             [](const LivenessEvent& a, const LivenessEvent& b) { return a.first_frame < b.first_frame; });

@@ -116,6 +116,25 @@ TEST(LivenessJudge, TurnsHaveASideAndChallengesMustComeInOrderWithinTheirWindow)
   EXPECT_TRUE(fk::judge_liveness(one_frame, with("")).events.empty());
 }
 
+TEST(LivenessJudge, WideEyesOfATurnedFaceDoNotMakeTheFrontalFramesBetweenTurnsABlink) {
+  // face-api's landmarks open the eyes wide on a turned face: EAR 0.40 while turned, 0.25 frontal. Over the
+  // whole clip the 75th percentile would be 0.40, and the 5 frontal frames between the turns (0.25 < 0.7 x
+  // 0.40) would read as a 0.3 s blink.
+  auto f = still(120);
+  for (auto& o : f) o.ear = 0.25f;
+  for (int i = 20; i <= 60; ++i) f[static_cast<size_t>(i)].pose.yaw = 27.f, f[static_cast<size_t>(i)].ear = 0.40f;
+  for (int i = 66; i <= 100; ++i) f[static_cast<size_t>(i)].pose.yaw = 27.f, f[static_cast<size_t>(i)].ear = 0.40f;
+  const auto r = fk::judge_liveness(f, with(""));
+  EXPECT_NEAR(r.ear_baseline, 0.25f, 1e-6);  // from the frontal frames only
+  for (const auto& e : r.events) EXPECT_NE(e.kind, "blink") << e.first_frame << "-" << e.last_frame;
+  EXPECT_EQ(r.events.size(), 2u);  // the two turns
+  // A blink while facing the camera is still found.
+  close_eyes(f, 110, 111);
+  bool blink = false;
+  for (const auto& e : fk::judge_liveness(f, with("")).events) blink |= e.kind == "blink" && e.first_frame == 110;
+  EXPECT_TRUE(blink);
+}
+
 TEST(LivenessJudge, APassiveSpoofScoreOverridesPassedChallenges) {
   auto f = still(90);
   close_eyes(f, 40, 42);
