@@ -143,7 +143,7 @@ void add_spoof_commands(CLI::App& app, Common& c, Commands& out) {
   auto* live = app.add_subcommand("liveness", "passive anti-spoofing: is each face live or a replay/print?");
   live->add_option("images", la->images, "image files")->required();
   live->add_flag("--json", la->as_json, "print JSON");
-  live->add_option("--checker", la->checker, "antispoof, liveness, texture or combined")->capture_default_str();
+  live->add_option("--checker", la->checker, "antispoof, liveness, texture, frequency or combined")->capture_default_str();
   live->add_flag("--whole-image", la->whole_image, "each image is already a face crop: score it whole, no detection");
   live->add_option("--manifests", la->manifests, "read the spoof manifests from this folder (see bench spoof --save-manifests)")
       ->check(CLI::ExistingDirectory);
