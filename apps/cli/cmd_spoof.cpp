@@ -37,7 +37,11 @@ int cmd_liveness(const Common& c, const LivenessArgs& a) {
   so.manifests = a.manifests;
   const auto checker = create_spoof_checker(a.checker, so);
   std::unique_ptr<Detector> detector;
-  if (!a.whole_image) detector = create_detector(c.detector, pipeline_options(c).detection);
+  if (!a.whole_image) {
+    DetectorOptions d = pipeline_options(c).detection;
+    d.device = c.device;
+    detector = create_detector(c.detector, d);
+  }
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
