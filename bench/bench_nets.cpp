@@ -7,15 +7,17 @@
 #include <opencv2/imgproc.hpp>
 
 #include "align/landmark68_net.hpp"
-#include "bench_main.hpp"
 #include "detect/ssd_mobilenetv1.hpp"
 #include "embed/dlib_resnet.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/embedder.hpp"
 #include "facekit/image.hpp"
 #include "facekit/landmarker.hpp"
+#include "facekit/liveness.hpp"
 #include "facekit/model.hpp"
 #include "facekit/pipeline.hpp"
+#include "facekit/quality.hpp"
+#include "facekit/spoof.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -123,6 +125,70 @@ void BM_FaceAfterDetection(benchmark::State& state) {
 }
 BENCHMARK(BM_FaceAfterDetection)->ArgName("flip")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
+// Passive anti-spoofing, per face, from the RGB photo to the result: one face of a real photo (Debian
+// libdlib19.1's Tom Cruise portrait, its box as the detector gives it).
+void BM_SpoofCheck(benchmark::State& state, const char* name) {
+  static const fk::Image img = fk::load_image("/usr/share/doc/libdlib19.1/examples/faces/Tom_Cruise_avp_2014_4.jpg");
+  fk::Face face;
+  face.box = {70, 143, 444, 542};  // `facekit detect` on this photo
+  const auto checker = fk::create_spoof_checker(name);
+  for (auto _ : state) benchmark::DoNotOptimize(checker->check(img, face));
+  state.counters["faces_per_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK_CAPTURE(BM_SpoofCheck, antispoof, "antispoof")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, liveness, "liveness")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, texture, "spoof-texture")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, frequency, "spoof-frequency")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, combined, "spoof-combined")->Unit(benchmark::kMillisecond);
+
+// Face quality and one frame of active liveness.
+const fk::FacePipeline& live_pipeline() {
+  static const fk::FacePipeline p;
+  return p;
+}
+
+// Debian libdlib19.1's Tom Cruise at half size, cut to 280x400 (the liveness tests' frame; face ~220 px).
+const fk::Image& tom_frame() {
+  static const fk::Image f = [] {
+    fk::Image full = fk::load_image("/usr/share/doc/libdlib19.1/examples/faces/Tom_Cruise_avp_2014_4.jpg"), half;
+    cv::resize(full, half, cv::Size(), 0.5, 0.5, cv::INTER_AREA);
+    return half(cv::Rect(0, 0, 280, 400)).clone();
+  }();
+  return f;
+}
+
+// assess() alone on a face found once (landmarks given): chip, exposure, Laplacian, solvePnP, alignment roll.
+void BM_QualityAssess(benchmark::State& state) {
+  const auto assessor = fk::create_quality_assessor();
+  const fk::Face face = live_pipeline().detect_one(tom_frame(), fk::FacePick::kLargest);
+  for (auto _ : state) benchmark::DoNotOptimize(assessor->assess(tom_frame(), face));
+}
+BENCHMARK(BM_QualityAssess)->Unit(benchmark::kMillisecond);
+
+// One video frame of active liveness: detection, landmarks, EAR, pose; with the passive spoof-combined
+// checker on the tracked face (passive=1) or without (passive=0).
+void BM_LivenessFrame(benchmark::State& state) {
+  fk::ActiveLivenessOptions o;
+  std::shared_ptr<const fk::SpoofChecker> checker;
+  if (state.range(0)) {
+    checker = fk::create_spoof_checker("spoof-combined");
+    o.passive = [checker](const fk::Image& rgb, const fk::Face& f) { return checker->check(rgb, f).score; };
+  }
+  fk::ActiveLivenessSession session(live_pipeline(), o);
+  double t = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(session.push(tom_frame(), t += 1.0 / 30));
+  state.counters["frames_per_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_LivenessFrame)->ArgName("passive")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
-int main(int argc, char** argv) { return facekit_bench_main(argc, argv); }
+int main(int argc, char** argv) {
+  const char* t = std::getenv("FACEKIT_BENCH_THREADS");
+  at::set_num_threads(t ? std::atoi(t) : 1);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

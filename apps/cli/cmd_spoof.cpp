@@ -50,7 +50,11 @@ int cmd_liveness(const Common& c, const LivenessArgs& a) {
     return run_active_liveness(c, v);
   }
   std::unique_ptr<Detector> detector;
-  if (!a.whole_image) detector = create_detector(c.detector, pipeline_options(c).detection);
+  if (!a.whole_image) {
+    DetectorOptions d = pipeline_options(c).detection;
+    d.device = c.device;
+    detector = create_detector(c.detector, d);
+  }
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
@@ -157,7 +161,7 @@ void add_spoof_commands(CLI::App& app, Common& c, Commands& out) {
   live->add_option("images", la->images, "image files (or --video / --frames)");
   add_active_liveness_options(live, la->active);
   live->add_flag("--json", la->as_json, "print JSON");
-  live->add_option("--checker", la->checker, "antispoof, liveness, texture or combined")->capture_default_str();
+  live->add_option("--checker", la->checker, "antispoof, liveness, texture, frequency or combined")->capture_default_str();
   live->add_flag("--whole-image", la->whole_image, "each image is already a face crop: score it whole, no detection");
   live->add_option("--manifests", la->manifests, "read the spoof manifests from this folder (see bench spoof --save-manifests)")
       ->check(CLI::ExistingDirectory);

@@ -58,6 +58,7 @@ struct ModelManifest {
     float crop_scale = 1.f; ///< the face box is scaled by this about its centre before cropping
     /// Texture: features are standardised with mean/std, then P(live) = sigmoid(bias + weights . z).
     /// Fusion: P(live) = sigmoid(bias + sum of member weight * logit(member P(live))).
+    std::vector<std::string> feature_groups;  ///< texture: which feature groups (empty: all)
     std::vector<float> feature_mean, feature_std, weights;
     float bias = 0.f;
     float threshold = 0.5f, live_threshold = 0.5f, spoof_threshold = 0.5f;

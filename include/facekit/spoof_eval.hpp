@@ -77,7 +77,7 @@ struct SpoofBenchOptions {
   std::string detector = "blazeface-back";
   int workers = 2;       ///< images processed in parallel
   SpoofOptions spoof;    ///< device and where the manifests are read from
-  double texture_c = 0.1;  ///< inverse L2 strength of the texture model (standardised features)
+  double texture_c = 0.1;  ///< inverse L2 strength of the texture models (standardised features)
   double fusion_c = 1.0;   ///< inverse L2 strength of the fusion
   double band_rate = 0.05; ///< see calibrate_spoof_thresholds
   /// With fitting: write the calibrated spoof manifests (all four) into this folder.
@@ -85,7 +85,7 @@ struct SpoofBenchOptions {
 };
 
 struct SpoofSignalReport {
-  std::string name;  ///< "antispoof", "liveness", "spoof-texture", "spoof-combined"
+  std::string name;  ///< a name of spoof_signal_names(), or "spoof-combined"
   SpoofThresholds thresholds;
   PadMetrics at_threshold;         ///< at thresholds.decision
   PadMetrics at_apcer5, at_apcer1; ///< BPCER at APCER <= 5% and <= 1% (thresholds from the measured set)
@@ -95,7 +95,7 @@ struct SpoofSignalReport {
 };
 
 struct SpoofBenchReport {
-  std::vector<SpoofSignalReport> signals;  ///< the three signals, then the fusion
+  std::vector<SpoofSignalReport> signals;  ///< every signal of spoof_signal_names(), then the fusion
   int bona_fide = 0, attacks = 0;          ///< scored samples
   int no_face = 0;                         ///< detect mode: images left out
   bool fitted = false;

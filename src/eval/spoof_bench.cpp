@@ -28,8 +28,8 @@ struct Sample {
   bool live = false;
   bool has_face = true;
   int set = 0;  // which fitting set (folder pair) it came from
-  float antispoof = 0, liveness = 0;
-  std::vector<float> texture;
+  std::vector<float> net;                   // per graph signal: P(live)
+  std::vector<std::vector<float>> texture;  // per texture signal: its features
 };
 
 // Natural order (frame 2 before frame 10), so that contiguous folds hold contiguous frames.
@@ -61,13 +61,21 @@ void list_images(const fs::path& dir, bool live, std::vector<Sample>& out, int s
   }
 }
 
+ModelManifest load_spoof_manifest(const SpoofBenchOptions& o, const std::string& name) {
+  return o.spoof.manifests.empty() ? load_manifest(name) : load_manifest(name, o.spoof.manifests);
+}
+
+// The signals of spoof_signal_names(): graph networks are run through their checkers; texture signals only
+// have their features computed, since their models are what calibration fits.
 class Scorer {
  public:
-  explicit Scorer(const SpoofBenchOptions& o)
-      : o_(o),
-        antispoof_(create_spoof_checker("antispoof", o.spoof)),
-        liveness_(create_spoof_checker("liveness", o.spoof)),
-        texture_(load(o, "spoof-texture")) {
+  explicit Scorer(const SpoofBenchOptions& o) {
+    for (const auto& n : spoof_signal_names()) {
+      ModelManifest m = load_spoof_manifest(o, n);
+      if (m.arch == "graph") nets_.push_back(create_spoof_checker(n, o.spoof));
+      else if (m.arch == "texture") textures_.push_back(std::move(m));
+      else throw Error(ErrorCode::kModelCorrupt, "signal " + n + " has architecture " + m.arch);
+    }
     if (o.detect) {
       DetectorOptions d;
       d.device = o.spoof.device;
@@ -87,18 +95,14 @@ class Scorer {
       face = *std::max_element(faces.begin(), faces.end(),
                                [](const Face& a, const Face& b) { return a.box.area() < b.box.area(); });
     }
-    s.antispoof = antispoof_->check(img, face).score;
-    s.liveness = liveness_->check(img, face).score;
-    s.texture = texture_features(spoof_crop(img, face.box, texture_.spoof.crop_scale, 0));
-  }
-  static ModelManifest load(const SpoofBenchOptions& o, const std::string& name) {
-    return o.spoof.manifests.empty() ? load_manifest(name) : load_manifest(name, o.spoof.manifests);
+    for (const auto& c : nets_) s.net.push_back(c->check(img, face).score);
+    for (const auto& m : textures_)
+      s.texture.push_back(texture_features(spoof_crop(img, face.box, m.spoof.crop_scale, 0), m.spoof.feature_groups));
   }
 
  private:
-  const SpoofBenchOptions& o_;
-  std::unique_ptr<SpoofChecker> antispoof_, liveness_;
-  ModelManifest texture_;
+  std::vector<std::unique_ptr<SpoofChecker>> nets_;
+  std::vector<ModelManifest> textures_;
   std::unique_ptr<Detector> detector_;
 };
 
@@ -130,21 +134,21 @@ void score_all(const Scorer& scorer, std::vector<Sample>& samples, int workers, 
 }
 
 // Texture model: features standardised on the given rows, then a balanced logistic regression.
-ModelManifest::Spoof fit_texture(const std::vector<const Sample*>& rows, double c) {
-  const size_t d = rows.front()->texture.size();
+ModelManifest::Spoof fit_texture(const std::vector<const Sample*>& rows, size_t t, double c) {
+  const size_t d = rows.front()->texture[t].size();
   ModelManifest::Spoof s;
   s.feature_mean.assign(d, 0.f);
   s.feature_std.assign(d, 0.f);
   for (const auto* r : rows)
-    for (size_t j = 0; j < d; ++j) s.feature_mean[j] += r->texture[j] / rows.size();
+    for (size_t j = 0; j < d; ++j) s.feature_mean[j] += r->texture[t][j] / rows.size();
   for (const auto* r : rows)
-    for (size_t j = 0; j < d; ++j) s.feature_std[j] += std::pow(r->texture[j] - s.feature_mean[j], 2.f) / rows.size();
+    for (size_t j = 0; j < d; ++j) s.feature_std[j] += std::pow(r->texture[t][j] - s.feature_mean[j], 2.f) / rows.size();
   for (auto& v : s.feature_std) v = v > 1e-12f ? std::sqrt(v) : 1.f;  // constant features (unused LBP bins)
   std::vector<std::vector<float>> x;
   std::vector<bool> y;
   for (const auto* r : rows) {
     std::vector<float> z(d);
-    for (size_t j = 0; j < d; ++j) z[j] = (r->texture[j] - s.feature_mean[j]) / s.feature_std[j];
+    for (size_t j = 0; j < d; ++j) z[j] = (r->texture[t][j] - s.feature_mean[j]) / s.feature_std[j];
     x.push_back(std::move(z));
     y.push_back(r->live);
   }
@@ -160,16 +164,23 @@ struct Scores {
   void add(bool is_live, float s) { (is_live ? live : attack).push_back(s); }
 };
 
-// The four score lists of a set of samples under one calibration.
-std::array<Scores, 4> score_lists(const std::vector<Sample>& samples, const std::vector<float>& texture,
-                                  const ModelManifest& fusion) {
-  std::array<Scores, 4> out;
+// Every signal's P(live) per sample (nets, then texture signals: spoof_signal_names() order), given the
+// texture signals' scores.
+std::vector<float> signal_scores(const Sample& s, const std::vector<std::vector<float>>& texture, size_t i) {
+  std::vector<float> v = s.net;
+  for (const auto& t : texture) v.push_back(t[i]);
+  return v;
+}
+
+// Score lists per signal and, last, for the fusion.
+std::vector<Scores> score_lists(const std::vector<Sample>& samples, const std::vector<std::vector<float>>& texture,
+                                const ModelManifest& fusion) {
+  std::vector<Scores> out(spoof_signal_names().size() + 1);
   for (size_t i = 0; i < samples.size(); ++i) {
-    const Sample& s = samples[i];
-    if (!s.has_face) continue;
-    const float v[3] = {s.antispoof, s.liveness, texture[i]};
-    for (int k = 0; k < 3; ++k) out[k].add(s.live, v[k]);
-    out[3].add(s.live, detail::fusion_score(fusion, {v[0], v[1], v[2]}));
+    if (!samples[i].has_face) continue;
+    const auto v = signal_scores(samples[i], texture, i);
+    for (size_t k = 0; k < v.size(); ++k) out[k].add(samples[i].live, v[k]);
+    out.back().add(samples[i].live, detail::fusion_score(fusion, v));
   }
   return out;
 }
@@ -182,6 +193,7 @@ void write_manifest(const SpoofBenchOptions& o, const std::string& name, const M
   nlohmann::json j = nlohmann::json::parse(in);
   auto& sp = j["spoof"];
   if (!s.weights.empty()) {
+    sp["feature_groups"] = s.feature_groups;
     sp["feature_mean"] = s.feature_mean;
     sp["feature_std"] = s.feature_std;
     sp["weights"] = s.weights;
@@ -231,8 +243,19 @@ SpoofBenchReport run_spoof_bench(const SpoofBenchOptions& o, const std::function
   }
 
   SpoofBenchReport r;
-  ModelManifest texture = Scorer::load(o, "spoof-texture"), fusion = Scorer::load(o, "spoof-combined");
-  ModelManifest antispoof = Scorer::load(o, "antispoof"), liveness = Scorer::load(o, "liveness");
+  const auto& names = spoof_signal_names();
+  std::vector<ModelManifest> signals;  // nets first, then texture signals, as Sample holds them
+  for (const char* arch : {"graph", "texture"})
+    for (const auto& n : names) {
+      ModelManifest m = load_spoof_manifest(o, n);
+      if (m.arch == arch) signals.push_back(std::move(m));
+    }
+  const size_t n_nets = std::count_if(signals.begin(), signals.end(), [](auto& m) { return m.arch == "graph"; });
+  for (size_t k = 0; k < names.size(); ++k)
+    if (signals[k].name != names[k])
+      throw Error(ErrorCode::kInternal, "spoof_signal_names() must list the networks before the texture signals");
+  ModelManifest fusion = load_spoof_manifest(o, "spoof-combined");
+  std::vector<std::vector<float>> train_texture(signals.size() - n_nets, std::vector<float>(train.size(), 0.5f));
   if (fit) {
     r.fitted = true;
     std::vector<const Sample*> rows;
@@ -251,40 +274,43 @@ SpoofBenchReport run_spoof_bench(const SpoofBenchOptions& o, const std::function
       const bool live = train[i].live;
       const size_t pos = live ? seen_live++ : seen_attack++;
       fold[i] = by_set ? train[i].set : int(pos * kTextureFolds / (live ? n_live : n_attack));
+      (live ? r.fit_bona_fide : r.fit_attacks)++;
     }
     const int folds = by_set ? int(o.fit_live_dirs.size()) : kTextureFolds;
-    std::vector<float> oof(train.size(), 0.5f);
-    for (int k = 0; k < folds; ++k) {
-      std::vector<const Sample*> fold_train;
-      for (size_t i = 0; i < train.size(); ++i)
-        if (fold[i] >= 0 && fold[i] != k) fold_train.push_back(&train[i]);
-      const auto spec = fit_texture(fold_train, o.texture_c);
-      for (size_t i = 0; i < train.size(); ++i)
-        if (fold[i] == k) oof[i] = detail::texture_score(spec, train[i].texture);
+    for (size_t t = 0; t < train_texture.size(); ++t) {
+      for (int k = 0; k < folds; ++k) {
+        std::vector<const Sample*> fold_train;
+        for (size_t i = 0; i < train.size(); ++i)
+          if (fold[i] >= 0 && fold[i] != k) fold_train.push_back(&train[i]);
+        const auto spec = fit_texture(fold_train, t, o.texture_c);
+        for (size_t i = 0; i < train.size(); ++i)
+          if (fold[i] == k) train_texture[t][i] = detail::texture_score(spec, train[i].texture[t]);
+      }
+      ModelManifest::Spoof& spec = signals[n_nets + t].spoof;
+      auto fitted = fit_texture(rows, t, o.texture_c);
+      fitted.crop_scale = spec.crop_scale;
+      fitted.feature_groups = spec.feature_groups;
+      spec = std::move(fitted);
     }
-    texture.spoof = [&] {
-      auto s = fit_texture(rows, o.texture_c);
-      s.crop_scale = texture.spoof.crop_scale;
-      return s;
-    }();
-    // Fusion: balanced logistic regression on the members' logits, weights kept >= 0 (a member whose "live"
+    // Fusion: balanced logistic regression on the signals' logits, weights kept >= 0 (a signal whose "live"
     // evidence points the wrong way on the fitting data is left out rather than turned upside down).
     std::vector<std::vector<float>> x;
     std::vector<bool> y;
     for (size_t i = 0; i < train.size(); ++i) {
       if (!train[i].has_face) continue;
-      x.push_back({detail::safe_logit(train[i].antispoof), detail::safe_logit(train[i].liveness), detail::safe_logit(oof[i])});
+      std::vector<float> logits;
+      for (float p : signal_scores(train[i], train_texture, i)) logits.push_back(detail::safe_logit(p));
+      x.push_back(std::move(logits));
       y.push_back(train[i].live);
-      (train[i].live ? r.fit_bona_fide : r.fit_attacks)++;
     }
     const auto w = fit_monotone_logistic(x, y, o.fusion_c);
-    fusion.members = {{"antispoof", w[0]}, {"liveness", w[1]}, {"spoof-texture", w[2]}};
-    fusion.spoof.bias = w[3];
-    const auto fit_lists = score_lists(train, oof, fusion);
-    set_thresholds(antispoof.spoof, calibrate_spoof_thresholds(fit_lists[0].live, fit_lists[0].attack, o.band_rate));
-    set_thresholds(liveness.spoof, calibrate_spoof_thresholds(fit_lists[1].live, fit_lists[1].attack, o.band_rate));
-    set_thresholds(texture.spoof, calibrate_spoof_thresholds(fit_lists[2].live, fit_lists[2].attack, o.band_rate));
-    set_thresholds(fusion.spoof, calibrate_spoof_thresholds(fit_lists[3].live, fit_lists[3].attack, o.band_rate));
+    fusion.members.clear();
+    for (size_t k = 0; k < names.size(); ++k) fusion.members.emplace_back(names[k], w[k]);
+    fusion.spoof.bias = w.back();
+    const auto fit_lists = score_lists(train, train_texture, fusion);
+    for (size_t k = 0; k < signals.size(); ++k)
+      set_thresholds(signals[k].spoof, calibrate_spoof_thresholds(fit_lists[k].live, fit_lists[k].attack, o.band_rate));
+    set_thresholds(fusion.spoof, calibrate_spoof_thresholds(fit_lists.back().live, fit_lists.back().attack, o.band_rate));
     if (!o.save_manifests.empty()) {
       std::string dirs;
       for (const auto* v : {&o.fit_live_dirs, &o.fit_spoof_dirs})
@@ -295,19 +321,25 @@ SpoofBenchReport run_spoof_bench(const SpoofBenchOptions& o, const std::function
                                  "% APCER / BPCER" + (o.detect ? ", faces from " + o.detector : ", images as face crops") +
                                  "; fusion weights and texture thresholds from out-of-fold texture scores (" +
                                  (by_set ? "leave one set out" : "5 contiguous folds") + ")";
-      write_manifest(o, "antispoof", antispoof.spoof, nullptr, source);
-      write_manifest(o, "liveness", liveness.spoof, nullptr, source);
-      write_manifest(o, "spoof-texture", texture.spoof, nullptr, source);
+      for (const auto& m : signals) write_manifest(o, m.name, m.spoof, nullptr, source);
       write_manifest(o, "spoof-combined", fusion.spoof, &fusion.members, source);
     }
+  } else {
+    for (size_t k = 0; k < names.size(); ++k)
+      if (fusion.members.size() != names.size() || fusion.members[k].first != names[k])
+        throw Error(ErrorCode::kModelCorrupt, "spoof-combined must fuse exactly the signals, in this order: antispoof, "
+                                              "liveness, then the texture signals");
   }
 
-  std::vector<float> tex(test.size(), 0.5f);
-  for (size_t i = 0; i < test.size(); ++i)
-    if (test[i].has_face) tex[i] = detail::texture_score(texture.spoof, test[i].texture);
-  const auto lists = score_lists(test, tex, fusion);
-  const ModelManifest* manifests[4] = {&antispoof, &liveness, &texture, &fusion};
-  for (int k = 0; k < 4; ++k) {
+  std::vector<std::vector<float>> test_texture(signals.size() - n_nets, std::vector<float>(test.size(), 0.5f));
+  for (size_t t = 0; t < test_texture.size(); ++t)
+    for (size_t i = 0; i < test.size(); ++i)
+      if (test[i].has_face) test_texture[t][i] = detail::texture_score(signals[n_nets + t].spoof, test[i].texture[t]);
+  const auto lists = score_lists(test, test_texture, fusion);
+  std::vector<const ModelManifest*> manifests;
+  for (const auto& m : signals) manifests.push_back(&m);
+  manifests.push_back(&fusion);
+  for (size_t k = 0; k < manifests.size(); ++k) {
     SpoofSignalReport s;
     s.name = manifests[k]->name;
     s.thresholds = detail::thresholds_of(*manifests[k]);

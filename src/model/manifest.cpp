@@ -87,6 +87,7 @@ ModelManifest load_manifest(const std::string& name, const fs::path& dir) {
       const auto& s = j["spoof"];
       m.spoof.live_index = s.value("live_index", 0);
       m.spoof.crop_scale = s.value("crop_scale", 1.f);
+      m.spoof.feature_groups = s.value("feature_groups", std::vector<std::string>{});
       m.spoof.feature_mean = s.value("feature_mean", std::vector<float>{});
       m.spoof.feature_std = s.value("feature_std", std::vector<float>{});
       m.spoof.weights = s.value("weights", std::vector<float>{});

@@ -31,7 +31,7 @@ SpoofState SpoofThresholds::state(float score) const {
 }
 
 const std::vector<std::string>& spoof_signal_names() {
-  static const std::vector<std::string> names = {"antispoof", "liveness", "spoof-texture"};
+  static const std::vector<std::string> names = {"antispoof", "liveness", "spoof-texture", "spoof-frequency"};
   return names;
 }
 
@@ -149,14 +149,16 @@ class GraphSpoofChecker final : public SignalChecker {
 class TextureSpoofChecker final : public SignalChecker {
  public:
   explicit TextureSpoofChecker(const ModelManifest& m) : SignalChecker(m) {
-    if (static_cast<int>(m.spoof.weights.size()) != texture_feature_size())
+    const int n = texture_feature_size(m.spoof.feature_groups);
+    if (static_cast<int>(m.spoof.weights.size()) != n)
       throw Error(ErrorCode::kModelCorrupt, "manifest " + m.name + " has " + std::to_string(m.spoof.weights.size()) +
-                                                " weights, the texture features have " +
-                                                std::to_string(texture_feature_size()));
+                                                " weights, its texture features number " + std::to_string(n));
   }
 
  private:
-  float score(const Image& crop) const override { return texture_score(manifest_.spoof, texture_features(crop)); }
+  float score(const Image& crop) const override { 
+    return texture_score(manifest_.spoof, texture_features(crop, manifest_.spoof.feature_groups));
+  }
   int input_size() const override { return 0; }
 };
 
@@ -193,7 +195,8 @@ class FusionSpoofChecker final : public SpoofChecker {
 }  // namespace detail
 
 std::unique_ptr<SpoofChecker> create_spoof_checker(const std::string& name, const SpoofOptions& options) {
-  const std::string full = name == "texture" ? "spoof-texture" : name == "combined" ? "spoof-combined" : name;
+  const std::string full =
+      name == "texture" || name == "frequency" || name == "combined" ? "spoof-" + name : name;
   const ModelManifest m = options.manifests.empty() ? load_manifest(full) : load_manifest(full, options.manifests);
   if (m.kind != "spoof") throw Error(ErrorCode::kInvalidArgument, "model '" + full + "' is not a spoof checker");
   if (m.arch == "graph") return std::make_unique<detail::GraphSpoofChecker>(m, options);

@@ -85,9 +85,38 @@ void spectrum_features(const cv::Mat& grey, std::vector<float>& out) {
 
 }  // namespace
 
-int texture_feature_size() { return 3 * kLbpBins + static_cast<int>(kBandEdges.size() - 1) + 1 + 1 + 4; }
+const std::vector<std::string>& texture_feature_groups() {
+  static const std::vector<std::string> g = {"lbp", "spectrum", "sharpness", "chroma"};
+  return g;
+}
 
-std::vector<float> texture_features(const Image& rgb_crop) {
+namespace {
+
+// Which groups to compute, in canonical order; validates the names.
+std::array<bool, 4> selected(const std::vector<std::string>& groups) {
+  const auto& all = texture_feature_groups();
+  std::array<bool, 4> on{};
+  for (const auto& g : groups) {
+    const auto it = std::find(all.begin(), all.end(), g);
+    if (it == all.end()) throw Error(ErrorCode::kInvalidArgument, "unknown texture feature group '" + g + "'");
+    on[it - all.begin()] = true;
+  }
+  if (groups.empty()) on.fill(true);
+  return on;
+}
+
+}  // namespace
+
+int texture_feature_size(const std::vector<std::string>& groups) {
+  constexpr int sizes[4] = {3 * kLbpBins, static_cast<int>(kBandEdges.size() - 1) + 1, 1, 4};
+  const auto on = selected(groups);
+  int n = 0;
+  for (int i = 0; i < 4; ++i) n += on[i] ? sizes[i] : 0;
+  return n;
+}
+
+std::vector<float> texture_features(const Image& rgb_crop, const std::vector<std::string>& groups) {
+  const auto on = selected(groups);
   if (rgb_crop.empty() || rgb_crop.type() != CV_8UC3)
     throw Error(ErrorCode::kInvalidArgument, "texture features need an RGB 8-bit crop");
   cv::Mat img;
@@ -97,22 +126,26 @@ std::vector<float> texture_features(const Image& rgb_crop) {
   std::vector<cv::Mat> planes;
   cv::split(ycc, planes);
   std::vector<float> f;
-  f.reserve(texture_feature_size());
-  for (const auto& p : planes) lbp_histogram(p, f);
-  spectrum_features(planes[0], f);
-  // Sharpness relative to contrast, so that exposure does not move it.
-  cv::Mat lap;
-  cv::Laplacian(planes[0], lap, CV_32F);
-  cv::Scalar gm, gs, lm, ls;
-  cv::meanStdDev(planes[0], gm, gs);
-  cv::meanStdDev(lap, lm, ls);
-  f.push_back(static_cast<float>(std::log10((ls[0] * ls[0] + 1e-3) / (gs[0] * gs[0] + 1.0))));
-  for (int c = 1; c <= 2; ++c) {
-    cv::Scalar m, s;
-    cv::meanStdDev(planes[c], m, s);
-    f.push_back(static_cast<float>(m[0] / 255.0));
-    f.push_back(static_cast<float>(s[0] / 255.0));
+  f.reserve(texture_feature_size(groups));
+  if (on[0])
+    for (const auto& p : planes) lbp_histogram(p, f);
+  if (on[1]) spectrum_features(planes[0], f);
+  if (on[2]) {
+    // Sharpness relative to contrast, so that exposure does not move it.
+    cv::Mat lap;
+    cv::Laplacian(planes[0], lap, CV_32F);
+    cv::Scalar gm, gs, lm, ls;
+    cv::meanStdDev(planes[0], gm, gs);
+    cv::meanStdDev(lap, lm, ls);
+    f.push_back(static_cast<float>(std::log10((ls[0] * ls[0] + 1e-3) / (gs[0] * gs[0] + 1.0))));
   }
+  if (on[3])
+    for (int c = 1; c <= 2; ++c) {
+      cv::Scalar m, sd;
+      cv::meanStdDev(planes[c], m, sd);
+      f.push_back(static_cast<float>(m[0] / 255.0));
+      f.push_back(static_cast<float>(sd[0] / 255.0));
+    }
   return f;
 }
 

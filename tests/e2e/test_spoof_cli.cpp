@@ -129,26 +129,37 @@ TEST(LivenessCli, BadInputHasStableExitStatuses) {
   EXPECT_EQ(r.status, fk::exit_status(fk::ErrorCode::kInvalidArgument)) << r.err;
 }
 
+// Runs a human-models graph by hand on a face crop resized to `size` (0..1, in the given channel order) and
+// returns its flattened output.
+at::Tensor graph_by_hand(const char* model, const fk::Image& rgb, const cv::Rect& box, int size, bool bgr) {
+  cv::Mat crop, ordered, f;
+  cv::resize(rgb(box), crop, {size, size}, 0, 0, cv::INTER_LINEAR);
+  if (bgr) cv::cvtColor(crop, ordered, cv::COLOR_RGB2BGR);
+  else ordered = crop;
+  ordered.convertTo(f, CV_32FC3, 1 / 255.0);
+  const at::Tensor x = at::from_blob(f.data, {1, size, size, 3}, at::kFloat).clone();
+  fk::graph::GraphModel g(fk::models_dir() / "human-models" / (std::string(model) + ".json"));
+  return g.run(x).at(0).reshape({-1});
+}
+
 // The liveness checker feeds the network as the model was trained (PyImageSearch train_liveness.py: cv2.imread,
 // so BGR; cv2.resize to 32x32 ignoring the aspect ratio; /255) and reads "real" at index 1 (LabelEncoder
-// order: fake, real). Checked here against the graph run by hand on a face crop.
-TEST(LivenessChecker, MatchesTheGraphRunByHand) {
+// order: fake, real); antispoof gets RGB 0..1 at 128 and has one sigmoid output. Both checked against the
+// graphs run by hand on a face crop.
+TEST(SpoofCheckers, NetworksMatchTheirGraphsRunByHand) {
   const auto img = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
   fk::Face face;
   face.box = {70, 143, 444, 542};
-  const auto checker = fk::create_spoof_checker("liveness");
-  const float got = checker->check(img, face).score;
+  const cv::Rect box(70, 143, 444, 542);
 
-  cv::Mat crop, bgr, f;
-  cv::resize(img(cv::Rect(70, 143, 444, 542)), crop, {32, 32}, 0, 0, cv::INTER_LINEAR);
-  cv::cvtColor(crop, bgr, cv::COLOR_RGB2BGR);
-  bgr.convertTo(f, CV_32FC3, 1 / 255.0);
-  const at::Tensor x = at::from_blob(f.data, {1, 32, 32, 3}, at::kFloat).clone();
-  fk::graph::GraphModel g(fk::models_dir() / "human-models/liveness.json");
-  const at::Tensor y = g.run(x).at(0).reshape({-1});
-  ASSERT_EQ(y.size(0), 2);
-  EXPECT_NEAR(y[0].item<float>() + y[1].item<float>(), 1.f, 1e-5);  // softmax
-  EXPECT_NEAR(got, y[1].item<float>(), 1e-5);
+  const at::Tensor live = graph_by_hand("liveness", img, box, 32, true);
+  ASSERT_EQ(live.size(0), 2);
+  EXPECT_NEAR(live[0].item<float>() + live[1].item<float>(), 1.f, 1e-5);  // softmax
+  EXPECT_NEAR(fk::create_spoof_checker("liveness")->check(img, face).score, live[1].item<float>(), 1e-5);
+
+  const at::Tensor real = graph_by_hand("antispoof", img, box, 128, false);
+  ASSERT_EQ(real.size(0), 1);
+  EXPECT_NEAR(fk::create_spoof_checker("antispoof")->check(img, face).score, real[0].item<float>(), 1e-5);
 }
 
 // Calibrated on one set, measured on the other, both ways round. Only what must hold is asserted: the report
@@ -167,7 +178,7 @@ TEST(BenchSpoof, CrossSetOnSpoofDev) {
     EXPECT_TRUE(j["fitted"].get<bool>());
     EXPECT_GT(j["bona_fide"].get<int>(), 0);
     EXPECT_GT(j["attacks"].get<int>(), 0);
-    ASSERT_EQ(j["signals"].size(), 4u);
+    ASSERT_EQ(j["signals"].size(), fk::spoof_signal_names().size() + 1);
     for (const auto& sig : j["signals"]) {
       const auto& m = sig["at_threshold"];
       EXPECT_NEAR(m["acer"].get<double>(), (m["apcer"].get<double>() + m["bpcer"].get<double>()) / 2, 1e-9);
@@ -175,7 +186,7 @@ TEST(BenchSpoof, CrossSetOnSpoofDev) {
       EXPECT_LE(sig["bpcer_at_apcer_1"]["apcer"].get<double>(), 0.01);
       EXPECT_GE(sig["bpcer_at_apcer_1"]["bpcer"].get<double>(), sig["bpcer_at_apcer_5"]["bpcer"].get<double>());
     }
-    const auto& combined = j["signals"][3];
+    const auto& combined = j["signals"].back();
     EXPECT_EQ(combined["name"], "spoof-combined");
     EXPECT_GT(combined["auc"].get<double>(), 0.5) << fit << " -> " << test;
     EXPECT_LT(combined["at_threshold"]["acer"].get<double>(), 0.5) << fit << " -> " << test;

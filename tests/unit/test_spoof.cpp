@@ -154,6 +154,26 @@ TEST(Logistic, MonotoneFitDropsAColumnThatPointsTheWrongWay) {
   EXPECT_EQ(w[1], 0.f);
 }
 
+TEST(Logistic, MonotoneFitWithOnlyWrongWayColumnsKeepsJustTheBias) {
+  const std::vector<std::vector<float>> x = {{2}, {1}, {-1}, {-2}};
+  const std::vector<bool> y = {false, false, true, true};
+  const auto w = fk::fit_monotone_logistic(x, y, 1.0);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0], 0.f);
+  EXPECT_NEAR(w[1], 0.f, 1e-3);  // balanced classes: no preference left
+}
+
+TEST(SpoofScores, ThresholdsMustBeOrdered) {
+  fk::ModelManifest m;
+  m.name = "t";
+  m.spoof.threshold = 0.5f;
+  m.spoof.live_threshold = 0.4f;  // below the decision threshold
+  m.spoof.spoof_threshold = 0.3f;
+  EXPECT_EQ(code_of([&] { fk::detail::thresholds_of(m); }), fk::ErrorCode::kModelCorrupt);
+  m.spoof.live_threshold = 0.6f;
+  EXPECT_FLOAT_EQ(fk::detail::thresholds_of(m).live, 0.6f);
+}
+
 TEST(SpoofScores, TextureAndFusionFormulas) {
   fk::ModelManifest m;
   m.name = "f";
@@ -190,6 +210,22 @@ TEST(TextureFeatures, HistogramsAndSizes) {
   for (int p = 0; p < 3; ++p) EXPECT_FLOAT_EQ(*std::max_element(flat.begin() + p * 59, flat.begin() + (p + 1) * 59), 1.f);
   EXPECT_EQ(code_of([] { fk::texture_features(cv::Mat()); }), fk::ErrorCode::kInvalidArgument);
   EXPECT_EQ(code_of([] { fk::texture_features(cv::Mat(8, 8, CV_8UC1)); }), fk::ErrorCode::kInvalidArgument);
+}
+
+TEST(TextureFeatures, GroupsSelectSlicesOfTheFullVector) {
+  cv::Mat img(100, 80, CV_8UC3);
+  cv::randu(img, 0, 255);
+  const auto all = fk::texture_features(img);
+  EXPECT_EQ(fk::texture_feature_size({"lbp"}), 177);
+  EXPECT_EQ(fk::texture_feature_size({"spectrum"}), 7);
+  EXPECT_EQ(fk::texture_feature_size({"sharpness"}), 1);
+  EXPECT_EQ(fk::texture_feature_size({"chroma"}), 4);
+  EXPECT_EQ(fk::texture_feature_size(), 189);
+  // Order follows texture_feature_groups() whatever order the caller lists them in.
+  const auto some = fk::texture_features(img, {"chroma", "sharpness"});
+  ASSERT_EQ(some.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_FLOAT_EQ(some[i], all[184 + i]) << i;
+  EXPECT_EQ(code_of([&] { fk::texture_features(img, {"colour"}); }), fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(TextureFeatures, BlurLowersSharpnessAndHighFrequencyEnergy) {
