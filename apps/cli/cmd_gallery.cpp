@@ -106,6 +106,13 @@ int cmd_enroll(const Common& c, const EnrollArgs& a) {
                 s.person.name.c_str(), static_cast<long long>(s.person.id), s.added, s.added == 1 ? "" : "s",
                 s.duplicates ? (" (" + std::to_string(s.duplicates) + " photo(s) already enrolled, skipped)").c_str() : "",
                 s.person.templates);
+    // Quality below good is worth a word even when it was accepted (fair, or poor with --allow-poor).
+    for (const auto& p : r.photos) {
+      if (p.quality.level == QualityLevel::kGood) continue;
+      std::string why;
+      for (const auto& w : p.quality.reasons) why += (why.empty() ? "" : "; ") + w;
+      std::printf("  %s: quality %s (%s)\n", p.label.c_str(), to_string(p.quality.level), why.c_str());
+    }
   }
   return 0;
 }
