@@ -54,9 +54,10 @@ inline facekit::Image turn_head(const facekit::Image& rgb, const facekit::Landma
   return out;
 }
 
-/// Writes frames (RGB) as an MJPG .avi; throws when OpenCV cannot write one.
-inline void write_video(const std::filesystem::path& path, const std::vector<facekit::Image>& frames, double fps) {
-  cv::VideoWriter w(path.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), fps, frames.at(0).size());
+/// Writes frames (RGB) as a video, MJPG by default (in .avi); throws when OpenCV cannot write one.
+inline void write_video(const std::filesystem::path& path, const std::vector<facekit::Image>& frames, double fps,
+                        int fourcc = cv::VideoWriter::fourcc('M', 'J', 'P', 'G')) {
+  cv::VideoWriter w(path.string(), fourcc, fps, frames.at(0).size());
   if (!w.isOpened()) throw facekit::Error(facekit::ErrorCode::kInternal, "cannot write " + path.string());
   for (const auto& f : frames) {
     cv::Mat bgr;
