@@ -15,6 +15,7 @@
 #include "facekit/landmarker.hpp"
 #include "facekit/model.hpp"
 #include "facekit/pipeline.hpp"
+#include "facekit/spoof.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -121,6 +122,22 @@ void BM_FaceAfterDetection(benchmark::State& state) {
   state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(boxes.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_FaceAfterDetection)->ArgName("flip")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+// Passive anti-spoofing, per face, from the RGB photo to the result: one face of a real photo (Debian
+// libdlib19.1's Tom Cruise portrait, its box as the detector gives it).
+void BM_SpoofCheck(benchmark::State& state, const char* name) {
+  static const fk::Image img = fk::load_image("/usr/share/doc/libdlib19.1/examples/faces/Tom_Cruise_avp_2014_4.jpg");
+  fk::Face face;
+  face.box = {70, 143, 444, 542};  // `facekit detect` on this photo
+  const auto checker = fk::create_spoof_checker(name);
+  for (auto _ : state) benchmark::DoNotOptimize(checker->check(img, face));
+  state.counters["faces_per_s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK_CAPTURE(BM_SpoofCheck, antispoof, "antispoof")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, liveness, "liveness")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, texture, "spoof-texture")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, frequency, "spoof-frequency")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_SpoofCheck, combined, "spoof-combined")->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "facekit/pipeline.hpp"
+#include "facekit/spoof.hpp"
 
 namespace facekit::cli {
 
@@ -28,8 +29,19 @@ struct Common {
 
 PipelineOptions pipeline_options(const Common& c);
 
+/// Arguments of `facekit liveness` (cmd_spoof.cpp); the video modes add theirs here.
+struct LivenessArgs {
+  std::vector<std::string> images;
+  bool as_json = false;
+  std::string checker = "spoof-combined";  ///< which SpoofChecker scores each face
+  bool whole_image = false;                ///< each image is a face crop: no detection
+  std::string manifests;                   ///< spoof manifests folder; empty: the committed ones
+};
+
 nlohmann::json box_json(const Box& b);
 nlohmann::json face_json(const Face& f);
+/// A spoof check as JSON: score, state, thresholds, per-signal scores and states, the scored crop.
+nlohmann::json spoof_result_json(const SpoofResult& r, const SpoofThresholds& t);
 
 /// A subcommand and the function that runs it once it was parsed; it returns the exit status.
 using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
@@ -39,5 +51,7 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
 /// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
 void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
+/// liveness (passive anti-spoofing per face), bench spoof (cmd_spoof.cpp).
+void add_spoof_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   cli::Commands commands;
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
   cli::add_gallery_commands(app, c, commands);
+  cli::add_spoof_commands(app, c, commands);
 
   try {
     app.parse(argc, argv);

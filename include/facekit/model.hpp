@@ -48,8 +48,22 @@ struct ModelManifest {
   // centre shift x, centre shift y), the shifts in units of the box size.
   std::array<float, 4> box_adjust{1, 1, 0, 0};
 
-  // Fusion embedders: member models and their weights.
+  // Fusion embedders and fusion spoof checkers: member models and their weights.
   std::vector<std::pair<std::string, float>> members;
+
+  // Spoof checkers (kind "spoof"): how to read the output, the logistic model of a texture or fusion checker,
+  // and the thresholds on P(live) calibrated on data.
+  struct Spoof {
+    int live_index = 0;     ///< graph models: which output element is P(live)
+    float crop_scale = 1.f; ///< the face box is scaled by this about its centre before cropping
+    /// Texture: features are standardised with mean/std, then P(live) = sigmoid(bias + weights . z).
+    /// Fusion: P(live) = sigmoid(bias + sum of member weight * logit(member P(live))).
+    std::vector<std::string> feature_groups;  ///< texture: which feature groups (empty: all)
+    std::vector<float> feature_mean, feature_std, weights;
+    float bias = 0.f;
+    float threshold = 0.5f, live_threshold = 0.5f, spoof_threshold = 0.5f;
+    std::string threshold_source;
+  } spoof;
 
   /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.
   const ModelFile& file(const std::string& role) const;
@@ -64,6 +78,8 @@ std::filesystem::path manifests_dir();
 
 /// Reads share/models/NAME.json. Throws Error(kNotFound) for an unknown name (listing the known ones).
 ModelManifest load_manifest(const std::string& name);
+/// Reads DIR/NAME.json (same errors).
+ModelManifest load_manifest(const std::string& name, const std::filesystem::path& dir);
 /// Names of all committed manifests, sorted.
 std::vector<std::string> list_manifests();
 

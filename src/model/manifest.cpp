@@ -36,8 +36,10 @@ std::vector<std::string> list_manifests() {
   return names;
 }
 
-ModelManifest load_manifest(const std::string& name) {
-  const fs::path p = manifests_dir() / (name + ".json");
+ModelManifest load_manifest(const std::string& name) { return load_manifest(name, manifests_dir()); }
+
+ModelManifest load_manifest(const std::string& name, const fs::path& dir) {
+  const fs::path p = dir / (name + ".json");
   std::ifstream in(p);
   if (!in) {
     std::string known;
@@ -82,6 +84,21 @@ ModelManifest load_manifest(const std::string& name) {
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
+    if (j.contains("spoof")) {
+      const auto& s = j["spoof"];
+      m.spoof.live_index = s.value("live_index", 0);
+      m.spoof.crop_scale = s.value("crop_scale", 1.f);
+      m.spoof.feature_groups = s.value("feature_groups", std::vector<std::string>{});
+      m.spoof.feature_mean = s.value("feature_mean", std::vector<float>{});
+      m.spoof.feature_std = s.value("feature_std", std::vector<float>{});
+      m.spoof.weights = s.value("weights", std::vector<float>{});
+      m.spoof.bias = s.value("bias", 0.f);
+      const auto& t = s.at("thresholds");
+      m.spoof.threshold = t.at("decision");
+      m.spoof.live_threshold = t.at("live");
+      m.spoof.spoof_threshold = t.at("spoof");
+      m.spoof.threshold_source = t.value("source", "");
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kModelCorrupt, "manifest " + p.string() + " is malformed: " + e.what());
   }

@@ -1,0 +1,212 @@
+// ISO/IEC 30107-3 error rates, operating points, ROC, threshold calibration and the logistic fits behind the
+// texture and fusion spoof checkers.
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include <linear.h>
+
+#include "facekit/error.hpp"
+#include "facekit/image.hpp"
+#include "facekit/spoof_eval.hpp"
+
+namespace facekit {
+namespace {
+
+void require_both(const std::vector<float>& b, const std::vector<float>& a) {
+  if (b.empty() || a.empty())
+    throw Error(ErrorCode::kInvalidArgument, "PAD metrics need bona fide and attack scores (got " +
+                                                 std::to_string(b.size()) + " and " + std::to_string(a.size()) + ")");
+}
+
+// Every distinct operating point in ascending threshold order. A threshold between two adjacent distinct
+// scores splits the samples; the first point accepts everything, the last nothing.
+std::vector<RocPoint> sweep(const std::vector<float>& bona, const std::vector<float>& attacks) {
+  require_both(bona, attacks);
+  std::vector<std::pair<float, bool>> all;  // (score, is bona fide)
+  for (float s : bona) all.emplace_back(s, true);
+  for (float s : attacks) all.emplace_back(s, false);
+  std::sort(all.begin(), all.end());
+  const double nb = static_cast<double>(bona.size()), na = static_cast<double>(attacks.size());
+  std::vector<RocPoint> pts;
+  size_t bona_below = 0, attacks_below = 0;
+  for (size_t i = 0; i <= all.size(); ++i) {
+    if (i == 0 || i == all.size() || all[i - 1].first < all[i].first) {
+      float t;
+      if (i == 0) t = all.front().first;
+      else if (i == all.size()) t = std::nextafter(all.back().first, std::numeric_limits<float>::infinity());
+      else {
+        t = (all[i - 1].first + all[i].first) / 2;
+        if (!(t > all[i - 1].first)) t = all[i].first;  // adjacent floats: the midpoint rounds down
+      }
+      pts.push_back({t, (na - attacks_below) / na, bona_below / nb});
+    }
+    if (i < all.size()) (all[i].second ? bona_below : attacks_below)++;
+  }
+  return pts;
+}
+
+void quiet(const char*) {}
+
+}  // namespace
+
+PadMetrics pad_metrics(const std::vector<float>& bona, const std::vector<float>& attacks, float t) {
+  require_both(bona, attacks);
+  const auto accepted = std::count_if(attacks.begin(), attacks.end(), [t](float s) { return s >= t; });
+  const auto rejected = std::count_if(bona.begin(), bona.end(), [t](float s) { return s < t; });
+  PadMetrics m;
+  m.threshold = t;
+  m.apcer = static_cast<double>(accepted) / attacks.size();
+  m.bpcer = static_cast<double>(rejected) / bona.size();
+  m.acer = (m.apcer + m.bpcer) / 2;
+  return m;
+}
+
+PadMetrics pad_at_apcer(const std::vector<float>& bona, const std::vector<float>& attacks, double max_apcer) {
+  require_both(bona, attacks);
+  if (!(max_apcer >= 0 && max_apcer <= 1)) throw Error(ErrorCode::kInvalidArgument, "APCER target must be in [0, 1]");
+  std::vector<float> a = attacks;
+  std::sort(a.begin(), a.end(), std::greater<>());
+  const size_t allowed = static_cast<size_t>(std::floor(max_apcer * a.size() + 1e-9));
+  const float t = allowed >= a.size() ? std::numeric_limits<float>::lowest()
+                                      : std::nextafter(a[allowed], std::numeric_limits<float>::infinity());
+  return pad_metrics(bona, attacks, t);
+}
+
+float pad_eer_threshold(const std::vector<float>& bona, const std::vector<float>& attacks) {
+  const auto pts = sweep(bona, attacks);
+  const RocPoint* best = &pts.front();
+  for (const auto& p : pts) {
+    const double gap = std::abs(p.apcer - p.bpcer), best_gap = std::abs(best->apcer - best->bpcer);
+    if (gap < best_gap - 1e-12 || (gap <= best_gap + 1e-12 && p.apcer + p.bpcer < best->apcer + best->bpcer)) best = &p;
+  }
+  return best->threshold;
+}
+
+double pad_auc(const std::vector<float>& bona, const std::vector<float>& attacks) {
+  require_both(bona, attacks);
+  std::vector<float> a = attacks;
+  std::sort(a.begin(), a.end());
+  double wins = 0;
+  for (float b : bona) {
+    const auto lo = std::lower_bound(a.begin(), a.end(), b), hi = std::upper_bound(a.begin(), a.end(), b);
+    wins += (lo - a.begin()) + 0.5 * (hi - lo);
+  }
+  return wins / (static_cast<double>(bona.size()) * a.size());
+}
+
+SpoofThresholds calibrate_spoof_thresholds(const std::vector<float>& bona, const std::vector<float>& attacks,
+                                           double band_rate) {
+  require_both(bona, attacks);
+  if (!(band_rate >= 0 && band_rate < 1)) throw Error(ErrorCode::kInvalidArgument, "band rate must be in [0, 1)");
+  SpoofThresholds t;
+  t.decision = pad_eer_threshold(bona, attacks);
+  t.live = std::max(t.decision, pad_at_apcer(bona, attacks, band_rate).threshold);
+  std::vector<float> b = bona;
+  std::sort(b.begin(), b.end());
+  // The highest threshold rejecting at most floor(band_rate * n) bona fide samples: the next sample's score.
+  const size_t allowed = static_cast<size_t>(std::floor(band_rate * b.size() + 1e-9));
+  t.spoof = std::min(t.decision, b[std::min(allowed, b.size() - 1)]);
+  return t;
+}
+
+std::vector<RocPoint> pad_roc(const std::vector<float>& bona, const std::vector<float>& attacks) {
+  auto pts = sweep(bona, attacks);
+  std::reverse(pts.begin(), pts.end());
+  return pts;
+}
+
+void draw_pad_roc(const std::filesystem::path& png, const std::vector<std::pair<std::string, std::vector<RocPoint>>>& curves,
+                  const std::string& title) {
+  const int size = 640, left = 70, right = 20, top = 40, bottom = 60, w = size - left - right, h = size - top - bottom;
+  cv::Mat img(size, size, CV_8UC3, cv::Scalar(255, 255, 255));
+  auto at = [&](double x, double y) { return cv::Point(left + int(std::lround(x * w)), top + int(std::lround((1 - y) * h))); };
+  for (int i = 0; i <= 10; ++i) {
+    const double v = i / 10.0;
+    cv::line(img, at(v, 0), at(v, 1), {225, 225, 225}, 1);
+    cv::line(img, at(0, v), at(1, v), {225, 225, 225}, 1);
+    cv::putText(img, cv::format("%.1f", v), at(v, 0) + cv::Point(-10, 18), cv::FONT_HERSHEY_SIMPLEX, 0.4, {0, 0, 0}, 1, cv::LINE_AA);
+    cv::putText(img, cv::format("%.1f", v), at(0, v) + cv::Point(-32, 4), cv::FONT_HERSHEY_SIMPLEX, 0.4, {0, 0, 0}, 1, cv::LINE_AA);
+  }
+  cv::rectangle(img, at(0, 1), at(1, 0), {0, 0, 0}, 1);
+  cv::line(img, at(0, 0), at(1, 1), {170, 170, 170}, 1, cv::LINE_AA);  // chance
+  cv::putText(img, "APCER (attacks accepted)", {left + w / 2 - 100, size - 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
+  cv::putText(img, "1 - BPCER", {4, top - 12}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
+  cv::putText(img, title, {left + 80, top - 14}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
+  const cv::Scalar colours[] = {{230, 25, 75}, {60, 140, 60}, {0, 100, 200}, {0, 0, 0}, {245, 130, 48}, {145, 30, 180}};
+  for (size_t c = 0; c < curves.size(); ++c) {
+    const cv::Scalar col = colours[c % std::size(colours)];
+    std::vector<cv::Point> poly;
+    for (const auto& p : curves[c].second) poly.push_back(at(p.apcer, 1 - p.bpcer));
+    cv::polylines(img, poly, false, col, 2, cv::LINE_AA);
+    const cv::Point legend(left + w - 200, top + h - 20 - 22 * int(curves.size() - 1 - c));
+    cv::line(img, legend, legend + cv::Point(24, 0), col, 3);
+    cv::putText(img, curves[c].first, legend + cv::Point(30, 5), cv::FONT_HERSHEY_SIMPLEX, 0.5, col, 1, cv::LINE_AA);
+  }
+  save_image(png, img);  // colours above are RGB, as save_image expects
+}
+
+std::vector<float> fit_logistic(const std::vector<std::vector<float>>& x, const std::vector<bool>& y, double c) {
+  if (x.empty() || x.size() != y.size()) throw Error(ErrorCode::kInvalidArgument, "logistic fit needs one label per row");
+  const size_t pos = std::count(y.begin(), y.end(), true), neg = y.size() - pos;
+  if (pos == 0 || neg == 0) throw Error(ErrorCode::kInvalidArgument, "logistic fit needs both classes");
+  static std::once_flag once;
+  std::call_once(once, [] { set_print_string_function(&quiet); });
+  const int d = static_cast<int>(x[0].size());
+  std::vector<feature_node> nodes(x.size() * (d + 2));
+  std::vector<feature_node*> rows(x.size());
+  std::vector<double> labels(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (static_cast<int>(x[i].size()) != d) throw Error(ErrorCode::kInvalidArgument, "logistic fit: rows differ in length");
+    feature_node* n = &nodes[i * (d + 2)];
+    for (int j = 0; j < d; ++j) n[j] = {j + 1, x[i][j]};
+    n[d] = {d + 1, 1.0};  // bias column
+    n[d + 1] = {-1, 0};
+    rows[i] = n;
+    labels[i] = y[i] ? 1 : -1;
+  }
+  problem prob{static_cast<int>(x.size()), d + 1, labels.data(), rows.data(), 1.0};
+  int weight_label[2] = {1, -1};
+  // Balanced classes: each class carries half the total loss, whatever the live/attack ratio.
+  double weight[2] = {double(x.size()) / (2.0 * pos), double(x.size()) / (2.0 * neg)};
+  parameter param{};
+  param.solver_type = L2R_LR;
+  param.eps = 1e-4;
+  param.C = c;
+  param.nr_weight = 2;
+  param.weight_label = weight_label;
+  param.weight = weight;
+  if (const char* err = check_parameter(&prob, &param)) throw Error(ErrorCode::kInternal, std::string("liblinear: ") + err);
+  model* m = ::train(&prob, &param);
+  const float sign = m->label[0] == 1 ? 1.f : -1.f;
+  std::vector<float> w(d + 1);
+  for (int j = 0; j <= d; ++j) w[j] = sign * static_cast<float>(m->w[j]);
+  free_and_destroy_model(&m);
+  return w;
+}
+
+std::vector<float> fit_monotone_logistic(const std::vector<std::vector<float>>& x, const std::vector<bool>& y, double c) {
+  if (x.empty()) throw Error(ErrorCode::kInvalidArgument, "logistic fit needs rows");
+  const size_t d = x[0].size();
+  std::vector<size_t> active(d);
+  for (size_t j = 0; j < d; ++j) active[j] = j;
+  while (true) {
+    std::vector<std::vector<float>> sub(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      for (size_t j : active) sub[i].push_back(x[i].at(j));
+    const auto w = fit_logistic(sub, y, c);
+    const auto worst = std::min_element(w.begin(), w.end() - 1);  // the bias (last) may be negative
+    if (worst == w.end() - 1 || *worst >= 0) {
+      std::vector<float> full(d + 1, 0.f);
+      for (size_t k = 0; k < active.size(); ++k) full[active[k]] = w[k];
+      full[d] = w.back();
+      return full;
+    }
+    active.erase(active.begin() + (worst - w.begin()));
+  }
+}
+
+}  // namespace facekit
