@@ -71,6 +71,8 @@ struct ModelManifest {
 
 /// Where the model weights live: $FACEKIT_MODELS, else <source dir>/models.
 std::filesystem::path models_dir();
+/// The committed data files (manifests, calibration tables): <source dir>/share.
+std::filesystem::path share_dir();
 /// Where the committed manifests live: $FACEKIT_MANIFESTS, else <source dir>/share/models.
 std::filesystem::path manifests_dir();
 

@@ -51,7 +51,7 @@ float OpenSetCalibration::threshold_for(double fpir, std::int64_t people) const 
 
 std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier) {
   const char* env = std::getenv("FACEKIT_OPEN_SET");
-  const fs::path file = env && *env ? fs::path(env) : fs::path(FACEKIT_SOURCE_DIR) / "share" / "gallery" / "open_set.json";
+  const fs::path file = env && *env ? fs::path(env) : share_dir() / "gallery" / "open_set.json";
   std::ifstream in(file);
   if (!in) return std::nullopt;
   try {

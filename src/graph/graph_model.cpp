@@ -1,5 +1,6 @@
 #include "graph/graph_model.hpp"
 
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -250,10 +251,59 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
     if (node.kernel->prepare) node.kernel->prepare(node, cin);
     order_.push_back(k);
   }
+  std::set<int> outs;
+  for (const auto& o : output_names_) outs.insert(index_.at(o));
+  // FACEKIT_GRAPH_NO_FUSION=1 keeps the graph as written (for A/B benchmarks and debugging).
+  if (!std::getenv("FACEKIT_GRAPH_NO_FUSION")) fuse_residual_relu(outs);
   last_use_.assign(nodes_.size(), -1);
   for (size_t step = 0; step < order_.size(); ++step)
     for (const auto& in : nodes_[order_[step]].inputs) last_use_[in.first] = static_cast<int>(step);
   for (const auto& o : output_names_) last_use_[index_.at(o)] = static_cast<int>(order_.size());
+}
+
+// conv (no activation) -> Add/AddV2 (with anything) -> Relu, where each feeds only the next: the conv node
+// takes the Add's other operand as an extra input and does add + relu in place on its own fresh output;
+// the Relu node becomes an alias of the conv's output and the Add node is dropped.
+void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
+  static const std::set<std::string> convs = {"Conv2D", "_FusedConv2D"};
+  std::vector<std::vector<int>> consumers(nodes_.size());
+  for (int k : order_)
+    for (const auto& in : nodes_[k].inputs) consumers[in.first].push_back(k);
+  auto only_consumer = [&](int k) { return consumers[k].size() == 1 && !outputs.count(k) ? consumers[k][0] : -1; };
+  const OpKernel& identity = op_registry().at("Identity");
+  std::set<int> dropped;
+  for (int k : order_) {
+    Node& conv = nodes_[k];
+    if (!convs.count(conv.op) || conv.residual_relu || !conv.attr.strings("fused_ops").size() ||
+        conv.attr.strings("fused_ops") != std::vector<std::string>{"BiasAdd"})
+      continue;
+    const int add = only_consumer(k);
+    if (add < 0 || (nodes_[add].op != "AddV2" && nodes_[add].op != "Add") || nodes_[add].inputs.size() != 2) continue;
+    const int relu = only_consumer(add);
+    if (relu < 0 || nodes_[relu].op != "Relu") continue;
+    const auto& ai = nodes_[add].inputs;
+    if (ai[0].first == k && ai[1].first == k) continue;
+    const auto other = ai[0].first == k ? ai[1] : ai[0];
+    if (nodes_[other.first].is_const()) continue;  // broadcasting constants: leave to the generic path
+    conv.inputs.push_back(other);
+    conv.residual_relu = true;
+    nodes_[relu].inputs = {{k, 0}};
+    nodes_[relu].kernel = &identity;
+    dropped.insert(add);
+  }
+  if (dropped.empty()) return;
+  // A fused conv now also reads the residual, which may come later in the old order: re-sort depth-first.
+  std::vector<char> in_order(nodes_.size(), 0), done(nodes_.size(), 0);
+  for (int k : order_) in_order[k] = !dropped.count(k);
+  std::vector<int> sorted;
+  std::function<void(int)> visit = [&](int k) {
+    if (done[k] || !in_order[k]) return;
+    done[k] = 1;
+    for (const auto& in : nodes_[k].inputs) visit(in.first);
+    sorted.push_back(k);
+  };
+  for (int k : order_) visit(k);
+  order_ = std::move(sorted);
 }
 
 std::vector<int64_t> GraphModel::input_shape(const std::string& name) const {

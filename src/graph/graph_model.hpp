@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,9 @@ struct Node {
   std::vector<at::Tensor> prepared;         // kernel-specific load-time data (converted filters, ...)
   std::vector<int64_t> params;              // kernel-specific load-time integers (strides, padding, ...)
   std::vector<at::Tensor> constant;         // outputs, when the node is constant (Const or folded)
+  /// Set by the load-time fusion of conv -> Add -> Relu: the kernel adds its last input (the residual) to
+  /// its result and applies Relu, in place (ResNet/BlazeFace blocks; saves two passes and two buffers).
+  bool residual_relu = false;
   bool is_const() const { return !constant.empty(); }
 };
 
@@ -98,6 +102,7 @@ class GraphModel {
 
  private:
   std::pair<int, int> resolve(const std::string& ref) const;
+  void fuse_residual_relu(const std::set<int>& outputs);
   std::vector<at::Tensor> execute(const std::map<std::string, at::Tensor>& inputs,
                                   const std::vector<std::string>& outputs, std::map<std::string, double>* prof) const;
 

@@ -105,6 +105,12 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   at::Tensor y = at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
                             at::IntArrayRef{p[kDh], p[kDw]}, groups);
   y = activate(c.node, y, p[kAct], c.node.prepared[2], 1);
+  if (c.node.residual_relu) {
+    const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
+    if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)})
+      op_error(c.node, "residual shape does not match the convolution's output");
+    y.add_(res.permute({0, 3, 1, 2})).relu_();
+  }
   return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when oneDNN returned channels-last
 }
 

@@ -18,7 +18,8 @@ fs::path env_or(const char* var, const fs::path& fallback) {
 }  // namespace
 
 fs::path models_dir() { return env_or("FACEKIT_MODELS", fs::path(FACEKIT_SOURCE_DIR) / "models"); }
-fs::path manifests_dir() { return env_or("FACEKIT_MANIFESTS", fs::path(FACEKIT_SOURCE_DIR) / "share" / "models"); }
+fs::path share_dir() { return fs::path(FACEKIT_SOURCE_DIR) / "share"; }
+fs::path manifests_dir() { return env_or("FACEKIT_MANIFESTS", share_dir() / "models"); }
 
 const ModelFile& ModelManifest::file(const std::string& role) const {
   for (const auto& f : files)
