@@ -39,5 +39,7 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
 /// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
 void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
+/// train (cmd_train.cpp).
+void add_train_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

@@ -11,32 +11,15 @@
 
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
+#include "cli_helpers.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun run(const std::string& args, const std::string& env = "") {
-  static int n = 0;
-  const fs::path err = fs::temp_directory_path() / ("fk_cli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  const std::string cmd = env + " " + FACEKIT_CLI + " " + args + " 2>" + err.string();
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  fs::remove(err);
-  return r;
-}
+using facekit::test::CliRun;
+using facekit::test::run;
 
 const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";

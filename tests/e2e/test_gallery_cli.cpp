@@ -32,8 +32,8 @@
 #include "facekit/identify.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
+#include "cli_helpers.hpp"
 
-extern char** environ;
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -45,26 +45,8 @@ const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
 const fs::path kLfw = FACEKIT_LFW_DIR;
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun run(const std::string& args) {
-  static int n = 0;
-  const fs::path err = fs::temp_directory_path() / ("fk_gcli_err_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
-  const std::string cmd = std::string(FACEKIT_CLI) + " " + args + " 2>" + err.string();
-  CliRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  for (size_t k; (k = std::fread(buf.data(), 1, buf.size(), p)) > 0;) r.out.append(buf.data(), k);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream e(err);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  fs::remove(err);
-  return r;
-}
+using facekit::test::CliRun;
+using facekit::test::run;
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
@@ -355,18 +337,10 @@ TEST_F(GalleryCli, KillNineDuringEnrolmentLosesNothingReportedAndLeavesNoPartial
     for (int cmd = 0;; ++cmd) {
       if (cmd == 1) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms(rng));
       const std::string name = "p" + std::to_string(next_person++);
-      std::vector<std::string> args = {FACEKIT_CLI, "enroll", "--gallery", gallery, "--name", name};
+      std::vector<std::string> args = {"enroll", "--gallery", gallery, "--name", name};
       args.insert(args.end(), photos.begin(), photos.end());  // four templates per person, one transaction
-      std::vector<char*> argv;
-      for (auto& s : args) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-      posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-      pid_t pid = 0;
-      ASSERT_EQ(posix_spawn(&pid, FACEKIT_CLI, &fa, nullptr, argv.data(), environ), 0);
-      posix_spawn_file_actions_destroy(&fa);
+      const pid_t pid = facekit::test::spawn(args);
+      ASSERT_GT(pid, 0);
       attempted.insert(name);
       int status = 0;
       bool killed = false;
