@@ -270,6 +270,8 @@ double clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
   return norm;
 }
 
+double opt_lr(torch::optim::Optimizer& opt) { return opt.param_groups().at(0).options().get_lr(); }
+
 [[noreturn]] void diverged(const std::string& what, int epoch, int64_t step, double lr) {
   throw Error(ErrorCode::kInvalidArgument,
               "training diverged at epoch " + std::to_string(epoch) + ", step " + std::to_string(step) + ": " + what +
@@ -339,7 +341,8 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
   // Threshold calibration needs same- and different-person pairs of held-out identities; a tiny data set
   // without them calibrates on the training identities (and the manifest says so).
   PairSet vpairs = validation_pairs(val.labels, o.seed + 7);
-  const bool val_on_train = std::count(vpairs.same.begin(), vpairs.same.end(), true) == 0 || vpairs.pairs.size() < 4;
+  const auto positives = std::count(vpairs.same.begin(), vpairs.same.end(), true);
+  const bool val_on_train = positives == 0 || positives == static_cast<long>(vpairs.pairs.size());
   if (val_on_train) vpairs = validation_pairs(train.labels, o.seed + 7);
   const Split& vset = val_on_train ? train : val;
 
@@ -472,6 +475,12 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
       }
       m.eval_accuracy = evaluate_verification(sp, folds).accuracy_mean;
       m.eval_accuracy_calibrated = double(right) / sp.size();
+    }
+    // Batch-norm statistics are not weights the optimizer sees: check everything before it is saved.
+    {
+      at::NoGradGuard g;
+      for (const auto& [name, t] : model->state())
+        if (!at::isfinite(t).all().item<bool>()) diverged(name + " is no longer finite", epoch + 1, step, opt_lr(*opt));
     }
     report.epochs.push_back(m);
 
