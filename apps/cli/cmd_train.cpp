@@ -34,6 +34,15 @@ int cmd_train(const Common& c, TrainOptions o, const std::string& mining, bool n
                    static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, 100 * p.active,
                    hms(p.eta_seconds).c_str());
   };
+  cb.baseline = [&](const EpochMetrics& m) {
+    std::printf("before training: validation %.2f%% (threshold %.3f)", 100 * m.validation_accuracy,
+                m.validation_threshold);
+    if (m.eval_accuracy >= 0)
+      std::printf(", eval %.2f%% (%.2f%% at the validation threshold)", 100 * m.eval_accuracy,
+                  100 * m.eval_accuracy_calibrated);
+    std::printf("\n");
+    std::fflush(stdout);
+  };
   cb.epoch = [&](const EpochMetrics& m) {
     std::printf("epoch %d: loss %.4f, active %.1f%%, validation %.2f%% (threshold %.3f)", m.epoch, m.loss,
                 100 * m.active, 100 * m.validation_accuracy, m.validation_threshold);

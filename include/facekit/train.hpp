@@ -138,6 +138,9 @@ struct TrainProgress {
 };
 
 struct TrainReport {
+  /// The model before training (the pretrained one when fine-tuning), epoch 0; also OUT/baseline.json.
+  /// Not measured again by a resumed run (then epoch = -1).
+  EpochMetrics baseline{-1};
   std::vector<EpochMetrics> epochs;
   std::vector<std::string> skipped;  ///< "path: reason" for photos without exactly one usable face
   int train_identities = 0, validation_identities = 0;
@@ -151,6 +154,7 @@ struct TrainCallbacks {
   std::function<void(int done, int total)> caching;  ///< detection/alignment progress
   std::function<void(const TrainProgress&)> step;    ///< after each optimizer step
   std::function<void(const EpochMetrics&)> epoch;    ///< after each epoch's validation
+  std::function<void(const EpochMetrics&)> baseline; ///< the model before the first step
 };
 
 /// Runs the whole training. Throws Error(kInvalidArgument) for bad options, for too few usable photos, and

@@ -161,7 +161,9 @@ Image augment_chip(const Image& chip, const AugmentOptions& o, std::mt19937_64& 
     cv::Mat grey3;
     cv::cvtColor(grey, grey3, cv::COLOR_GRAY2RGB);
     f = grey3 + (f - grey3) * sat;  // saturation: away from / towards the grey image
-    const double mean = cv::mean(grey)[0];
+    // Scalar::all states "every channel" (a plain double works too in OpenCV 4.6, with a warning that
+    // multi-channel semantics may change).
+    const cv::Scalar mean = cv::Scalar::all(cv::mean(grey)[0]);
     f = (f - mean) * contrast + mean * bright;
     f.convertTo(out, CV_8UC3);  // saturates to 0..255
   }

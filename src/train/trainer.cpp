@@ -382,6 +382,42 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     report.resumed_from_epoch = start_epoch;
   }
 
+  // Validation accuracy and threshold, and the eval pairs' accuracies, of the model as it is now.
+  auto evaluate = [&](EpochMetrics& m) {
+    {
+      const at::Tensor ve = embed_chips(*model, vset.chips, device);
+      std::vector<ScoredPair> sp;
+      for (size_t i = 0; i < vpairs.pairs.size(); ++i)
+        sp.push_back({distance(ve, vpairs.pairs[i].first, vpairs.pairs[i].second), vpairs.same[i], true, int(i % 10)});
+      const auto v = evaluate_verification(sp, 10);
+      m.validation_accuracy = v.accuracy_mean;
+      m.validation_threshold = v.best_threshold;
+    }
+    if (!eval.pairs.empty()) {
+      const at::Tensor ee = eval.chips.empty() ? at::Tensor() : embed_chips(*model, eval.chips, device);
+      std::vector<ScoredPair> sp;
+      int folds = 0, right = 0;
+      for (const auto& p : eval.pairs) {
+        const int a = eval.index[eval.image_of[p.a]], b = eval.index[eval.image_of[p.b]];
+        ScoredPair s{0, p.same, a >= 0 && b >= 0, p.fold};
+        if (s.valid) s.distance = distance(ee, a, b);
+        right += s.valid && (s.distance <= m.validation_threshold) == s.same;
+        folds = std::max(folds, p.fold + 1);
+        sp.push_back(s);
+      }
+      m.eval_accuracy = evaluate_verification(sp, folds).accuracy_mean;
+      m.eval_accuracy_calibrated = double(right) / sp.size();
+    }
+  };
+  // The model before any step (the pretrained one when fine-tuning): the "before" of every comparison.
+  if (start_epoch == 0) {
+    EpochMetrics b;
+    evaluate(b);
+    report.baseline = b;
+    write_text(o.out / "baseline.json", metrics_json(b).dump() + "\n");
+    if (cb.baseline) cb.baseline(b);
+  }
+
   bool out_of_time = o.max_minutes > 0 && train_seconds >= o.max_minutes * 60;
   for (int epoch = start_epoch; epoch < o.epochs && !out_of_time; ++epoch) {
     // Every epoch's randomness derives from (seed, epoch): a resumed run draws what the first would have.
@@ -452,30 +488,7 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     m.train_seconds = train_seconds;
     m.triplets_per_second = triplets / epoch_train_s;
     m.images_per_second = images / epoch_train_s;
-    {
-      const at::Tensor ve = embed_chips(*model, vset.chips, device);
-      std::vector<ScoredPair> sp;
-      for (size_t i = 0; i < vpairs.pairs.size(); ++i)
-        sp.push_back({distance(ve, vpairs.pairs[i].first, vpairs.pairs[i].second), vpairs.same[i], true, int(i % 10)});
-      const auto v = evaluate_verification(sp, 10);
-      m.validation_accuracy = v.accuracy_mean;
-      m.validation_threshold = v.best_threshold;
-    }
-    if (!eval.pairs.empty()) {
-      const at::Tensor ee = eval.chips.empty() ? at::Tensor() : embed_chips(*model, eval.chips, device);
-      std::vector<ScoredPair> sp;
-      int folds = 0, right = 0;
-      for (const auto& p : eval.pairs) {
-        const int a = eval.index[eval.image_of[p.a]], b = eval.index[eval.image_of[p.b]];
-        ScoredPair s{0, p.same, a >= 0 && b >= 0, p.fold};
-        if (s.valid) s.distance = distance(ee, a, b);
-        right += s.valid && (s.distance <= m.validation_threshold) == s.same;
-        folds = std::max(folds, p.fold + 1);
-        sp.push_back(s);
-      }
-      m.eval_accuracy = evaluate_verification(sp, folds).accuracy_mean;
-      m.eval_accuracy_calibrated = double(right) / sp.size();
-    }
+    evaluate(m);
     // Batch-norm statistics are not weights the optimizer sees: check everything before it is saved.
     {
       at::NoGradGuard g;

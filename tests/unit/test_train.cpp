@@ -12,6 +12,7 @@
 #include "facekit/error.hpp"
 #include "facekit/train.hpp"
 #include "model/tensor_file.hpp"
+#include "train/dataset.hpp"
 #include "train/triplet.hpp"
 
 namespace fk = facekit;
@@ -235,4 +236,37 @@ TEST(SmallCnn, ShapesSeedsAndInferenceMode) {
   auto broken = w;
   broken.erase("fc.b");
   EXPECT_THROW(fk::detail::small_cnn_check(broken), fk::Error);
+}
+
+TEST(Augment, ColourJitterKeepsGreyGreyAndGeometryKeepsTheSize) {
+  // A grey chip (R = G = B) stays grey under brightness, contrast and saturation jitter: the jitter must act
+  // on all three channels alike.
+  fk::Image grey(48, 48, CV_8UC3);
+  cv::randu(grey, 0, 255);
+  for (int y = 0; y < grey.rows; ++y)
+    for (int x = 0; x < grey.cols; ++x) {
+      auto& p = grey.at<cv::Vec3b>(y, x);
+      p[1] = p[2] = p[0];
+    }
+  fk::AugmentOptions colour_only;
+  colour_only.flip = false;
+  colour_only.crop_jitter = colour_only.rotate_deg = colour_only.blur = 0;
+  colour_only.colour = 0.4f;
+  std::mt19937_64 rng(3);
+  bool changed = false;
+  for (int i = 0; i < 20; ++i) {
+    const fk::Image out = fk::detail::augment_chip(grey, colour_only, rng);
+    ASSERT_EQ(out.type(), CV_8UC3);
+    std::vector<cv::Mat> ch;
+    cv::split(out, ch);
+    EXPECT_EQ(cv::norm(ch[0], ch[1], cv::NORM_INF), 0) << "draw " << i;
+    EXPECT_EQ(cv::norm(ch[0], ch[2], cv::NORM_INF), 0) << "draw " << i;
+    changed |= cv::norm(out, grey, cv::NORM_INF) > 0;
+  }
+  EXPECT_TRUE(changed);
+  fk::AugmentOptions all;
+  const fk::Image out = fk::detail::augment_chip(grey, all, rng);
+  EXPECT_EQ(out.size(), grey.size());
+  all.enabled = false;
+  EXPECT_EQ(cv::norm(fk::detail::augment_chip(grey, all, rng), grey, cv::NORM_INF), 0);
 }
