@@ -82,5 +82,7 @@ int run_active_liveness(const Common& c, const ActiveLivenessArgs& a);
 nlohmann::json quality_json(const FaceQuality& q);
 /// liveness (passive anti-spoofing per face), bench spoof (cmd_spoof.cpp).
 void add_spoof_commands(CLI::App& app, Common& c, Commands& out);
+/// train (cmd_train.cpp).
+void add_train_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   cli::Common c;
   app.add_option("--device", c.device, "cpu or cuda[:N]")->capture_default_str();
   app.add_option("--threads", c.threads, "threads per network call")->capture_default_str()->check(CLI::Range(1, 256));
-  app.add_option("--model", c.model, "embedder model name")->capture_default_str();
+  app.add_option("--model", c.model, "embedder: a model name, or a model directory written by facekit train")->capture_default_str();
   app.add_option("--detector", c.detector, "detector model name")->capture_default_str();
   app.add_option("--min-score", c.min_score, "detection score threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   app.add_option("--max-faces", c.max_faces, "report at most this many faces per photo, best first")
@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   cli::add_gallery_commands(app, c, commands);
   cli::add_quality_commands(app, c, commands);
   cli::add_spoof_commands(app, c, commands);
+  cli::add_train_commands(app, c, commands);
 
   try {
     app.parse(argc, argv);

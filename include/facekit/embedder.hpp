@@ -39,7 +39,8 @@ class Embedder {
 };
 
 /// By manifest name: "dlib_resnet" (128-D dlib ResNet-29), "mobilefacenet" (192-D), "mobileface" (256-D),
-/// "faceres" (1024-D), or a fusion manifest combining several.
+/// "faceres" (1024-D), or a fusion manifest combining several; or the path of a model directory that
+/// `facekit train` wrote (see facekit/train.hpp).
 std::unique_ptr<Embedder> create_embedder(const std::string& name = "dlib_resnet",
                                           const EmbedderOptions& options = {});
 

@@ -64,9 +64,14 @@ struct ModelManifest {
     float threshold = 0.5f, live_threshold = 0.5f, spoof_threshold = 0.5f;
     std::string threshold_source;
   } spoof;
+  /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
+  /// loaded from one (a model written by `facekit train`).
+  std::filesystem::path dir;
 
   /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.
   const ModelFile& file(const std::string& role) const;
+  /// That file's full path (under `dir`, or under models_dir()).
+  std::filesystem::path file_path(const std::string& role) const;
 };
 
 /// Where the model weights live: $FACEKIT_MODELS, else <source dir>/models.
@@ -76,10 +81,14 @@ std::filesystem::path share_dir();
 /// Where the committed manifests live: $FACEKIT_MANIFESTS, else <source dir>/share/models.
 std::filesystem::path manifests_dir();
 
-/// Reads share/models/NAME.json. Throws Error(kNotFound) for an unknown name (listing the known ones).
+/// Reads share/models/NAME.json, or, when `name` is a model directory (one holding manifest.json, as
+/// `facekit train` writes) or a path to a manifest file, that manifest, its files relative to its directory.
+/// Throws Error(kNotFound) for an unknown name (listing the known ones).
 ModelManifest load_manifest(const std::string& name);
 /// Reads DIR/NAME.json (same errors).
 ModelManifest load_manifest(const std::string& name, const std::filesystem::path& dir);
+/// Reads one manifest file; its files are looked up in `dir` when given, else in models_dir().
+ModelManifest load_manifest_file(const std::filesystem::path& json, const std::filesystem::path& dir = {});
 /// Names of all committed manifests, sorted.
 std::vector<std::string> list_manifests();
 

@@ -1,5 +1,7 @@
 #include "embed/dlib_resnet.hpp"
 
+#include "facekit/error.hpp"
+
 namespace facekit::detail {
 namespace {
 
@@ -18,25 +20,37 @@ nn::Conv2d conv_scale(const WeightMap& w, const std::string& p, int64_t k, int64
   return c;
 }
 
+struct Spec {
+  const char* name;
+  int64_t in, out;
+  bool down;
+};
+constexpr Spec kSpecs[] = {{"conv32_1", 32, 32, false},     {"conv32_2", 32, 32, false},
+                           {"conv32_3", 32, 32, false},     {"conv64_down", 32, 64, true},
+                           {"conv64_1", 64, 64, false},     {"conv64_2", 64, 64, false},
+                           {"conv64_3", 64, 64, false},     {"conv128_down", 64, 128, true},
+                           {"conv128_1", 128, 128, false},  {"conv128_2", 128, 128, false},
+                           {"conv256_down", 128, 256, true}, {"conv256_1", 256, 256, false},
+                           {"conv256_2", 256, 256, false},  {"conv256_down_out", 256, 256, true}};
+
+std::string block_key(size_t i, const char* conv, const char* part) {
+  return "b" + std::to_string(i) + "." + conv + "." + part;
+}
+
+at::Tensor need(const TensorMap& m, const std::string& name, at::IntArrayRef shape) {
+  auto it = m.find(name);
+  if (it == m.end() || it->second.sizes() != shape)
+    throw Error(ErrorCode::kModelCorrupt, "fine-tuned dlib ResNet weights lack '" + name + "' of the right shape");
+  return it->second;
+}
+
 }  // namespace
 
 DlibResNet::DlibResNet(const WeightMap& w, const at::Device& device) : device_(device) {
   using nn::Padding;
   stem_ = conv_scale(w, "conv32_down", 7, 3, 32, 2, Padding::kValid);
   stem_.to(device);
-  struct Spec {
-    const char* name;
-    int64_t in, out;
-    bool down;
-  };
-  const Spec specs[] = {{"conv32_1", 32, 32, false},     {"conv32_2", 32, 32, false},
-                        {"conv32_3", 32, 32, false},     {"conv64_down", 32, 64, true},
-                        {"conv64_1", 64, 64, false},     {"conv64_2", 64, 64, false},
-                        {"conv64_3", 64, 64, false},     {"conv128_down", 64, 128, true},
-                        {"conv128_1", 128, 128, false},  {"conv128_2", 128, 128, false},
-                        {"conv256_down", 128, 256, true}, {"conv256_1", 256, 256, false},
-                        {"conv256_2", 256, 256, false},  {"conv256_down_out", 256, 256, true}};
-  for (const auto& s : specs) {
+  for (const auto& s : kSpecs) {
     const std::string p = s.name;
     Residual r;
     r.down = s.down;
@@ -49,10 +63,56 @@ DlibResNet::DlibResNet(const WeightMap& w, const at::Device& device) : device_(d
   fc_ = take(w, "fc", {256, 128}).to(device);
 }
 
-at::Tensor DlibResNet::forward(const at::Tensor& x) const {
+DlibResNet DlibResNet::from_folded(const TensorMap& m, const at::Device& device) {
+  using nn::Padding;
+  DlibResNet n(device);
+  auto& stem_ = n.stem_;
+  stem_.weight = need(m, "stem.w", {32, 3, 7, 7});
+  stem_.bias = need(m, "stem.b", {32});
+  stem_.stride = 2;
+  stem_.padding = Padding::kValid;
+  stem_.to(device);
+  for (size_t i = 0; i < std::size(kSpecs); ++i) {
+    const auto& s = kSpecs[i];
+    Residual r;
+    r.down = s.down;
+    r.conv1.weight = need(m, block_key(i, "conv1", "w"), {s.out, s.in, 3, 3});
+    r.conv1.bias = need(m, block_key(i, "conv1", "b"), {s.out});
+    r.conv1.stride = s.down ? 2 : 1;
+    r.conv1.padding = s.down ? Padding::kValid : Padding::kSame;
+    r.conv2.weight = need(m, block_key(i, "conv2", "w"), {s.out, s.out, 3, 3});
+    r.conv2.bias = need(m, block_key(i, "conv2", "b"), {s.out});
+    r.conv1.to(device);
+    r.conv2.to(device);
+    n.blocks_.push_back(std::move(r));
+  }
+  n.fc_ = need(m, "fc", {256, 128}).to(device);
+  if (m.count("proj")) n.proj_ = need(m, "proj", {128, 128}).to(device);
+  return n;
+}
+
+TensorMap DlibResNet::tensors() const {
+  TensorMap m{{"stem.w", stem_.weight}, {"stem.b", stem_.bias}, {"fc", fc_}};
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    m[block_key(i, "conv1", "w")] = blocks_[i].conv1.weight;
+    m[block_key(i, "conv1", "b")] = blocks_[i].conv1.bias;
+    m[block_key(i, "conv2", "w")] = blocks_[i].conv2.weight;
+    m[block_key(i, "conv2", "b")] = blocks_[i].conv2.bias;
+  }
+  if (proj_.defined()) m["proj"] = proj_;
+  return m;
+}
+
+void DlibResNet::add_projection() { proj_ = at::eye(128, at::TensorOptions().device(device_)); }
+
+at::Tensor DlibResNet::stem(const at::Tensor& x) const {
   at::Tensor out = stem_(x.contiguous(at::MemoryFormat::ChannelsLast)).relu_();
-  out = at::max_pool2d(out, {3, 3}, {2, 2});
-  for (const auto& b : blocks_) {
+  return at::max_pool2d(out, {3, 3}, {2, 2});
+}
+
+at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end) const {
+  for (int i = begin; i < end; ++i) {
+    const auto& b = blocks_[i];
     at::Tensor y = b.conv2(b.conv1(out).relu_());
     at::Tensor shortcut = out;
     if (b.down) {
@@ -65,7 +125,12 @@ at::Tensor DlibResNet::forward(const at::Tensor& x) const {
     }
     out = (y + shortcut).relu_();
   }
-  return at::mm(out.mean({2, 3}), fc_);
+  return out;
+}
+
+at::Tensor DlibResNet::head(const at::Tensor& x) const {
+  at::Tensor e = at::mm(x.mean({2, 3}), fc_);
+  return proj_.defined() ? at::mm(e, proj_) : e;
 }
 
 }  // namespace facekit::detail

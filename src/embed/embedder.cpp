@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "embed/dlib_resnet.hpp"
+#include "embed/small_cnn.hpp"
 #include "graph/graph_model.hpp"
 #include "facekit/error.hpp"
 
@@ -80,15 +81,40 @@ class NetEmbedder : public Embedder {
   AlignmentTemplate tpl_;
 };
 
+// The weights of a model written by `facekit train`, checked against their manifest's sha256 first.
+TensorMap load_trained_weights(const ModelManifest& m) {
+  verify_model_files(m);
+  return load_tensors(m.file_path("weights"));
+}
+
 class DlibResNetEmbedder final : public NetEmbedder {
  public:
   DlibResNetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
-      : NetEmbedder(m, opt), net_(load_model_weights(m), nn::parse_device(opt.device)) {}
+      : NetEmbedder(m, opt),
+        net_(m.arch == "dlib_resnet29_tuned" ? DlibResNet::from_folded(load_trained_weights(m), nn::parse_device(opt.device))
+                                             : DlibResNet(load_model_weights(m), nn::parse_device(opt.device))) {}
 
  private:
   at::Tensor forward(const at::Tensor& x) const override { return net_.forward(x); }
   const at::Device& device() const override { return net_.device(); }
   DlibResNet net_;
+};
+
+// facekit's small CNN trained from scratch (src/embed/small_cnn.hpp).
+class SmallCnnEmbedder final : public NetEmbedder {
+ public:
+  SmallCnnEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
+      : NetEmbedder(m, opt), device_(nn::parse_device(opt.device)) {
+    w_ = load_trained_weights(m);
+    small_cnn_check(w_);
+    for (auto& [name, t] : w_) t = t.to(device_);
+  }
+
+ private:
+  at::Tensor forward(const at::Tensor& x) const override { return small_cnn_forward(w_, x, false); }
+  const at::Device& device() const override { return device_; }
+  at::Device device_;
+  TensorMap w_;
 };
 
 // Any TF.js graph model that maps an NHWC face crop to a vector.
@@ -175,7 +201,9 @@ std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector
 std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
-  if (m.arch == "dlib_resnet29") return std::make_unique<detail::DlibResNetEmbedder>(m, options);
+  if (m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned")
+    return std::make_unique<detail::DlibResNetEmbedder>(m, options);
+  if (m.arch == "facekit_small_cnn") return std::make_unique<detail::SmallCnnEmbedder>(m, options);
   if (m.arch == "graph") return std::make_unique<detail::GraphEmbedder>(m, options);
   if (m.arch == "fusion") return std::make_unique<detail::FusionEmbedder>(m, options);
   throw Error(ErrorCode::kInvalidArgument, "no embedder implementation for architecture '" + m.arch + "'");

@@ -11,6 +11,7 @@
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/image.hpp"
+#include "eval/face_cache.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -20,60 +21,6 @@ std::string lfw_path(const std::string& name, int idx) {
   char num[8];
   std::snprintf(num, sizeof num, "%04d", idx);
   return name + "/" + name + "_" + num + ".jpg";
-}
-
-// Face cache: "FKFC1", then per image: path, found flag, box, score, 68 points.
-constexpr char kCacheMagic[] = "FKFC1";
-
-std::unordered_map<std::string, std::optional<Face>> read_face_cache(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  char magic[5];
-  in.read(magic, 5);
-  if (!in || std::string(magic, 5) != kCacheMagic)
-    throw Error(ErrorCode::kInvalidArgument, p.string() + " is not a facekit face cache");
-  std::unordered_map<std::string, std::optional<Face>> out;
-  uint32_t len;
-  while (in.read(reinterpret_cast<char*>(&len), 4)) {
-    std::string path(len, '\0');
-    char found = 0;
-    in.read(path.data(), len);
-    in.read(&found, 1);
-    if (!found) {
-      out[path] = std::nullopt;
-      continue;
-    }
-    Face f;
-    Landmarks68 lm;
-    in.read(reinterpret_cast<char*>(&f.box), sizeof f.box);
-    in.read(reinterpret_cast<char*>(&f.score), sizeof f.score);
-    in.read(reinterpret_cast<char*>(lm.data()), sizeof lm);
-    if (!in) throw Error(ErrorCode::kInvalidArgument, p.string() + " is truncated; delete it");
-    f.landmarks = lm;
-    out[path] = f;
-  }
-  return out;
-}
-
-void write_face_cache(const fs::path& p, const std::unordered_map<std::string, std::optional<Face>>& faces) {
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(kCacheMagic, 5);
-    for (const auto& [path, f] : faces) {
-      const uint32_t len = static_cast<uint32_t>(path.size());
-      const char found = f.has_value();
-      out.write(reinterpret_cast<const char*>(&len), 4);
-      out.write(path.data(), len);
-      out.write(&found, 1);
-      if (!found) continue;
-      out.write(reinterpret_cast<const char*>(&f->box), sizeof f->box);
-      out.write(reinterpret_cast<const char*>(&f->score), sizeof f->score);
-      out.write(reinterpret_cast<const char*>(f->landmarks->data()), sizeof(Landmarks68));
-    }
-    if (!out) throw Error(ErrorCode::kInvalidArgument, "cannot write " + tmp.string());
-  }
-  fs::rename(tmp, p);  // a reader never sees a half-written cache
 }
 
 double median(std::vector<double> v) {
@@ -151,11 +98,12 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
       if (index.emplace(*s, static_cast<int>(images.size())).second) images.push_back(*s);
 
   // Faces from an earlier run (same detector settings), keyed by image path; absent = not cached.
-  std::unordered_map<std::string, std::optional<Face>> cached;
-  if (!options.face_cache.empty() && fs::exists(options.face_cache)) cached = read_face_cache(options.face_cache);
+  detail::FaceCache cached;
+  if (!options.face_cache.empty() && fs::exists(options.face_cache)) cached = detail::read_face_cache(options.face_cache);
 
   std::vector<Embedding> emb(images.size());
   std::vector<std::optional<Face>> faces(images.size());
+  std::vector<int> found(images.size(), 0);
   std::vector<StageTimes> times(images.size());
   std::vector<char> ok(images.size(), 0);
   std::atomic<int> next{0}, done{0};
@@ -168,10 +116,11 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
         StageTimes t;
         auto c = cached.find(images[i]);
         if (c != cached.end()) {
-          faces[i] = c->second;
+          faces[i] = c->second.face;
+          found[i] = c->second.faces;
         } else {
           try {
-            faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t);
+            faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t, &found[i]);
           } catch (const Error& e) {
             if (e.code() != ErrorCode::kNoFace) throw;
           }
@@ -198,8 +147,8 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
   for (auto& t : pool) t.join();
   if (failure) std::rethrow_exception(failure);
   if (!options.face_cache.empty() && cached.size() < images.size()) {
-    for (size_t i = 0; i < images.size(); ++i) cached[images[i]] = faces[i];
-    write_face_cache(options.face_cache, cached);
+    for (size_t i = 0; i < images.size(); ++i) cached[images[i]] = {faces[i], std::max(found[i], faces[i] ? 1 : 0)};
+    detail::write_face_cache(options.face_cache, cached);
   }
 
   LfwReport r;

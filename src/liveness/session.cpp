@@ -13,7 +13,7 @@ struct ActiveLivenessSession::Impl {
 };
 
 ActiveLivenessSession::ActiveLivenessSession(const FacePipeline& pipeline, ActiveLivenessOptions options)
-    : impl_(std::make_unique<Impl>(Impl{pipeline, std::move(options), {}})) {
+    : impl_(std::make_unique<Impl>(Impl{pipeline, std::move(options), {}, -1, 0, 0, {}})) {
   if (impl_->options.track_iou <= 0 || impl_->options.track_iou > 1 || impl_->options.max_lost_frames < 0 ||
       impl_->options.blink_close_ratio >= impl_->options.blink_open_ratio || impl_->options.turn_yaw_deg <= 0 ||
       impl_->options.challenge_window_s <= 0)

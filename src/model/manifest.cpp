@@ -27,6 +27,10 @@ const ModelFile& ModelManifest::file(const std::string& role) const {
   throw Error(ErrorCode::kModelCorrupt, "manifest of " + name + " names no '" + role + "' file");
 }
 
+fs::path ModelManifest::file_path(const std::string& role) const {
+  return (dir.empty() ? models_dir() : dir) / file(role).path;
+}
+
 std::vector<std::string> list_manifests() {
   std::vector<std::string> names;
   std::error_code ec;
@@ -36,17 +40,34 @@ std::vector<std::string> list_manifests() {
   return names;
 }
 
-ModelManifest load_manifest(const std::string& name) { return load_manifest(name, manifests_dir()); }
-
 ModelManifest load_manifest(const std::string& name, const fs::path& dir) {
   const fs::path p = dir / (name + ".json");
-  std::ifstream in(p);
-  if (!in) {
+  if (!fs::exists(p)) throw Error(ErrorCode::kNotFound, "no manifest " + p.string());
+  return load_manifest_file(p);
+}
+
+ModelManifest load_manifest(const std::string& name) {
+  // A path (a trained model's directory or a manifest file) rather than a registered name.
+  if (name.find('/') != std::string::npos || fs::is_directory(name)) {
+    const fs::path p = fs::is_directory(name) ? fs::path(name) / "manifest.json" : fs::path(name);
+    if (!fs::exists(p))
+      throw Error(ErrorCode::kNotFound, "model path " + name + " holds no manifest.json (not a model directory)");
+    return load_manifest_file(p, fs::absolute(p).parent_path());
+  }
+  const fs::path p = manifests_dir() / (name + ".json");
+  if (!fs::exists(p)) {
     std::string known;
     for (const auto& n : list_manifests()) known += (known.empty() ? "" : ", ") + n;
     throw Error(ErrorCode::kNotFound, "unknown model '" + name + "' (known: " + known + ")");
   }
+  return load_manifest_file(p);
+}
+
+ModelManifest load_manifest_file(const fs::path& p, const fs::path& dir) {
+  std::ifstream in(p);
+  if (!in) throw Error(ErrorCode::kNotFound, "cannot read manifest " + p.string());
   ModelManifest m;
+  m.dir = dir;
   try {
     const auto j = nlohmann::json::parse(in);
     m.name = j.at("name");
@@ -107,14 +128,16 @@ ModelManifest load_manifest(const std::string& name, const fs::path& dir) {
 
 void verify_model_files(const ModelManifest& m) {
   for (const auto& f : m.files) {
-    const fs::path p = models_dir() / f.path;
+    const fs::path p = (m.dir.empty() ? models_dir() : m.dir) / f.path;
+    // A trained model's directory is not fetched by the set-up: say so instead of pointing there.
+    const std::string fix = m.dir.empty() ? "run scripts/setup to fetch the models" : "the model directory is incomplete";
     if (!fs::exists(p))
-      throw Error(ErrorCode::kModelMissing, "model " + m.name + ": file " + p.string() +
-                                                " is missing; run scripts/setup to fetch the models");
+      throw Error(ErrorCode::kModelMissing, "model " + m.name + ": file " + p.string() + " is missing; " + fix);
     const std::string got = sha256_file(p);
     if (got != f.sha256)
       throw Error(ErrorCode::kModelCorrupt, "model " + m.name + ": file " + p.string() + " has sha256 " + got +
-                                                ", expected " + f.sha256 + "; run scripts/setup to fetch it again");
+                                                ", expected " + f.sha256 + "; " +
+                                                (m.dir.empty() ? "run scripts/setup to fetch it again" : "the model directory is damaged"));
   }
 }
 

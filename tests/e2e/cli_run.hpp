@@ -1,6 +1,8 @@
 #pragma once
 // Shared by the end-to-end tests: where the real photos are, one pipeline per test program, running the
 // facekit binary (FACEKIT_CLI) and a fresh folder per test.
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,10 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "facekit/pipeline.hpp"
+
+extern char** environ;
 
 namespace fk_test {
 
@@ -50,6 +55,23 @@ inline CliRun run_cli(const std::string& args, const std::string& env = "") {
   r.err.assign(std::istreambuf_iterator<char>(e), {});
   std::filesystem::remove(err);
   return r;
+}
+
+/// Starts `facekit ARGS` in the background (no shell), stdout and stderr to /dev/null; its pid, or -1.
+inline pid_t spawn_cli(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {FACEKIT_CLI};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : all) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, FACEKIT_CLI, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
 }
 
 /// An empty folder named after the running test: <tmp>/<prefix>_<pid>_<test name>.

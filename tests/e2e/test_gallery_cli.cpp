@@ -34,7 +34,6 @@
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
 
-extern char** environ;
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -338,18 +337,10 @@ TEST_F(GalleryCli, KillNineDuringEnrolmentLosesNothingReportedAndLeavesNoPartial
     for (int cmd = 0;; ++cmd) {
       if (cmd == 1) deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms(rng));
       const std::string name = "p" + std::to_string(next_person++);
-      std::vector<std::string> args = {FACEKIT_CLI, "enroll", "--gallery", gallery, "--name", name};
+      std::vector<std::string> args = {"enroll", "--gallery", gallery, "--name", name};
       args.insert(args.end(), photos.begin(), photos.end());  // four templates per person, one transaction
-      std::vector<char*> argv;
-      for (auto& s : args) argv.push_back(s.data());
-      argv.push_back(nullptr);
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-      posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-      pid_t pid = 0;
-      ASSERT_EQ(posix_spawn(&pid, FACEKIT_CLI, &fa, nullptr, argv.data(), environ), 0);
-      posix_spawn_file_actions_destroy(&fa);
+      const pid_t pid = fk_test::spawn_cli(args);
+      ASSERT_GT(pid, 0);
       attempted.insert(name);
       int status = 0;
       bool killed = false;
