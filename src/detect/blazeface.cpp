@@ -21,28 +21,31 @@ class BlazeFaceDetector final : public Detector {
     for (std::string s; std::getline(ss, s, ',');) outputs_.push_back(s);
     if (outputs_.size() != 4)
       throw Error(ErrorCode::kModelCorrupt, m.name + ": graph.output must list scores16,boxes16,scores8,boxes8");
-    // Two grids: 16x16 with 2 anchors a cell, 8x8 with 6; centres in input pixels.
-    const int in = m.input_size;
-    for (auto [grid, per] : {std::pair{16, 2}, std::pair{8, 6}})
-      for (int y = 0; y < grid; ++y)
-        for (int x = 0; x < grid; ++x)
-          for (int k = 0; k < per; ++k)
-            anchors_.emplace_back((x + 0.5f) * in / grid, (y + 0.5f) * in / grid);
   }
 
   std::vector<Face> detect(const Image& rgb, const DetectorOptions& opt) const override {
     if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "detect() needs an RGB image");
-    const int in = manifest_.input_size;
-    // Letterbox: the whole photo centred in the square input.
-    const int side = std::max(rgb.cols, rgb.rows);
-    const double s = static_cast<double>(in) / side;
+    // The network is fully convolutional: instead of letterboxing the photo into its square input, keep the
+    // aspect ratio (longer side = the model's size) and pad only up to the coarse grid's stride, with the
+    // anchor grids sized to match. A 640x480 photo becomes 256x192 instead of 256x256: a quarter less work.
+    // (The graph's own Reshape nodes assume the square grid, so the manifest names the convolutions before them.)
+    const int in = manifest_.input_size, fine = in / 16, coarse = in / 8;  // anchor strides of the two grids
+    const double s = static_cast<double>(in) / std::max(rgb.cols, rgb.rows);
     const int rw = std::max(1, static_cast<int>(std::lround(rgb.cols * s)));
     const int rh = std::max(1, static_cast<int>(std::lround(rgb.rows * s)));
-    const int ox = (in - rw) / 2, oy = (in - rh) / 2;
-    cv::Mat input(in, in, CV_8UC3, cv::Scalar::all(0)), resized;
+    const int iw = (rw + coarse - 1) / coarse * coarse, ih = (rh + coarse - 1) / coarse * coarse;
+    const int ox = (iw - rw) / 2, oy = (ih - rh) / 2;
+    cv::Mat input(ih, iw, CV_8UC3, cv::Scalar::all(0)), resized;
     cv::resize(rgb, resized, {rw, rh}, 0, 0, s < 0.5 ? cv::INTER_AREA : cv::INTER_LINEAR);
     resized.copyTo(input(cv::Rect(ox, oy, rw, rh)));
     const double sx = static_cast<double>(rw) / rgb.cols, sy = static_cast<double>(rh) / rgb.rows;
+    // MediaPipe's anchors: 2 per cell of the fine grid, 6 per cell of the coarse one, centred, in input pixels,
+    // in the order the outputs flatten (row, column, anchor).
+    std::vector<std::pair<float, float>> anchors;
+    for (auto [stride, per] : {std::pair{fine, 2}, std::pair{coarse, 6}})
+      for (int y = 0; y < ih / stride; ++y)
+        for (int x = 0; x < iw / stride; ++x)
+          for (int k = 0; k < per; ++k) anchors.emplace_back((x + 0.5f) * stride, (y + 0.5f) * stride);
 
     c10::InferenceMode guard;
     at::Tensor x = nn::images_to_batch({input}, manifest_.mean, manifest_.scale, graph_.device()).permute({0, 2, 3, 1});
@@ -51,12 +54,14 @@ class BlazeFaceDetector final : public Detector {
     const at::Tensor regs = at::cat({out[1].reshape({-1, 16}), out[3].reshape({-1, 16})}).to(at::kCPU).contiguous();
     const float* sc = scores.data_ptr<float>();
     const float* r = regs.data_ptr<float>();
+    if (scores.numel() != static_cast<int64_t>(anchors.size()) || regs.size(0) != scores.numel())
+      throw Error(ErrorCode::kModelCorrupt, manifest_.name + ": outputs do not match the anchor grids");
     std::vector<Face> cand;
-    for (size_t i = 0; i < anchors_.size(); ++i) {
+    for (size_t i = 0; i < anchors.size(); ++i) {
       const float score = 1.f / (1.f + std::exp(-std::clamp(sc[i], -100.f, 100.f)));
       if (score < opt.min_score) continue;
       const float* q = r + 16 * i;
-      const auto [ax, ay] = anchors_[i];
+      const auto [ax, ay] = anchors[i];
       auto px = [&](float v) { return static_cast<float>((v - ox) / sx); };
       auto py = [&](float v) { return static_cast<float>((v - oy) / sy); };
       const float cx = q[0] + ax, cy = q[1] + ay, w = q[2], h = q[3];
@@ -121,7 +126,6 @@ class BlazeFaceDetector final : public Detector {
   DetectorOptions opt_;
   graph::GraphModel graph_;
   std::vector<std::string> outputs_;
-  std::vector<std::pair<float, float>> anchors_;
 };
 
 }  // namespace

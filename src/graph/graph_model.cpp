@@ -341,9 +341,24 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
   }
   std::vector<char> keep(nodes_.size(), 0);
   for (const auto& o : outputs) keep[resolve(o).first] = 1;
+  // Asked for inner nodes: run only what they depend on (e.g. BlazeFace's convolutions without the Reshapes
+  // that assume a square input).
+  std::vector<char> need(nodes_.size(), outputs.empty() ? 1 : 0);
+  if (!outputs.empty()) {
+    std::vector<int> stack;
+    for (const auto& o : outputs) stack.push_back(resolve(o).first);
+    while (!stack.empty()) {
+      const int k = stack.back();
+      stack.pop_back();
+      if (need[k]) continue;
+      need[k] = 1;
+      for (const auto& in : nodes_[k].inputs) stack.push_back(in.first);
+    }
+  }
   std::vector<at::Tensor> args;
   for (size_t step = 0; step < order_.size(); ++step) {
     const Node& node = nodes_[order_[step]];
+    if (!need[order_[step]]) continue;
     args.clear();
     for (const auto& [src, idx] : node.inputs) {
       const Node& s = nodes_[src];

@@ -1,5 +1,7 @@
 // Neural-network ops: convolutions (plain, depthwise, fused), matrix products, pooling, resizing.
 // Image tensors are NHWC; convolutions see them as NCHW through a permute, i.e. channels-last memory.
+#include <cstdlib>
+
 #include "graph/ops_util.hpp"
 #include "nn/tf_ops.hpp"
 
@@ -102,8 +104,14 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
     x = at::constant_pad_nd(x, {l, r, t, b}, 0).contiguous(at::MemoryFormat::ChannelsLast);
   }
   const int64_t groups = p[kDepthwise] ? x.size(1) : 1;
-  at::Tensor y = at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
-                            at::IntArrayRef{p[kDh], p[kDw]}, groups);
+  // On CPU, call oneDNN's convolution directly: at::conv2d would pick it too (channels-last float input),
+  // after checks that cost more than the small convolutions of these models (BlazeFace: ~100 of them).
+  static const bool direct = !std::getenv("FACEKIT_GRAPH_NO_DIRECT_CONV") && at::hasMKLDNN();
+  at::Tensor y = direct && x.is_cpu() && x.scalar_type() == at::kFloat
+                     ? at::mkldnn_convolution(x, w, c.node.prepared[1], pad, at::IntArrayRef{p[kSh], p[kSw]},
+                                              at::IntArrayRef{p[kDh], p[kDw]}, groups)
+                     : at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
+                                  at::IntArrayRef{p[kDh], p[kDw]}, groups);
   y = activate(c.node, y, p[kAct], c.node.prepared[2], 1);
   if (c.node.residual_relu) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
