@@ -147,6 +147,30 @@ TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
 INSTANTIATE_TEST_SUITE_P(All, Embedders,
                          ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet", "fusion"));
 
+// BlazeFace sees a photo at its own aspect ratio (anchors generated for the padded grid, not a square
+// letterbox): the same faces must come back, mapped to the same place, however wide or tall the canvas.
+TEST(BlazeFace, FindsTheSameFacesOnWideAndTallCanvases) {
+  const auto det = fk::create_detector("blazeface-back");
+  const fk::Image photo = fk::load_image(kDemo / "sample1.jpg");
+  const auto ref = det->detect(photo);
+  ASSERT_EQ(ref.size(), 3u);
+  for (const auto [sx, sy] : {std::pair{1.6, 1.0}, std::pair{1.0, 1.6}, std::pair{1.3, 1.3}}) {
+    const int w = static_cast<int>(photo.cols * sx), h = static_cast<int>(photo.rows * sy);
+    const int ox = w - photo.cols, oy = h - photo.rows;  // photo in the bottom-right corner
+    fk::Image canvas(h, w, CV_8UC3, cv::Scalar(90, 90, 90));
+    photo.copyTo(canvas(cv::Rect(ox, oy, photo.cols, photo.rows)));
+    const auto got = det->detect(canvas);
+    ASSERT_EQ(got.size(), ref.size()) << w << "x" << h;
+    for (const auto& r : ref) {
+      const float cx = r.box.x + r.box.width / 2 + ox, cy = r.box.y + r.box.height / 2 + oy;
+      float best = 1e9f;
+      for (const auto& g : got)
+        best = std::min(best, std::hypot(g.box.x + g.box.width / 2 - cx, g.box.y + g.box.height / 2 - cy));
+      EXPECT_LT(best, 0.15f * r.box.width) << w << "x" << h;
+    }
+  }
+}
+
 TEST(BlazeFace, FindsEveryFaceWithKeypointsInside) {
   const auto det = fk::create_detector("blazeface-back");
   const auto faces = det->detect(fk::load_image(kDemo / "sample1.jpg"));
