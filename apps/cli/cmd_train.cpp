@@ -52,6 +52,11 @@ int cmd_train(const Common& c, TrainOptions o, const std::string& mining, bool n
     std::printf(", %.1f triplets/s, %.1f photos/s, %s trained\n", m.triplets_per_second, m.images_per_second,
                 hms(m.train_seconds).c_str());
     std::fflush(stdout);
+    if (m.collapsed)
+      std::fprintf(stderr,
+                   "warning: the embedding has collapsed (different people %.3f apart on average, every triplet at "
+                   "the margin): lower --lr or use --mining semi-hard\n",
+                   m.impostor_distance);
   };
   const TrainReport r = train_embedder(o, cb);
   if (!r.skipped.empty()) {

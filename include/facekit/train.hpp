@@ -128,6 +128,12 @@ struct EpochMetrics {
   double train_seconds = 0;        ///< training time so far (excludes validation)
   double triplets_per_second = 0;  ///< this epoch: triplets scored by the loss per second of training
   double images_per_second = 0;    ///< this epoch: photos through forward and backward per second
+  /// Mean distance between the validation pairs of different people (unit vectors: 0 to 2; -1 when unknown).
+  double impostor_distance = -1;
+  /// The embedding has collapsed onto (nearly) one point: different people closer than 0.1 on average while
+  /// the loss sits at the margin (every triplet active, nothing learnt). Batch-hard mining from scratch does
+  /// this at lr 1e-3 and at 3e-4 (docs/training.md). The trainer reports it; it does not stop.
+  bool collapsed = false;
 };
 
 struct TrainProgress {

@@ -223,7 +223,8 @@ json metrics_json(const EpochMetrics& m) {
           {"validation_accuracy", m.validation_accuracy}, {"validation_threshold", m.validation_threshold},
           {"eval_accuracy", m.eval_accuracy}, {"eval_accuracy_calibrated", m.eval_accuracy_calibrated},
           {"train_seconds", m.train_seconds}, {"triplets_per_second", m.triplets_per_second},
-          {"images_per_second", m.images_per_second}};
+          {"images_per_second", m.images_per_second}, {"impostor_distance", m.impostor_distance},
+          {"collapsed", m.collapsed}};
 }
 EpochMetrics metrics_from(const json& j) {
   EpochMetrics m;
@@ -238,6 +239,8 @@ EpochMetrics metrics_from(const json& j) {
   m.train_seconds = j.at("train_seconds");
   m.triplets_per_second = j.at("triplets_per_second");
   m.images_per_second = j.at("images_per_second");
+  m.impostor_distance = j.value("impostor_distance", -1.0);  // absent in checkpoints of older versions
+  m.collapsed = j.value("collapsed", false);
   return m;
 }
 
@@ -387,8 +390,13 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     {
       const at::Tensor ve = embed_chips(*model, vset.chips, device);
       std::vector<ScoredPair> sp;
-      for (size_t i = 0; i < vpairs.pairs.size(); ++i)
+      double impostor_sum = 0;
+      int impostors = 0;
+      for (size_t i = 0; i < vpairs.pairs.size(); ++i) {
         sp.push_back({distance(ve, vpairs.pairs[i].first, vpairs.pairs[i].second), vpairs.same[i], true, int(i % 10)});
+        if (!sp.back().same) impostor_sum += sp.back().distance, ++impostors;
+      }
+      if (impostors) m.impostor_distance = impostor_sum / impostors;
       const auto v = evaluate_verification(sp, 10);
       m.validation_accuracy = v.accuracy_mean;
       m.validation_threshold = v.best_threshold;
@@ -489,6 +497,7 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     m.triplets_per_second = triplets / epoch_train_s;
     m.images_per_second = images / epoch_train_s;
     evaluate(m);
+    m.collapsed = m.impostor_distance >= 0 && m.impostor_distance < 0.1 && m.loss >= 0.95 * o.margin && m.active > 0.99;
     // Batch-norm statistics are not weights the optimizer sees: check everything before it is saved.
     {
       at::NoGradGuard g;

@@ -237,3 +237,33 @@ TEST_F(TrainCli, FineTunesTheDlibResNetLastBlockAndHead) {
 }
 
 }  // namespace
+
+// Batch-hard mining from scratch collapses the embedding onto one point (docs/training.md); the trainer must say
+// so, in its metrics and on stderr, and must not say it of a semi-hard run that learns.
+TEST_F(TrainCli, ReportsACollapsedEmbedding) {
+  if (!fs::exists(kLfw / "peopleDevTrain.txt")) GTEST_SKIP() << "LFW absent";
+  // 120 identities with 4+ photos from peopleDevTrain.txt.
+  std::ifstream in(kLfw / "peopleDevTrain.txt");
+  std::string line, name;
+  int count = 0, kept = 0;
+  std::getline(in, line);
+  std::string people;
+  while (kept < 120 && in >> name >> count)
+    if (count >= 4) people += name + "\t" + std::to_string(count) + "\n", ++kept;
+  const fs::path list = root_ / "people_collapse.txt";
+  std::ofstream(list) << kept << "\n" << people;
+  auto run_mining = [&](const std::string& mining) {
+    const fs::path out = root_ / ("collapse_" + mining);
+    const CliRun r = run_cli("--threads 1 train --data " + kLfw.string() + " --people " + list.string() +
+                             " --pick-center --face-cache " + (root_ / "lfw.faces").string() + " --out " +
+                             out.string() + " --mining " + mining + " --epochs 2 --steps-per-epoch 40");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return std::make_pair(r.err, read_text(out / "metrics.jsonl"));
+  };
+  const auto [hard_err, hard_metrics] = run_mining("batch-hard");
+  EXPECT_NE(hard_err.find("embedding has collapsed"), std::string::npos) << hard_err;
+  EXPECT_NE(hard_metrics.find("\"collapsed\":true"), std::string::npos) << hard_metrics;
+  const auto [semi_err, semi_metrics] = run_mining("semi-hard");
+  EXPECT_EQ(semi_err.find("embedding has collapsed"), std::string::npos) << semi_err;
+  EXPECT_EQ(semi_metrics.find("\"collapsed\":true"), std::string::npos) << semi_metrics;
+}
