@@ -13,7 +13,6 @@
 #include <faiss/IndexFlat.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <istream>
@@ -26,6 +25,7 @@
 
 #include "classify/classifiers.hpp"
 #include "classify/fast_flat.hpp"
+#include "core/parallel.hpp"
 #include "facekit/error.hpp"
 
 namespace facekit {
@@ -241,27 +241,12 @@ void SvmClassifier::train(const LabelledIndex& data) {
   }
 
   const int threads = o_.threads > 0 ? o_.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex mu;
-  auto worker = [&] {
-    for (size_t c; (c = next++) < nl;) {
-      try {
-        std::mt19937_64 rng(o_.seed * 7919 + c);  // per person, so the result does not depend on the threads
-        const auto neg = negatives(data, c, live_rows, near, rng);
-        const auto w = train_one(data, data.rows_of(labels_[c]), neg);
-        std::copy(w.begin(), w.end(), w_.begin() + c * (dim_ + 1));
-      } catch (...) {
-        std::lock_guard lock(mu);
-        if (!failure) failure = std::current_exception();
-        next = nl;
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-  for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
+  detail::parallel_for(nl, threads, [&](size_t c) {
+    std::mt19937_64 rng(o_.seed * 7919 + c);  // per person, so the result does not depend on the threads
+    const auto neg = negatives(data, c, live_rows, near, rng);
+    const auto w = train_one(data, data.rows_of(labels_[c]), neg);
+    std::copy(w.begin(), w.end(), w_.begin() + c * (dim_ + 1));
+  });
 
   if (!o_.svm_fit_platt) return;
   // Platt: for up to 200 people with two or more templates, retrain without one template; its decision value

@@ -1,7 +1,6 @@
 // LFW identification protocols (closed-set rank-k, open-set DIR at FPIR) and the embedding cache they share
 // with the scale benchmark.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -12,9 +11,9 @@
 #include <numeric>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <unordered_map>
 
+#include "core/parallel.hpp"
 #include "facekit/error.hpp"
 #include "facekit/identification_eval.hpp"
 #include "facekit/image.hpp"
@@ -204,51 +203,35 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
     else
       todo.push_back(i);
   }
-  std::atomic<size_t> next{0};
-  std::atomic<int> done{static_cast<int>(photos.size() - todo.size())};
-  std::mutex mu;
-  std::exception_ptr failure;
-  int since_save = 0;
-  auto worker = [&] {
-    for (size_t k; (k = next++) < todo.size();) {
-      const size_t i = todo[k];
-      PhotoEmbeddings pe;
-      try {
-        const Image img = load_image(root / photos[i]);
-        try {
-          AnalyzedFace a = pipeline.analyze_one(img, FacePick::kNearestCenter);
-          pe.ok = true;
-          pe.quality = a.face.score;
-          if (augmented[i]) {
-            pe.variants = augmented_embeddings(pipeline, img, *a.face.landmarks, augment);
-            pe.variants[0] = std::move(a.embedding);  // exactly what identification of this photo would see
-          } else {
-            pe.variants = {std::move(a.embedding)};
-          }
-        } catch (const Error& e) {
-          if (e.code() != ErrorCode::kNoFace) throw;
-        }
-      } catch (...) {
-        std::lock_guard lock(mu);
-        if (!failure) failure = std::current_exception();
-        next = todo.size();
-        return;
+  std::mutex mu;  // out, map, the periodic save and progress
+  int done = static_cast<int>(photos.size() - todo.size()), since_save = 0;
+  detail::parallel_for(todo.size(), workers, [&](size_t k) {
+    const size_t i = todo[k];
+    PhotoEmbeddings pe;
+    const Image img = load_image(root / photos[i]);
+    try {
+      AnalyzedFace a = pipeline.analyze_one(img, FacePick::kNearestCenter);
+      pe.ok = true;
+      pe.quality = a.face.score;
+      if (augmented[i]) {
+        pe.variants = augmented_embeddings(pipeline, img, *a.face.landmarks, augment);
+        pe.variants[0] = std::move(a.embedding);  // exactly what identification of this photo would see
+      } else {
+        pe.variants = {std::move(a.embedding)};
       }
-      std::lock_guard lock(mu);
-      out[i] = pe;
-      map[photos[i]] = std::move(pe);
-      if (cache.enabled && ++since_save >= 500) {  // an interrupted run resumes from here
-        since_save = 0;
-        save_cache(file, recipe, dim, map);
-      }
-      const int d = ++done;
-      if (progress) progress(d, static_cast<int>(photos.size()));
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNoFace) throw;
     }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, workers); ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+    std::lock_guard lock(mu);
+    out[i] = pe;
+    map[photos[i]] = std::move(pe);
+    if (cache.enabled && ++since_save >= 500) {  // an interrupted run resumes from here
+      since_save = 0;
+      save_cache(file, recipe, dim, map);
+    }
+    ++done;
+    if (progress) progress(done, static_cast<int>(photos.size()));
+  });
   if (cache.enabled && !todo.empty()) save_cache(file, recipe, dim, map);
   if (computed_out) *computed_out = static_cast<int>(todo.size());
   return out;

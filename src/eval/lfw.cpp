@@ -1,17 +1,15 @@
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
-#include <thread>
 #include <unordered_map>
 
+#include "core/parallel.hpp"
+#include "eval/face_cache.hpp"
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/image.hpp"
-#include "eval/face_cache.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -106,46 +104,33 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
   std::vector<int> found(images.size(), 0);
   std::vector<StageTimes> times(images.size());
   std::vector<char> ok(images.size(), 0);
-  std::atomic<int> next{0}, done{0};
-  std::mutex progress_mu;
-  std::exception_ptr failure;
-  auto worker = [&] {
-    for (int i; (i = next++) < static_cast<int>(images.size());) {
-      try {
-        const Image img = load_image(options.root / images[i]);
-        StageTimes t;
-        auto c = cached.find(images[i]);
-        if (c != cached.end()) {
-          faces[i] = c->second.face;
-          found[i] = c->second.faces;
-        } else {
-          try {
-            faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t, &found[i]);
-          } catch (const Error& e) {
-            if (e.code() != ErrorCode::kNoFace) throw;
+  detail::parallel_for(
+      images.size(), options.threads,
+      [&](size_t i) {
+        try {
+          const Image img = load_image(options.root / images[i]);
+          StageTimes t;
+          auto c = cached.find(images[i]);
+          if (c != cached.end()) {
+            faces[i] = c->second.face;
+            found[i] = c->second.faces;
+          } else {
+            try {
+              faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t, &found[i]);
+            } catch (const Error& e) {
+              if (e.code() != ErrorCode::kNoFace) throw;
+            }
           }
+          if (faces[i]) {
+            emb[i] = pipeline.embed(img, {*faces[i]}, &t).at(0).embedding;
+            ok[i] = 1;
+          }
+          times[i] = t;
+        } catch (const Error& e) {
+          throw Error(e.code(), images[i] + ": " + e.what());
         }
-        if (faces[i]) {
-          emb[i] = pipeline.embed(img, {*faces[i]}, &t).at(0).embedding;
-          ok[i] = 1;
-        }
-        times[i] = t;
-      } catch (const Error& e) {
-        std::lock_guard lock(progress_mu);
-        if (!failure) failure = std::make_exception_ptr(Error(e.code(), images[i] + ": " + e.what()));
-        next = static_cast<int>(images.size());
-      }
-      const int d = ++done;
-      if (progress) {
-        std::lock_guard lock(progress_mu);
-        progress(d, static_cast<int>(images.size()));
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, options.threads); ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+      },
+      progress);
   if (!options.face_cache.empty() && cached.size() < images.size()) {
     for (size_t i = 0; i < images.size(); ++i) cached[images[i]] = {faces[i], std::max(found[i], faces[i] ? 1 : 0)};
     detail::write_face_cache(options.face_cache, cached);

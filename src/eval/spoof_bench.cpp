@@ -2,15 +2,14 @@
 // calibrated first on another pair of folders (split by set, not by image: frames of one video are
 // near-duplicates, so an image-level split would leak).
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <mutex>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "core/parallel.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
@@ -107,30 +106,7 @@ class Scorer {
 };
 
 void score_all(const Scorer& scorer, std::vector<Sample>& samples, int workers, const std::function<void(int, int)>& progress) {
-  std::atomic<size_t> next{0};
-  std::atomic<int> done{0};
-  std::mutex mu;
-  std::exception_ptr failure;
-  auto work = [&] {
-    for (size_t i; (i = next++) < samples.size();) {
-      try {
-        scorer.score(samples[i]);
-      } catch (...) {
-        std::lock_guard lock(mu);
-        if (!failure) failure = std::current_exception();
-        next = samples.size();
-      }
-      const int d = ++done;
-      if (progress) {
-        std::lock_guard lock(mu);
-        progress(d, static_cast<int>(samples.size()));
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, workers); ++t) pool.emplace_back(work);
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
+  detail::parallel_for(samples.size(), workers, [&](size_t i) { scorer.score(samples[i]); }, progress);
 }
 
 // Texture model: features standardised on the given rows, then a balanced logistic regression.

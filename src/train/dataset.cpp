@@ -1,7 +1,6 @@
 #include "train/dataset.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -10,6 +9,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "core/parallel.hpp"
 #include "eval/face_cache.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
@@ -78,62 +78,52 @@ AlignedPhotos detect_and_align(const std::vector<fs::path>& photos, const fs::pa
   AlignedPhotos r;
   r.chips.resize(photos.size());
   r.reasons.resize(photos.size());
-  std::mutex mu;
-  std::atomic<int> next{0}, done{0};
-  std::exception_ptr failure;
-  auto worker = [&] {
-    for (int i; (i = next++) < static_cast<int>(photos.size());) {
-      try {
-        const Image img = load_image(photos[i]);
-        CachedFace c;
-        bool hit = false;
-        {
-          std::lock_guard lock(mu);
-          auto it = cache.find(keys[i]);
-          if (it != cache.end()) c = it->second, hit = true;
-        }
-        if (!hit) {
-          std::call_once(once, [&] {
-            PipelineOptions po;
-            po.detector = detector;
-            pipeline = std::make_unique<FacePipeline>(po);
-          });
-          try {
-            c.face = pipeline->detect_one(img, FacePick::kNearestCenter, nullptr, &c.faces);
-            c.faces = std::max(c.faces, 1);
-          } catch (const Error& e) {
-            if (e.code() != ErrorCode::kNoFace) throw;
-          }
-          std::lock_guard lock(mu);
-          cache[keys[i]] = c;
-        }
-        if (!c.face) {
-          r.reasons[i] = "no face";
-        } else if (c.faces > 1 && !pick_center) {
-          r.reasons[i] = std::to_string(c.faces) + " faces (use --pick-center to keep the central one)";
-        } else {
-          r.chips[i] = align_face(img, *c.face->landmarks, tpl);
-        }
-      } catch (const Error& e) {
-        if (e.code() == ErrorCode::kBadImage || e.code() == ErrorCode::kImageTooLarge) {
-          r.reasons[i] = e.what();  // a bad photo is skipped, not fatal
-        } else {
-          std::lock_guard lock(mu);
-          if (!failure) failure = std::current_exception();
-          next = static_cast<int>(photos.size());
-        }
-      }
-      const int d = ++done;
-      if (progress) {
+  std::mutex mu;  // the cache
+  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
+  auto align_one = [&](size_t i) {
+    try {
+      const Image img = load_image(photos[i]);
+      CachedFace c;
+      bool hit = false;
+      {
         std::lock_guard lock(mu);
-        progress(d, static_cast<int>(photos.size()));
+        auto it = cache.find(keys[i]);
+        if (it != cache.end()) c = it->second, hit = true;
       }
+      if (!hit) {
+        std::call_once(once, [&] {
+          PipelineOptions po;
+          po.detector = detector;
+          pipeline = std::make_unique<FacePipeline>(po);
+        });
+        try {
+          c.face = pipeline->detect_one(img, FacePick::kNearestCenter, nullptr, &c.faces);
+          c.faces = std::max(c.faces, 1);
+        } catch (const Error& e) {
+          if (e.code() != ErrorCode::kNoFace) throw;
+        }
+        std::lock_guard lock(mu);
+        cache[keys[i]] = c;
+      }
+      if (!c.face) {
+        r.reasons[i] = "no face";
+      } else if (c.faces > 1 && !pick_center) {
+        r.reasons[i] = std::to_string(c.faces) + " faces (use --pick-center to keep the central one)";
+      } else {
+        r.chips[i] = align_face(img, *c.face->landmarks, tpl);
+      }
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kBadImage && e.code() != ErrorCode::kImageTooLarge) throw;
+      r.reasons[i] = e.what();  // a bad photo is skipped, not fatal
     }
   };
-  std::vector<std::thread> pool;
-  const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 4);
-  for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
+  // Detections made before a failure are still worth keeping: the cache is written either way.
+  std::exception_ptr failure;
+  try {
+    parallel_for(photos.size(), threads, align_one, progress);
+  } catch (...) {
+    failure = std::current_exception();
+  }
   if (!cache_path.empty() && cache.size() > cached_before) write_face_cache(cache_path, cache);
   if (failure) std::rethrow_exception(failure);
   return r;
