@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -55,6 +56,31 @@ inline CliRun run_cli(const std::string& args, const std::string& env = "") {
   r.err.assign(std::istreambuf_iterator<char>(e), {});
   std::filesystem::remove(err);
   return r;
+}
+
+/// Average-linkage clustering: merges the two closest clusters (mean pairwise distance) while that is within
+/// `threshold`. Returns the clusters as indices into `embs`, largest first.
+inline std::vector<std::vector<size_t>> cluster_faces(const std::vector<facekit::Embedding>& embs, float threshold) {
+  std::vector<std::vector<size_t>> cl;
+  for (size_t i = 0; i < embs.size(); ++i) cl.push_back({i});
+  auto link = [&](const std::vector<size_t>& a, const std::vector<size_t>& b) {
+    double s = 0;
+    for (size_t i : a)
+      for (size_t j : b) s += facekit::l2_distance(embs[i], embs[j]);
+    return s / (a.size() * b.size());
+  };
+  while (cl.size() > 1) {
+    double best = 1e9;
+    size_t ba = 0, bb = 0;
+    for (size_t a = 0; a < cl.size(); ++a)
+      for (size_t b = a + 1; b < cl.size(); ++b)
+        if (const double d = link(cl[a], cl[b]); d < best) best = d, ba = a, bb = b;
+    if (best > threshold) break;
+    cl[ba].insert(cl[ba].end(), cl[bb].begin(), cl[bb].end());
+    cl.erase(cl.begin() + static_cast<long>(bb));
+  }
+  std::sort(cl.begin(), cl.end(), [](const auto& x, const auto& y) { return x.size() > y.size(); });
+  return cl;
 }
 
 /// Starts `facekit ARGS` in the background (no shell), stdout and stderr to /dev/null; its pid, or -1.

@@ -50,10 +50,7 @@ CliRun run(const std::string& args) { return fk_test::run_cli(args); }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-const fk::FacePipeline& pipeline() {
-  static const fk::FacePipeline p;
-  return p;
-}
+const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
 // The bald_guys cut-outs, grouped by actor (largest group first).
 struct Actors {
@@ -94,26 +91,7 @@ const Actors& actors() {
       files.push_back(f);
       embs.push_back(faces[i].embedding);
     }
-    // Average-linkage clusters within the embedder's threshold.
-    std::vector<std::vector<size_t>> cl;
-    for (size_t i = 0; i < embs.size(); ++i) cl.push_back({i});
-    auto link = [&](const std::vector<size_t>& x, const std::vector<size_t>& y) {
-      double s = 0;
-      for (size_t i : x)
-        for (size_t j : y) s += fk::l2_distance(embs[i], embs[j]);
-      return s / (x.size() * y.size());
-    };
-    while (cl.size() > 1) {
-      double best = 1e9;
-      size_t ba = 0, bb = 0;
-      for (size_t x = 0; x < cl.size(); ++x)
-        for (size_t y = x + 1; y < cl.size(); ++y)
-          if (const double d = link(cl[x], cl[y]); d < best) best = d, ba = x, bb = y;
-      if (best > pipeline().embedder().threshold()) break;
-      cl[ba].insert(cl[ba].end(), cl[bb].begin(), cl[bb].end());
-      cl.erase(cl.begin() + static_cast<long>(bb));
-    }
-    std::sort(cl.begin(), cl.end(), [](const auto& x, const auto& y) { return x.size() > y.size(); });
+    const auto cl = fk_test::cluster_faces(embs, pipeline().embedder().threshold());
     for (const auto& c : cl) {
       std::vector<fs::path> g;
       for (size_t i : c) g.push_back(files[i]);

@@ -11,6 +11,7 @@
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
+#include "cli_run.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -20,34 +21,14 @@ const fs::path kFaces = "/usr/share/doc/libdlib19.1/examples/faces";
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
 const fs::path kLfw = FACEKIT_LFW_DIR;
 
-const fk::FacePipeline& pipeline() {
-  static const fk::FacePipeline p;
-  return p;
-}
+const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
-// Average-linkage clustering: merge the two closest clusters (mean pairwise distance) while that is within
-// the threshold. Returns the cluster sizes.
+// The cluster sizes, smallest first.
 std::vector<size_t> cluster_sizes(const std::vector<fk::AnalyzedFace>& faces, float threshold) {
-  std::vector<std::vector<size_t>> cl;
-  for (size_t i = 0; i < faces.size(); ++i) cl.push_back({i});
-  auto link = [&](const std::vector<size_t>& a, const std::vector<size_t>& b) {
-    double s = 0;
-    for (size_t i : a)
-      for (size_t j : b) s += fk::l2_distance(faces[i].embedding, faces[j].embedding);
-    return s / (a.size() * b.size());
-  };
-  while (cl.size() > 1) {
-    double best = 1e9;
-    size_t ba = 0, bb = 0;
-    for (size_t a = 0; a < cl.size(); ++a)
-      for (size_t b = a + 1; b < cl.size(); ++b)
-        if (const double d = link(cl[a], cl[b]); d < best) best = d, ba = a, bb = b;
-    if (best > threshold) break;
-    cl[ba].insert(cl[ba].end(), cl[bb].begin(), cl[bb].end());
-    cl.erase(cl.begin() + static_cast<long>(bb));
-  }
+  std::vector<fk::Embedding> embs;
+  for (const auto& f : faces) embs.push_back(f.embedding);
   std::vector<size_t> sizes;
-  for (const auto& c : cl) sizes.push_back(c.size());
+  for (const auto& c : fk_test::cluster_faces(embs, threshold)) sizes.push_back(c.size());
   std::sort(sizes.begin(), sizes.end());
   return sizes;
 }
