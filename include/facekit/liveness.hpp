@@ -11,6 +11,7 @@
 
 #include "facekit/pipeline.hpp"
 #include "facekit/quality.hpp"
+#include "facekit/spoof.hpp"
 
 namespace facekit {
 
@@ -115,8 +116,8 @@ struct ChallengeResult {
   double deadline_s = 0;                  ///< by when it had to be done
 };
 
-enum class LivenessState { kLive, kSpoof, kUncertain };
-const char* to_string(LivenessState s);
+/// The same three states as a passive check (to_string gives "live", "spoof", "uncertain").
+using LivenessState = SpoofState;
 
 struct ActiveLivenessResult {
   LivenessState state = LivenessState::kUncertain;

@@ -22,18 +22,6 @@ const char* to_string(Challenge c) {
   return "unknown";
 }
 
-const char* to_string(LivenessState s) {
-  switch (s) {
-    case LivenessState::kLive:
-      return "live";
-    case LivenessState::kSpoof:
-      return "spoof";
-    case LivenessState::kUncertain:
-      return "uncertain";
-  }
-  return "unknown";
-}
-
 std::vector<Challenge> parse_challenges(const std::string& list) {
   std::vector<Challenge> out;
   std::stringstream ss(list);
