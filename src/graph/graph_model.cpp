@@ -218,17 +218,9 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
   }
 
   // Execution order: depth-first from the outputs, so nodes no output needs are never run.
-  std::vector<char> state(nodes_.size(), 0);  // 0 new, 1 visiting, 2 done
-  std::vector<int> topo;
-  std::function<void(int)> visit = [&](int k) {
-    if (state[k] == 2) return;
-    if (state[k] == 1) throw Error(ErrorCode::kModelCorrupt, name_ + ": the graph has a cycle (control flow?)");
-    state[k] = 1;
-    for (const auto& in : nodes_[k].inputs) visit(in.first);
-    state[k] = 2;
-    topo.push_back(k);
-  };
-  for (const auto& o : output_names_) visit(index_.at(o));
+  std::vector<int> roots;
+  for (const auto& o : output_names_) roots.push_back(index_.at(o));
+  const std::vector<int> topo = depth_first(roots, [](int) { return true; });
 
   // Fold constant sub-graphs, let kernels prepare (e.g. convert filters), and plan buffer lifetimes.
   for (int k : topo) {
@@ -274,9 +266,7 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
   std::set<int> dropped;
   for (int k : order_) {
     Node& conv = nodes_[k];
-    if (!convs.count(conv.op) || conv.residual_relu || !conv.attr.strings("fused_ops").size() ||
-        conv.attr.strings("fused_ops") != std::vector<std::string>{"BiasAdd"})
-      continue;
+    if (!convs.count(conv.op) || conv.attr.strings("fused_ops") != std::vector<std::string>{"BiasAdd"}) continue;
     const int add = only_consumer(k);
     if (add < 0 || (nodes_[add].op != "AddV2" && nodes_[add].op != "Add") || nodes_[add].inputs.size() != 2) continue;
     const int relu = only_consumer(add);
@@ -292,18 +282,26 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
     dropped.insert(add);
   }
   if (dropped.empty()) return;
-  // A fused conv now also reads the residual, which may come later in the old order: re-sort depth-first.
-  std::vector<char> in_order(nodes_.size(), 0), done(nodes_.size(), 0);
-  for (int k : order_) in_order[k] = !dropped.count(k);
-  std::vector<int> sorted;
+  // A fused conv now also reads the residual, which may come later in the old order: sort again.
+  std::vector<char> run(nodes_.size(), 0);  // constants and placeholders are not in order_
+  for (int k : order_) run[k] = !dropped.count(k);
+  order_ = depth_first(order_, [&](int k) { return run[k] != 0; });
+}
+
+// Every node reachable from `roots` through nodes `keep` accepts, each after its inputs.
+std::vector<int> GraphModel::depth_first(const std::vector<int>& roots, const std::function<bool(int)>& keep) const {
+  std::vector<char> state(nodes_.size(), 0);  // 0 new, 1 visiting, 2 done
+  std::vector<int> order;
   std::function<void(int)> visit = [&](int k) {
-    if (done[k] || !in_order[k]) return;
-    done[k] = 1;
+    if (state[k] == 2 || !keep(k)) return;
+    if (state[k] == 1) throw Error(ErrorCode::kModelCorrupt, name_ + ": the graph has a cycle (control flow?)");
+    state[k] = 1;
     for (const auto& in : nodes_[k].inputs) visit(in.first);
-    sorted.push_back(k);
+    state[k] = 2;
+    order.push_back(k);
   };
-  for (int k : order_) visit(k);
-  order_ = std::move(sorted);
+  for (int k : roots) visit(k);
+  return order;
 }
 
 std::vector<int64_t> GraphModel::input_shape(const std::string& name) const {

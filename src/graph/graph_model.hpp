@@ -103,6 +103,7 @@ class GraphModel {
  private:
   std::pair<int, int> resolve(const std::string& ref) const;
   void fuse_residual_relu(const std::set<int>& outputs);
+  std::vector<int> depth_first(const std::vector<int>& roots, const std::function<bool(int)>& keep) const;
   std::vector<at::Tensor> execute(const std::map<std::string, at::Tensor>& inputs,
                                   const std::vector<std::string>& outputs, std::map<std::string, double>* prof) const;
 
