@@ -1,6 +1,6 @@
 #pragma once
 // Shared by the end-to-end tests: where the real photos are, one pipeline per test program, running the
-// facekit binary (FACEKIT_CLI) and a fresh folder per test.
+// facekit binary (FACEKIT_CLI); fresh_test_dir comes from ../test_dir.hpp.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "facekit/pipeline.hpp"
+#include "../test_dir.hpp"
 
 extern char** environ;
 
@@ -100,14 +101,5 @@ inline pid_t spawn_cli(const std::vector<std::string>& args) {
   return rc == 0 ? pid : -1;
 }
 
-/// An empty folder named after the running test: <tmp>/<prefix>_<pid>_<test name>.
-inline std::filesystem::path fresh_test_dir(const std::string& prefix) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   (prefix + "_" + std::to_string(::getpid()) + "_" +
-                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 }  // namespace fk_test

@@ -105,10 +105,7 @@ const Actors& actors() {
 class GalleryCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("fk_gcli_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fk_test::fresh_test_dir("fk_gcli");
     gallery_ = dir_ / "people.db";
     const auto& a = actors();
     ASSERT_GE(a.groups.size(), 4u);

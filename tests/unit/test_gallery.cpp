@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../test_dir.hpp"
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
 
@@ -73,10 +74,7 @@ fk::ErrorCode error_code_of(F&& f) {
 class GalleryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("fk_gallery_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fk_test::fresh_test_dir("fk_gallery");
     path_ = dir_ / "g.db";
   }
   void TearDown() override { fs::remove_all(dir_); }

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "../test_dir.hpp"
 #include "classify/classifiers.hpp"
 #include "facekit/classifier.hpp"
 #include "facekit/error.hpp"
@@ -361,10 +362,7 @@ const fk::EmbedderId kEmb{"synthetic", "1"};
 class IdentifierTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("fk_ident_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fk_test::fresh_test_dir("fk_ident");
     gallery_ = fk::open_gallery(dir_ / "g.db");
     for (int p = 0; p < 30; ++p) centres_.push_back(random_unit(rng_));
     for (int p = 0; p < 20; ++p) enrol(p, 3);  // people 20..29 stay strangers
