@@ -16,9 +16,12 @@ std::string hms(double s) {
   return t >= 3600 ? cv::format("%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : cv::format("%d:%02d", t / 60, t % 60);
 }
 
-int cmd_train(const Common& c, TrainOptions o, const std::string& mining, bool no_augment, int log_every) {
+int cmd_train(const Common& c, TrainOptions o, const std::string& mining, const std::string& keep, bool no_augment,
+              int log_every) {
   o.device = c.device;
   o.mining = parse_mining(mining);
+  if (keep != "best" && keep != "last") throw Error(ErrorCode::kInvalidArgument, "--keep must be best or last");
+  o.keep_best = keep == "best";
   o.detector = c.detector;
   if (no_augment) o.augment.enabled = false;
   std::unique_ptr<ProgressBar> bar;
@@ -68,6 +71,12 @@ int cmd_train(const Common& c, TrainOptions o, const std::string& mining, bool n
   if (r.resumed_from_epoch > 0) std::printf("resumed from the checkpoint of epoch %d\n", r.resumed_from_epoch);
   std::printf("trained on %d photos of %d identities, validated on %d photos of %d identities\n", r.train_photos,
               r.train_identities, r.validation_photos, r.validation_identities);
+  const EpochMetrics& last = r.epochs.back();
+  if (r.exported_epoch == 0)
+    std::printf("no epoch beat the model before training on the validation identities: exporting that model\n");
+  else if (r.exported_epoch != last.epoch)
+    std::printf("exporting epoch %d, the best on the validation identities (--keep last exports epoch %d)\n",
+                r.exported_epoch, last.epoch);
   std::printf("model written to %s (threshold %.4f); use it with --model %s\n", o.out.c_str(), r.threshold,
               o.out.c_str());
   return 0;
@@ -79,6 +88,7 @@ void add_train_commands(CLI::App& app, Common& c, Commands& out) {
   struct State {
     TrainOptions o;
     std::string mining = "semi-hard";
+    std::string keep = "best";
     bool no_augment = false;
     int log_every = 20;
   };
@@ -120,10 +130,14 @@ void add_train_commands(CLI::App& app, Common& c, Commands& out) {
   t->add_option("--aug-colour", o.augment.colour, "brightness/contrast/saturation jitter")->capture_default_str();
   t->add_option("--aug-blur", o.augment.blur, "probability of a blur")->capture_default_str();
   t->add_flag("--resume", o.resume, "continue from OUT/checkpoint");
+  t->add_option("--keep", st->keep,
+                "best: export the epoch best on the validation identities (the model before training included); "
+                "last: the last epoch")
+      ->capture_default_str();
   t->add_option("--eval-root", o.eval_root, "LFW folder, to score --eval-pairs each epoch (reporting only)");
   t->add_option("--eval-pairs", o.eval_pairs, "LFW pairs file scored each epoch, e.g. pairsDevTest.txt");
   t->add_option("--log-every", st->log_every, "progress line every N steps")->capture_default_str()->check(CLI::Range(1, 1000000));
-  out.emplace_back(t, [&c, st] { return cmd_train(c, st->o, st->mining, st->no_augment, st->log_every); });
+  out.emplace_back(t, [&c, st] { return cmd_train(c, st->o, st->mining, st->keep, st->no_augment, st->log_every); });
 }
 
 }  // namespace facekit::cli

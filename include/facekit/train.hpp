@@ -108,6 +108,10 @@ struct TrainOptions {
   AugmentOptions augment;
   std::string device = "cpu";      ///< "cpu" or "cuda[:N]"
   bool resume = false;             ///< continue from OUT/checkpoint (after a crash or kill -9)
+  /// Export the epoch with the highest validation accuracy, the model before training (epoch 0) included, so
+  /// that a fine-tune never exports a model worse on the held-out identities than the one it started from;
+  /// ties go to the earlier epoch. false: export the last epoch.
+  bool keep_best = true;
 
   /// Optional: also score these LFW pairs (pairsDevTest.txt) after each epoch, for reporting only; the
   /// model and its threshold never depend on them.
@@ -152,6 +156,7 @@ struct TrainReport {
   int train_identities = 0, validation_identities = 0;
   int train_photos = 0, validation_photos = 0;
   float threshold = 0;               ///< written to the manifest
+  int exported_epoch = 0;            ///< the epoch whose weights were exported (0: the model before training)
   int resumed_from_epoch = 0;        ///< 0 when not resumed
   std::filesystem::path model_dir;
 };

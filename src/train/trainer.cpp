@@ -256,7 +256,7 @@ json options_json(const TrainOptions& o) {
           {"lr", o.lr}, {"schedule", o.schedule}, {"warmup_steps", o.warmup_steps},
           {"weight_decay", o.weight_decay}, {"clip_norm", o.clip_norm}, {"seed", o.seed},
           {"validation_fraction", o.validation_fraction}, {"augment", o.augment.enabled},
-          {"pick_center", o.pick_center}, {"detector", o.detector}};
+          {"pick_center", o.pick_center}, {"detector", o.detector}, {"keep", o.keep_best ? "best" : "last"}};
 }
 
 // Scales all gradients together so that their global L2 norm is at most max_norm (0: no clipping).
@@ -271,6 +271,13 @@ double clip_gradients(const std::vector<at::Tensor>& params, double max_norm) {
     for (const auto& p : params)
       if (p.grad().defined()) p.grad().mul_(max_norm / (norm + 1e-6));
   return norm;
+}
+
+// A copy that later optimizer steps do not change.
+TensorMap clone_state(const TensorMap& state) {
+  TensorMap copy;
+  for (const auto& [name, t] : state) copy.emplace(name, t.detach().clone());
+  return copy;
 }
 
 double opt_lr(torch::optim::Optimizer& opt) { return opt.param_groups().at(0).options().get_lr(); }
@@ -366,6 +373,9 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
   int start_epoch = 0;
   int64_t step = 0;
   double train_seconds = 0;
+  // The best epoch so far on the validation identities (--keep best), and its weights.
+  EpochMetrics best{-1};
+  TensorMap best_state;
   if (o.resume) {
     const fs::path from = fs::exists(ckpt / "state.json") ? ckpt : ckpt_old;
     if (!fs::exists(from / "state.json"))
@@ -382,6 +392,10 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     step = st.at("step");
     train_seconds = st.at("train_seconds");
     for (const auto& m : st.at("metrics")) report.epochs.push_back(metrics_from(m));
+    if (o.keep_best && st.contains("best") && fs::exists(from / "best.fkt")) {
+      best = metrics_from(st.at("best"));
+      best_state = detail::load_tensors(from / "best.fkt");
+    }
     report.resumed_from_epoch = start_epoch;
   }
 
@@ -422,6 +436,7 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
     EpochMetrics b;
     evaluate(b);
     report.baseline = b;
+    if (o.keep_best) best = b, best_state = clone_state(model->state());
     write_text(o.out / "baseline.json", metrics_json(b).dump() + "\n");
     if (cb.baseline) cb.baseline(b);
   }
@@ -505,18 +520,23 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
         if (!at::isfinite(t).all().item<bool>()) diverged(name + " is no longer finite", epoch + 1, step, opt_lr(*opt));
     }
     report.epochs.push_back(m);
+    if (o.keep_best && (best.epoch < 0 || m.validation_accuracy > best.validation_accuracy))
+      best = m, best_state = clone_state(model->state());
 
     // Checkpoint: written beside, then swapped in, so a kill at any moment leaves a complete one.
     fs::remove_all(ckpt_tmp);
     fs::create_directories(ckpt_tmp);
     detail::save_tensors(ckpt_tmp / "model.fkt", model->state());
     torch::save(*opt, (ckpt_tmp / "optimizer.pt").string());
+    if (!best_state.empty()) detail::save_tensors(ckpt_tmp / "best.fkt", best_state);
     json all = json::array();
     std::string lines;
     for (const auto& e : report.epochs) all.push_back(metrics_json(e)), lines += metrics_json(e).dump() + "\n";
     write_text(ckpt_tmp / "state.json", json{{"format", kCheckpointFormat}, {"arch", model->arch},
                                              {"epoch", epoch + 1}, {"step", step}, {"train_seconds", train_seconds},
-                                             {"options", options_json(o)}, {"metrics", all}}.dump(2));
+                                             {"options", options_json(o)}, {"metrics", all},
+                                             {"best", best.epoch >= 0 ? metrics_json(best) : json()}}
+                                            .dump(2));
     fs::remove_all(ckpt_old);
     if (fs::exists(ckpt)) fs::rename(ckpt, ckpt_old);
     fs::rename(ckpt_tmp, ckpt);
@@ -527,9 +547,13 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
   }
   if (report.epochs.empty()) throw Error(ErrorCode::kInternal, "no epoch was trained");
 
-  // Export: weights + manifest; the threshold is the last epoch's on the validation identities.
+  // Export: weights + manifest; the exported epoch's threshold on the validation identities.
   const EpochMetrics& last = report.epochs.back();
-  report.threshold = last.validation_threshold;
+  const bool use_best = o.keep_best && best.epoch >= 0 && !best_state.empty();
+  const EpochMetrics& chosen = use_best ? best : last;
+  if (use_best && best.epoch != last.epoch) model->load_state(best_state);
+  report.exported_epoch = chosen.epoch;
+  report.threshold = chosen.validation_threshold;
   detail::save_tensors(o.out / "weights.fkt", model->state());
   const std::string name = fs::absolute(o.out).lexically_normal().filename().string();
   json manifest = {
@@ -540,8 +564,10 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
       {"package", "facekit train"},
       {"licence", "that of the training photos and of the base model"},
       {"provenance", model->description + "; triplet loss, " + std::string(to_string(o.mining)) + " mining, " +
-                         std::to_string(last.step) + " steps of " + std::to_string(o.p) + "x" + std::to_string(o.k) +
-                         " on " + std::to_string(report.train_identities) + " identities of " + o.data.string()},
+                         std::to_string(chosen.step) + " steps of " + std::to_string(o.p) + "x" + std::to_string(o.k) +
+                         " on " + std::to_string(report.train_identities) + " identities of " + o.data.string() +
+                         " (epoch " + std::to_string(chosen.epoch) + " of " + std::to_string(last.epoch) +
+                         (use_best ? ", the best on validation)" : ", the last)")},
       {"files", json::array({{{"role", "weights"}, {"path", "weights.fkt"},
                               {"sha256", sha256_file(o.out / "weights.fkt")}}})},
       {"input", {{"size", model->tpl.size}, {"mean", model->mean}, {"scale", model->scale}}},
@@ -555,11 +581,13 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
          "accuracy-maximising threshold on " + std::to_string(vpairs.pairs.size()) + " pairs of the " +
              (val_on_train ? std::string("TRAINING identities (too few validation photos)")
                            : std::to_string(report.validation_identities) + " validation identities") +
-             ", flip on; validation accuracy " + std::to_string(100 * last.validation_accuracy) + "%"}}},
+             ", flip on; validation accuracy " + std::to_string(100 * chosen.validation_accuracy) + "% (epoch " +
+             std::to_string(chosen.epoch) + ")"}}},
       {"training", {{"format", kModelFormat}, {"options", options_json(o)}, {"epochs", report.epochs.size()},
                     {"train_identities", report.train_identities}, {"train_photos", report.train_photos},
                     {"validation_identities", report.validation_identities},
-                    {"validation_photos", report.validation_photos}, {"last", metrics_json(last)}}}};
+                    {"validation_photos", report.validation_photos}, {"exported_epoch", chosen.epoch},
+                    {"exported", metrics_json(chosen)}, {"last", metrics_json(last)}}}};
   write_text(o.out / "manifest.json", manifest.dump(2) + "\n");
   return report;
 }

@@ -35,6 +35,22 @@ std::string read_text(const fs::path& p) {
   return {std::istreambuf_iterator<char>(in), {}};
 }
 
+// --keep best: the manifest names the epoch with the highest validation accuracy, the model before training
+// (baseline.json, epoch 0) included and ties going to the earlier epoch, and ships that epoch's threshold.
+void expect_best_epoch_exported(const fs::path& out) {
+  std::ifstream bf(out / "baseline.json");
+  auto best = nlohmann::json::parse(bf);
+  std::ifstream metrics(out / "metrics.jsonl");
+  for (std::string line; std::getline(metrics, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.at("validation_accuracy").get<double>() > best.at("validation_accuracy").get<double>()) best = j;
+  }
+  std::ifstream mf(out / "manifest.json");
+  const auto m = nlohmann::json::parse(mf);
+  EXPECT_EQ(m.at("training").at("exported_epoch"), best.at("epoch"));
+  EXPECT_FLOAT_EQ(m.at("embedding").at("threshold").get<float>(), best.at("validation_threshold").get<float>());
+}
+
 const fs::path kDemo = fs::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
 const fs::path kLfw = FACEKIT_LFW_DIR;
 
@@ -112,6 +128,7 @@ TEST_F(TrainCli, TrainsExportsAndTheModelWorksThroughDashDashModel) {
   EXPECT_EQ(m.at("arch"), "facekit_small_cnn");
   EXPECT_GT(m.at("embedding").at("threshold").get<float>(), 0);
   EXPECT_NE(m.at("embedding").at("threshold_source").get<std::string>().find("validation identities"), std::string::npos);
+  expect_best_epoch_exported(out);
 
   // The model directory is an embedder for every command.
   const std::string a = (data_ / "person0" / "photo0.jpg").string(), b = (data_ / "person0" / "photo1.jpg").string();
@@ -188,6 +205,7 @@ TEST_F(TrainCli, ResumesFromTheLastCheckpointAfterKillNine) {
   }
   EXPECT_EQ(n, 40);
   EXPECT_TRUE(fs::exists(out / "manifest.json"));
+  expect_best_epoch_exported(out);  // the best of the epochs before the kill is remembered
   EXPECT_EQ(r.out.find("epoch 1:"), std::string::npos) << "epoch 1 was trained again";
 }
 
@@ -219,12 +237,13 @@ TEST_F(TrainCli, FineTunesTheDlibResNetLastBlockAndHead) {
   const CliRun r = run_cli("train --data " + data_.string() + " --out " + out.string() + " --face-cache " +
                            (root_ / "faces.cache").string() +
                            " --base dlib_resnet --train-blocks 1 --p 3 --k 2 --epochs 1 --steps-per-epoch 2 --lr 1e-5"
-                           " --val-fraction 0.25");
+                           " --val-fraction 0.25 --keep last");
   ASSERT_EQ(r.status, 0) << r.err;
   std::ifstream mf(out / "manifest.json");
   const auto m = nlohmann::json::parse(mf);
   EXPECT_EQ(m.at("arch"), "dlib_resnet29_tuned");
   EXPECT_EQ(m.at("alignment").at("size"), 150);
+  EXPECT_EQ(m.at("training").at("exported_epoch"), 1);  // --keep last: the tuned weights, even if no better
   const std::string a = (data_ / "person1" / "photo0.jpg").string(), b = (data_ / "person1" / "photo2.jpg").string();
   const CliRun tuned = run_cli("--model " + out.string() + " verify " + a + " " + b + " --json");
   const CliRun base = run_cli("verify " + a + " " + b + " --json");
