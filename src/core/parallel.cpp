@@ -12,7 +12,7 @@ namespace facekit::detail {
 void parallel_for(std::size_t n, int threads, const std::function<void(std::size_t)>& fn,
                   const std::function<void(int, int)>& progress) {
   std::atomic<std::size_t> next{0};
-  std::atomic<int> done{0};
+  int done = 0;
   std::mutex mu;
   std::exception_ptr failure;
   auto worker = [&] {
@@ -24,11 +24,10 @@ void parallel_for(std::size_t n, int threads, const std::function<void(std::size
         if (!failure) failure = std::current_exception();
         next = n;
       }
-      const int d = ++done;
-      if (progress) {
-        std::lock_guard lock(mu);
-        progress(d, static_cast<int>(n));
-      }
+      // Counted under the lock that serialises the calls, so that progress sees 1, 2, ..., n in order.
+      std::lock_guard lock(mu);
+      ++done;
+      if (progress) progress(done, static_cast<int>(n));
     }
   };
   std::vector<std::thread> pool;
