@@ -18,6 +18,7 @@
 #include "../test_dir.hpp"
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
+#include "../error_code.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -60,16 +61,7 @@ void raw_sql(const fs::path& db, const std::string& sql) {
   sqlite3_close(h);
 }
 
-template <class F>
-fk::ErrorCode error_code_of(F&& f) {
-  try {
-    f();
-  } catch (const fk::Error& e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no facekit::Error thrown";
-  return fk::ErrorCode::kInternal;
-}
+using fk_test::error_code_of;
 
 class GalleryTest : public ::testing::Test {
  protected:

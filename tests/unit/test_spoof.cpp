@@ -19,21 +19,14 @@
 #include "facekit/spoof.hpp"
 #include "facekit/spoof_eval.hpp"
 #include "spoof/spoof_models.hpp"
+#include "../error_code.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
 
 namespace {
 
-template <class F>
-fk::ErrorCode code_of(F&& f) {
-  try {
-    f();
-  } catch (const fk::Error& e) {
-    return e.code();
-  }
-  return fk::ErrorCode::kInternal;  // nothing thrown
-}
+using fk_test::error_code_of;
 
 // Bona fide and attack scores small enough to work every figure out by hand (see each test).
 const std::vector<float> kBona = {0.9f, 0.8f, 0.7f, 0.4f};
@@ -97,9 +90,10 @@ TEST(PadMetrics, RocRunsFromNothingAcceptedToEverythingAccepted) {
 }
 
 TEST(PadMetrics, EmptyListsAreInvalid) {
-  EXPECT_EQ(code_of([] { fk::pad_metrics({}, kAttacks, 0.5f); }), fk::ErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([] { fk::pad_auc(kBona, {}); }), fk::ErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([] { fk::calibrate_spoof_thresholds(kBona, kAttacks, 1.0); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::pad_metrics({}, kAttacks, 0.5f); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::pad_auc(kBona, {}); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::calibrate_spoof_thresholds(kBona, kAttacks, 1.0); }),
+            fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(SpoofThresholds, CalibrationGivesAnUncertainBandWhereClassesOverlap) {
@@ -132,7 +126,8 @@ TEST(Logistic, SeparatesAndIsOrientedTowardsTrue) {
   std::vector<bool> flipped(y.size());
   for (size_t i = 0; i < y.size(); ++i) flipped[i] = !y[i];
   EXPECT_LT(fk::fit_logistic(x, flipped, 10.0)[0], 0.f);
-  EXPECT_EQ(code_of([&] { fk::fit_logistic(x, std::vector<bool>(6, true), 1.0); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { fk::fit_logistic(x, std::vector<bool>(6, true), 1.0); }),
+            fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(Logistic, MonotoneFitDropsAColumnThatPointsTheWrongWay) {
@@ -169,7 +164,7 @@ TEST(SpoofScores, ThresholdsMustBeOrdered) {
   m.spoof.threshold = 0.5f;
   m.spoof.live_threshold = 0.4f;  // below the decision threshold
   m.spoof.spoof_threshold = 0.3f;
-  EXPECT_EQ(code_of([&] { fk::detail::thresholds_of(m); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::thresholds_of(m); }), fk::ErrorCode::kModelCorrupt);
   m.spoof.live_threshold = 0.6f;
   EXPECT_FLOAT_EQ(fk::detail::thresholds_of(m).live, 0.6f);
 }
@@ -181,7 +176,7 @@ TEST(SpoofScores, TextureAndFusionFormulas) {
   m.spoof.bias = -0.5f;
   const double z = -0.5 + std::log(0.8 / 0.2) + 2 * std::log(0.6 / 0.4);
   EXPECT_NEAR(fk::detail::fusion_score(m, {0.8f, 0.1f, 0.6f}), 1 / (1 + std::exp(-z)), 1e-6);
-  EXPECT_EQ(code_of([&] { fk::detail::fusion_score(m, {0.5f}); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { fk::detail::fusion_score(m, {0.5f}); }), fk::ErrorCode::kInvalidArgument);
   // Saturated member scores stay finite.
   EXPECT_TRUE(std::isfinite(fk::detail::fusion_score(m, {1.f, 0.f, 1.f})));
 
@@ -192,7 +187,7 @@ TEST(SpoofScores, TextureAndFusionFormulas) {
   t.bias = 0.25f;
   // z = 0.25 + (3-1)/2 - (2.5-2)/0.5 = 0.25
   EXPECT_NEAR(fk::detail::texture_score(t, {3.f, 2.5f}), 1 / (1 + std::exp(-0.25)), 1e-6);
-  EXPECT_EQ(code_of([&] { fk::detail::texture_score(t, {1.f}); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::texture_score(t, {1.f}); }), fk::ErrorCode::kModelCorrupt);
 }
 
 TEST(TextureFeatures, HistogramsAndSizes) {
@@ -208,8 +203,9 @@ TEST(TextureFeatures, HistogramsAndSizes) {
   // A flat image: every neighbour equals the centre, so all of each plane's mass is in one (uniform) bin.
   const auto flat = fk::texture_features(cv::Mat(64, 64, CV_8UC3, cv::Scalar(120, 90, 60)));
   for (int p = 0; p < 3; ++p) EXPECT_FLOAT_EQ(*std::max_element(flat.begin() + p * 59, flat.begin() + (p + 1) * 59), 1.f);
-  EXPECT_EQ(code_of([] { fk::texture_features(cv::Mat()); }), fk::ErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([] { fk::texture_features(cv::Mat(8, 8, CV_8UC1)); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::texture_features(cv::Mat()); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::texture_features(cv::Mat(8, 8, CV_8UC1)); }),
+            fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(TextureFeatures, GroupsSelectSlicesOfTheFullVector) {
@@ -225,7 +221,7 @@ TEST(TextureFeatures, GroupsSelectSlicesOfTheFullVector) {
   const auto some = fk::texture_features(img, {"chroma", "sharpness"});
   ASSERT_EQ(some.size(), 5u);
   for (int i = 0; i < 5; ++i) EXPECT_FLOAT_EQ(some[i], all[184 + i]) << i;
-  EXPECT_EQ(code_of([&] { fk::texture_features(img, {"colour"}); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { fk::texture_features(img, {"colour"}); }), fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(TextureFeatures, BlurLowersSharpnessAndHighFrequencyEnergy) {
@@ -274,8 +270,10 @@ TEST(SpoofCrop, RegionBorderAndSize) {
   // Scaled about the centre, resized.
   EXPECT_EQ(fk::spoof_crop(img, {4, 4, 2, 2}, 2.f, 0).size(), cv::Size(4, 4));
   EXPECT_EQ(fk::spoof_crop(img, {0, 0, 12, 10}, 1.f, 32).size(), cv::Size(32, 32));
-  EXPECT_EQ(code_of([&] { fk::spoof_crop(img, {20, 20, 4, 4}, 1.f, 0); }), fk::ErrorCode::kInvalidArgument);
-  EXPECT_EQ(code_of([&] { fk::spoof_crop(img, {0, 0, 0, 4}, 1.f, 0); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { fk::spoof_crop(img, {20, 20, 4, 4}, 1.f, 0); }),
+            fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { fk::spoof_crop(img, {0, 0, 0, 4}, 1.f, 0); }),
+            fk::ErrorCode::kInvalidArgument);
 }
 
 namespace {
@@ -327,12 +325,12 @@ TEST(SpoofChecker, TextureAndFusionFromManifests) {
   EXPECT_NEAR(f.signals[0].score, p, 1e-6);
   EXPECT_FLOAT_EQ(fused->thresholds().live, 0.6f);
 
-  EXPECT_EQ(code_of([&] { tex->check(cv::Mat(), face); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([&] { tex->check(cv::Mat(), face); }), fk::ErrorCode::kInvalidArgument);
 }
 
 TEST(SpoofChecker, FactoryErrors) {
-  EXPECT_EQ(code_of([] { fk::create_spoof_checker("no_such_checker"); }), fk::ErrorCode::kNotFound);
-  EXPECT_EQ(code_of([] { fk::create_spoof_checker("dlib_resnet"); }), fk::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(error_code_of([] { fk::create_spoof_checker("no_such_checker"); }), fk::ErrorCode::kNotFound);
+  EXPECT_EQ(error_code_of([] { fk::create_spoof_checker("dlib_resnet"); }), fk::ErrorCode::kInvalidArgument);
   // Committed manifests: thresholds ordered, every signal named by spoof_signal_names() exists.
   for (const auto& n : fk::spoof_signal_names()) {
     const auto m = fk::load_manifest(n);

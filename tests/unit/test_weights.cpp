@@ -7,6 +7,7 @@
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
 #include "model/weights.hpp"
+#include "../error_code.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -41,14 +42,7 @@ std::string bin() {
   return b;
 }
 
-fk::ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const fk::Error& e) {
-    return e.code();
-  }
-  return fk::ErrorCode::kInternal;
-}
+using fk_test::error_code_of;
 }  // namespace
 
 TEST(FaceApiWeights, DequantisesUint8AndReadsFloat32) {
@@ -63,20 +57,24 @@ TEST(FaceApiWeights, DequantisesUint8AndReadsFloat32) {
   EXPECT_FLOAT_EQ(q[1][1].item<float>(), 126.5f);
   EXPECT_FLOAT_EQ(fk::detail::take(w, "f", {2})[1].item<float>(), -2.25f);
   EXPECT_FLOAT_EQ(w.at("i").item<float>(), 2.0f);
-  EXPECT_EQ(code_of([&] { fk::detail::take(w, "q", {4}); }), fk::ErrorCode::kModelCorrupt);
-  EXPECT_EQ(code_of([&] { fk::detail::take(w, "nope", {1}); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::take(w, "q", {4}); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::take(w, "nope", {1}); }), fk::ErrorCode::kModelCorrupt);
 }
 
 TEST(FaceApiWeights, TruncatedOrMissingFilesAreClearErrors) {
   TempDir d;
   d.write("m.json", kManifest);
-  EXPECT_EQ(code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }), fk::ErrorCode::kModelMissing);
+  EXPECT_EQ(error_code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }),
+            fk::ErrorCode::kModelMissing);
   d.write("w.bin", bin().substr(0, 6));
-  EXPECT_EQ(code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }),
+            fk::ErrorCode::kModelCorrupt);
   d.write("w.bin", bin() + "xx");
-  EXPECT_EQ(code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }),
+            fk::ErrorCode::kModelCorrupt);
   d.write("m.json", "{not json");
-  EXPECT_EQ(code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }), fk::ErrorCode::kModelCorrupt);
+  EXPECT_EQ(error_code_of([&] { fk::detail::load_faceapi_weights(d.path() / "m.json"); }),
+            fk::ErrorCode::kModelCorrupt);
 }
 
 TEST(ModelFiles, ChecksumMismatchAndMissingFileNameTheSetupCommand) {
@@ -127,5 +125,5 @@ TEST(Manifests, CommittedManifestsParseAndUnknownNamesAreNotFound) {
   EXPECT_EQ(e.embedding_dim, 128);
   EXPECT_EQ(e.alignment_template, "dlib68");
   EXPECT_GT(e.threshold, 0.f);
-  EXPECT_EQ(code_of([] { fk::load_manifest("no_such_model"); }), fk::ErrorCode::kNotFound);
+  EXPECT_EQ(error_code_of([] { fk::load_manifest("no_such_model"); }), fk::ErrorCode::kNotFound);
 }
