@@ -1,13 +1,16 @@
 // The core subcommands: detect, embed, verify, bench lfw, models.
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <fstream>
+#include <map>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "facekit/crop_eval.hpp"
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/image.hpp"
@@ -127,6 +130,8 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
   std::printf("accuracy        %.2f%% +- %.2f%% (no-face pairs counted wrong)\n", 100 * v.accuracy_mean,
               100 * v.accuracy_std);
   std::printf("TAR@FAR=1e-3    %.2f%% (threshold %.4f)\n", 100 * v.tar_at_far_1e3, v.threshold_at_far_1e3);
+  std::printf("AUC             %.5f\n", v.auc);
+  std::printf("EER             %.2f%% (threshold %.4f)\n", 100 * v.eer, v.eer_threshold);
   std::printf("no face         %d images, %d pairs\n", report.no_face, v.invalid_pairs);
   std::printf("best threshold  %.4f (over all pairs)\n", v.best_threshold);
   std::printf("median ms       detect %.2f, landmarks %.2f, align+embed %.2f (per image, %d worker%s)\n",
@@ -140,6 +145,12 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
                         {"distance", e.distance}, {"threshold", e.threshold}, {"face_found", e.valid}});
     json folds = json::array();
     for (const auto& f : v.folds) folds.push_back({{"threshold", f.threshold}, {"accuracy", f.accuracy}});
+    json images = json::array();
+    for (const auto& im : report.image_faces) {
+      json j = {{"image", im.path}, {"faces", im.faces}};
+      if (im.picked) j["picked"] = {{"box", box_json(im.picked->box)}, {"score", im.picked->score}};
+      images.push_back(std::move(j));
+    }
     json j = {{"model", pipe.embedder().manifest().name},
               {"flip", !c.no_flip},
               {"jitter", c.jitter},
@@ -152,6 +163,11 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
               {"tar_at_far_1e-3", v.tar_at_far_1e3},
               {"threshold_at_far_1e-3", v.threshold_at_far_1e3},
               {"best_threshold", v.best_threshold},
+              {"auc", v.auc},
+              {"eer", v.eer},
+              {"eer_threshold", v.eer_threshold},
+              {"pick", to_string(lo.pick)},
+              {"images_picked", images},
               {"no_face", report.no_face},
               {"no_face_images", report.no_face_images},
               {"invalid_pairs", v.invalid_pairs},
@@ -225,6 +241,77 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
   return 0;
 }
 
+// The tight-crop benchmark (facekit/crop_eval.hpp).
+struct CropsArgs {
+  CropBenchOptions opt;
+  std::string photos = "1-10", margins = "0,0.1,0.25,0.5", sizes, reference = "ssd_mobilenetv1", json_out;
+  bool no_grey = false, no_original = false;
+};
+
+template <typename T>
+std::vector<T> parse_list(const std::string& s, const char* what) {
+  std::vector<T> v;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');) {
+    if (t.empty()) continue;
+    try {
+      size_t used = 0;
+      const double x = std::stod(t, &used);
+      if (used != t.size() || !std::isfinite(x)) throw std::invalid_argument(t);
+      v.push_back(static_cast<T>(x));
+    } catch (const std::exception&) {
+      throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": '" + t + "' is not a number");
+    }
+  }
+  return v;
+}
+
+int cmd_bench_crops(const Common& c, CropsArgs a) {
+  int first = 0, last = 0;
+  char dash = 0;
+  std::stringstream ps(a.photos);
+  if (!(ps >> first >> dash >> last) || dash != '-' || !ps.eof())
+    throw Error(ErrorCode::kInvalidArgument, "--photos takes a range FIRST-LAST, e.g. 1-10");
+  a.opt.first_index = first, a.opt.last_index = last;
+  a.opt.margins = parse_list<float>(a.margins, "--margins");
+  a.opt.sizes = parse_list<int>(a.sizes, "--sizes");
+  a.opt.grey = !a.no_grey;
+  a.opt.include_original = !a.no_original;
+  FacePipeline pipe(pipeline_options(c));
+  Common rc = c;
+  rc.detector = a.reference;
+  FacePipeline ref(pipeline_options(rc));
+  std::unique_ptr<ProgressBar> bar;
+  const auto r = run_crop_bench(pipe, ref, a.opt, [&](int done, int total) {
+    if (!bar) bar = std::make_unique<ProgressBar>("crops", total);
+    bar->update(done);
+  });
+  if (bar) bar->finish();
+  std::printf("%d people, %d photos (%d without a reference face, skipped), detector %s, model %s\n", r.people,
+              r.photos, r.reference_missing, pipe.detector().name().c_str(), pipe.embedder().manifest().name.c_str());
+  std::printf("%-22s %7s %9s %7s %9s %9s %9s\n", "variant", "photos", "one box", "none", "several", "misplaced",
+              "rank-1");
+  json variants = json::array();
+  for (const auto& v : r.variants) {
+    std::printf("%-22s %7d %8.2f%% %7d %9d %9d %8.2f%%\n", v.name.c_str(), v.photos, 100 * v.one_box_rate(), v.zero,
+                v.several, v.one_elsewhere, 100 * v.rank1_rate());
+    variants.push_back({{"name", v.name}, {"photos", v.photos}, {"one_box", v.one}, {"one_box_rate", v.one_box_rate()},
+                        {"none", v.zero}, {"several", v.several}, {"misplaced", v.one_elsewhere},
+                        {"probes", v.probes}, {"rank1", v.rank1}, {"rank1_rate", v.rank1_rate()},
+                        {"enrolment_failures", v.enrolment_failures}, {"failures", v.failures}});
+  }
+  std::printf("wall %.1f s\n", r.wall_seconds);
+  if (!a.json_out.empty()) {
+    json j = {{"root", a.opt.root.string()}, {"photos_range", a.photos}, {"detector", pipe.detector().name()},
+              {"reference_detector", a.reference}, {"model", pipe.embedder().manifest().name},
+              {"people", r.people}, {"photos", r.photos}, {"reference_missing", r.reference_missing},
+              {"variants", variants}, {"wall_seconds", r.wall_seconds}};
+    std::ofstream f(a.json_out);
+    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.json_out);
+  }
+  return 0;
+}
+
 int cmd_models() {
   for (const auto& n : list_manifests()) {
     const auto m = load_manifest(n);
@@ -280,7 +367,10 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   lfw->add_option("--workers", st->lfw.threads, "images processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
   lfw->add_option("--limit", st->lfw.limit_pairs, "use only this many pairs (quick runs)");
   lfw->add_option("--face-cache", st->lfw.face_cache,
-                  "keep detections and landmarks in this file and reuse them (compare embedders quickly)");
+                  "keep detections and landmarks in this file and reuse them (compare embedders quickly; same detector and --pick)");
+  lfw->add_option("--pick", st->lfw.pick, "which face of each photo: main (default), center or largest")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, FacePick>{
+          {"main", FacePick::kMain}, {"center", FacePick::kNearestCenter}, {"largest", FacePick::kLargest}}));
   out.emplace_back(lfw, [&c, st] { return cmd_bench_lfw(c, st->lfw, st->json_out); });
 
   struct FuseState {
@@ -298,6 +388,22 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   fuse->add_option("--out", fs->out, "write the manifest here (default: stdout)");
   fuse->add_option("--workers", st->lfw.threads, "images processed in parallel")->capture_default_str();
   out.emplace_back(fuse, [&c, st, fs] { return cmd_bench_fuse(c, st->lfw, fs->models, fs->step, fs->name, fs->out); });
+
+  auto ca = std::make_shared<CropsArgs>();
+  auto* crops = bench->add_subcommand("crops", "tight crops, greyscale and resized copies: one box per face? one-shot rank-1");
+  crops->add_option("--root", ca->opt.root, "photos in LFW layout (Person/Person_NNNN.jpg)")->required()->check(CLI::ExistingDirectory);
+  crops->add_option("--photos", ca->photos, "photo numbers used, FIRST-LAST (cfp-dev frontal: 1-10)")->capture_default_str();
+  crops->add_option("--margins", ca->margins, "crop margins around the landmarks, fractions of the face size")->capture_default_str();
+  crops->add_option("--sizes", ca->sizes, "also resize each crop so its longer side is each of these (pixels)");
+  crops->add_flag("--no-grey", ca->no_grey, "no greyscale copies");
+  crops->add_flag("--no-original", ca->no_original, "leave out the uncropped photos");
+  crops->add_option("--reference-detector", ca->reference, "detector that places the crops (on the original photos)")->capture_default_str();
+  crops->add_option("--limit-people", ca->opt.limit_people, "only the first N people");
+  crops->add_option("--workers", ca->opt.workers, "photos processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
+  crops->add_flag("--detect-only", [ca](int64_t) { ca->opt.identify = false; }, "count faces only (no one-shot identification)");
+  crops->add_option("--write", ca->opt.write_dir, "write every variant photo under this folder");
+  crops->add_option("--json", ca->json_out, "write the report as JSON");
+  out.emplace_back(crops, [&c, ca] { return cmd_bench_crops(c, *ca); });
 
   auto* models = app.add_subcommand("models", "list the models and whether their files are set up");
   out.emplace_back(models, [] { return cmd_models(); });

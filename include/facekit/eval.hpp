@@ -2,6 +2,7 @@
 // Evaluation: the LFW pair-verification protocol and ROC figures.
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct VerificationReport {
   double tar_at_far_1e3 = 0;      ///< true-accept rate where the false-accept rate is <= 1e-3
   float threshold_at_far_1e3 = 0;
   float best_threshold = 0;       ///< the accuracy-maximising threshold over all pairs (for calibration only)
+  double auc = 0;                 ///< area under the ROC curve (roc_auc)
+  double eer = 0;                 ///< equal error rate (equal_error_rate)
+  float eer_threshold = 0;
   int pairs = 0, invalid_pairs = 0;
 };
 
@@ -38,6 +42,15 @@ VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, i
 
 /// The true-accept rate at the smallest threshold set so that at most `far` of the different pairs pass.
 double tar_at_far(const std::vector<ScoredPair>& pairs, double far, float* threshold = nullptr);
+
+/// Area under the ROC curve: the chance that a same-person pair is closer than a different-person pair (ties
+/// count half). Invalid pairs count as errors at every threshold (a same pair infinitely far, a different pair
+/// infinitely close). Throws Error(kInvalidArgument) without both kinds of pair.
+double roc_auc(const std::vector<ScoredPair>& pairs);
+/// Equal error rate: where the false-reject rate of same pairs (distance > t) meets the false-accept rate of
+/// different pairs (distance <= t); the mean of the two at the threshold where they are closest. Invalid pairs
+/// as in roc_auc.
+double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold = nullptr);
 
 /// Weights for a fusion of several embedders, fitted on one set of pairs.
 struct FusionFit {
@@ -71,6 +84,14 @@ struct LfwOptions {
   /// Detections and landmarks are kept in this file (created if absent) and reused by later runs with the
   /// same detector settings, so comparing embedders costs only embedding. Empty: no cache.
   std::filesystem::path face_cache;
+  FacePick pick = FacePick::kMain;  ///< which face of each photo is compared
+};
+
+/// The face used for one image of the protocol.
+struct LfwImage {
+  std::string path;  ///< relative to the root
+  int faces = 0;     ///< faces the detector found
+  std::optional<Face> picked;  ///< the face compared (none: no face found)
 };
 
 /// A pair the protocol got wrong, with the threshold of its fold.
@@ -88,6 +109,7 @@ struct LfwReport {
   std::vector<std::string> no_face_images;
   double median_detect_ms = 0, median_landmarks_ms = 0, median_embed_ms = 0;  ///< embed includes alignment
   std::vector<ScoredPair> scored;  ///< every pair's distance, in pairs-file order
+  std::vector<LfwImage> image_faces;  ///< which face was picked in each image
   double wall_seconds = 0;
 };
 

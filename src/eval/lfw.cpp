@@ -116,7 +116,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
             found[i] = c->second.faces;
           } else {
             try {
-              faces[i] = pipeline.detect_one(img, FacePick::kNearestCenter, &t, &found[i]);
+              faces[i] = pipeline.detect_one(img, options.pick, &t, &found[i]);
             } catch (const Error& e) {
               if (e.code() != ErrorCode::kNoFace) throw;
             }
@@ -138,6 +138,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
 
   LfwReport r;
   r.images = static_cast<int>(images.size());
+  for (size_t i = 0; i < images.size(); ++i) r.image_faces.push_back({images[i], found[i], faces[i]});
   std::vector<double> det, lm, em;
   for (size_t i = 0; i < images.size(); ++i) {
     if (!ok[i]) {

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <cmath>
 #include <numeric>
 
@@ -56,6 +57,54 @@ double tar_at_far(const std::vector<ScoredPair>& pairs, double far, float* thres
   return static_cast<double>(tp) / n_pos;
 }
 
+namespace {
+// Distances with every invalid pair placed where it is wrong at any threshold: a same-person pair never
+// accepted, a different-person pair always accepted (no-face pairs count as errors, as in the accuracy).
+void split_scores(const std::vector<ScoredPair>& pairs, std::vector<double>& pos, std::vector<double>& neg) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const auto& p : pairs) {
+    if (p.same) pos.push_back(p.valid ? p.distance : inf);
+    else neg.push_back(p.valid ? p.distance : -inf);
+  }
+  if (pos.empty() || neg.empty()) throw Error(ErrorCode::kInvalidArgument, "ROC figures need same and different pairs");
+}
+}  // namespace
+
+double roc_auc(const std::vector<ScoredPair>& pairs) {
+  std::vector<double> pos, neg;
+  split_scores(pairs, pos, neg);
+  std::sort(neg.begin(), neg.end());
+  // Mann-Whitney: the chance that a same pair is closer than a different pair, ties counting half.
+  double wins = 0;
+  for (double d : pos) {
+    const auto lo = std::lower_bound(neg.begin(), neg.end(), d), hi = std::upper_bound(neg.begin(), neg.end(), d);
+    wins += static_cast<double>(neg.end() - hi) + 0.5 * static_cast<double>(hi - lo);
+  }
+  return wins / (static_cast<double>(pos.size()) * neg.size());
+}
+
+double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold) {
+  std::vector<double> pos, neg;
+  split_scores(pairs, pos, neg);
+  std::vector<double> cuts(pos);
+  cuts.insert(cuts.end(), neg.begin(), neg.end());
+  std::sort(pos.begin(), pos.end());
+  std::sort(neg.begin(), neg.end());
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  // Accept d <= t. FRR falls and FAR rises as t grows; the EER is where they cross, taken as the mean of the
+  // two rates at the threshold where they are closest.
+  double best_gap = 2, eer = 1, best_t = 0;
+  for (double t : cuts) {
+    if (!std::isfinite(t)) continue;
+    const double frr = static_cast<double>(pos.end() - std::upper_bound(pos.begin(), pos.end(), t)) / pos.size();
+    const double far = static_cast<double>(std::upper_bound(neg.begin(), neg.end(), t) - neg.begin()) / neg.size();
+    if (std::abs(far - frr) < best_gap) best_gap = std::abs(far - frr), eer = (far + frr) / 2, best_t = t;
+  }
+  if (threshold) *threshold = static_cast<float>(best_t);
+  return eer;
+}
+
 VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, int folds) {
   if (pairs.empty() || folds < 1) throw Error(ErrorCode::kInvalidArgument, "no pairs to evaluate");
   VerificationReport r;
@@ -78,6 +127,11 @@ VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, i
   for (const auto& f : r.folds) var += (f.accuracy - r.accuracy_mean) * (f.accuracy - r.accuracy_mean);
   r.accuracy_std = folds > 1 ? std::sqrt(var / folds) : 0;
   r.tar_at_far_1e3 = tar_at_far(pairs, 1e-3, &r.threshold_at_far_1e3);
+  if (std::any_of(pairs.begin(), pairs.end(), [](auto& p) { return p.same; }) &&
+      std::any_of(pairs.begin(), pairs.end(), [](auto& p) { return !p.same; })) {
+    r.auc = roc_auc(pairs);
+    r.eer = equal_error_rate(pairs, &r.eer_threshold);
+  }
   return r;
 }
 

@@ -113,3 +113,32 @@ TEST(Fusion, FindsTheWeightsThatSeparate) {
   EXPECT_NEAR(fused[0].distance, std::sqrt(0.5 * 0.04 + 0.5 * 0.64), 1e-6);
   EXPECT_THROW(fk::fuse_pairs({a, b}, {1.f}), fk::Error);
 }
+
+TEST(Verification, AucAndEerByHand) {
+  // Same pairs at 0.1, 0.3, 0.5; different pairs at 0.2, 0.6, 0.7.
+  // AUC: pairs (same closer than different): 0.1 beats all 3, 0.3 beats 2, 0.5 beats 2 -> 7 of 9.
+  std::vector<fk::ScoredPair> p = {{0.1f, true}, {0.3f, true}, {0.5f, true},
+                                   {0.2f, false}, {0.6f, false}, {0.7f, false}};
+  EXPECT_NEAR(fk::roc_auc(p), 7.0 / 9.0, 1e-9);
+  // Accept d <= 0.5: FRR 0, FAR 1/3; d <= 0.3: FRR 1/3, FAR 1/3 -> EER 1/3 at 0.3 (or 0.2).
+  float t = 0;
+  EXPECT_NEAR(fk::equal_error_rate(p, &t), 1.0 / 3.0, 1e-9);
+  EXPECT_TRUE(t == 0.2f || t == 0.3f) << t;
+  // A tie between a same and a different pair counts half.
+  std::vector<fk::ScoredPair> tie = {{0.4f, true}, {0.4f, false}};
+  EXPECT_NEAR(fk::roc_auc(tie), 0.5, 1e-9);
+  // Perfect separation: AUC 1, EER 0.
+  std::vector<fk::ScoredPair> sep = {{0.1f, true}, {0.2f, true}, {0.8f, false}, {0.9f, false}};
+  EXPECT_DOUBLE_EQ(fk::roc_auc(sep), 1.0);
+  EXPECT_DOUBLE_EQ(fk::equal_error_rate(sep), 0.0);
+}
+
+TEST(Verification, AucCountsInvalidPairsAsErrors) {
+  // A same pair without a face is never accepted; a different pair without one is always accepted.
+  std::vector<fk::ScoredPair> p = {{0.1f, true}, {0.f, true, false}, {0.8f, false}, {0.f, false, false}};
+  // Same 0.1 beats different 0.8 but not the invalid different (-inf); invalid same (+inf) beats none: 1 of 4.
+  EXPECT_NEAR(fk::roc_auc(p), 1.0 / 4.0, 1e-9);
+  const auto r = fk::evaluate_verification(p, 1);
+  EXPECT_NEAR(r.auc, 0.25, 1e-9);
+  EXPECT_NEAR(r.eer, 0.5, 1e-9);
+}
