@@ -7,6 +7,7 @@
 #include "embed/dlib_resnet.hpp"
 #include "embed/small_cnn.hpp"
 #include "graph/graph_model.hpp"
+#include "onnx/onnx_net.hpp"
 #include "facekit/error.hpp"
 
 namespace facekit {
@@ -138,6 +139,39 @@ class GraphEmbedder final : public NetEmbedder {
   graph::GraphModel graph_;
 };
 
+// Any ONNX model that maps an NCHW face chip to a vector, run by OpenCV DNN (src/onnx/onnx_net.hpp). The
+// manifest gives the normalisation, channel order, output name and alignment like any other embedder's.
+class OnnxEmbedder final : public NetEmbedder {
+ public:
+  OnnxEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
+      : NetEmbedder(m, opt), net_(checked_path(m)), device_(at::kCPU) {
+    if (nn::parse_device(opt.device) != device_)
+      throw Error(ErrorCode::kInvalidArgument, m.name + " is an ONNX model: it runs on the CPU only");
+  }
+
+ private:
+  static std::filesystem::path checked_path(const ModelManifest& m) {
+    verify_model_files(m);
+    return m.file_path("onnx");
+  }
+  at::Tensor forward(const at::Tensor& x) const override {
+    at::Tensor nchw = (manifest_.channels == "bgr" ? at::flip(x, {1}) : x).contiguous();
+    const int sizes[] = {int(nchw.size(0)), int(nchw.size(1)), int(nchw.size(2)), int(nchw.size(3))};
+    const cv::Mat blob(4, sizes, CV_32F, nchw.data_ptr<float>());
+    const auto out = net_.forward(blob, manifest_.graph_output.empty() ? std::vector<std::string>{}
+                                                                        : std::vector<std::string>{manifest_.graph_output});
+    const cv::Mat& y = out.at(0);
+    if (y.total() % static_cast<size_t>(nchw.size(0)) != 0)
+      throw Error(ErrorCode::kModelCorrupt, manifest_.name + ": output does not split into one vector per face");
+    return at::from_blob(const_cast<float*>(y.ptr<float>()), {nchw.size(0), static_cast<int64_t>(y.total()) / nchw.size(0)},
+                         at::kFloat)
+        .clone();
+  }
+  const at::Device& device() const override { return device_; }
+  OnnxNet net_;
+  at::Device device_;
+};
+
 // Weighted concatenation of L2-normalised member embeddings, normalised again: the squared distance of two
 // fused embeddings is the weighted mean of the members' squared distances (score-level fusion).
 class FusionEmbedder final : public Embedder {
@@ -205,6 +239,7 @@ std::unique_ptr<Embedder> create_embedder(const std::string& name, const Embedde
     return std::make_unique<detail::DlibResNetEmbedder>(m, options);
   if (m.arch == "facekit_small_cnn") return std::make_unique<detail::SmallCnnEmbedder>(m, options);
   if (m.arch == "graph") return std::make_unique<detail::GraphEmbedder>(m, options);
+  if (m.arch == "onnx") return std::make_unique<detail::OnnxEmbedder>(m, options);
   if (m.arch == "fusion") return std::make_unique<detail::FusionEmbedder>(m, options);
   throw Error(ErrorCode::kInvalidArgument, "no embedder implementation for architecture '" + m.arch + "'");
 }

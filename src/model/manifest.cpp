@@ -97,11 +97,14 @@ ModelManifest load_manifest_file(const fs::path& p, const fs::path& dir) {
       m.threshold = e.at("threshold");
       m.threshold_source = e.value("threshold_source", "");
     }
-    if (j.contains("graph")) {
-      m.graph_input = j["graph"].value("input", "");
-      m.graph_output = j["graph"].value("output", "");
-      m.channels = j["graph"].value("channels", "rgb");
-    }
+    for (const char* key : {"graph", "onnx"})  // the network's input and output names, channel order
+      if (j.contains(key)) {
+        m.graph_input = j[key].value("input", "");
+        m.graph_output = j[key].value("output", "");
+        m.channels = j[key].value("channels", "rgb");
+        if (m.channels != "rgb" && m.channels != "bgr")
+          throw Error(ErrorCode::kModelCorrupt, "manifest " + p.string() + ": channels must be \"rgb\" or \"bgr\"");
+      }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
