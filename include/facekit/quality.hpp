@@ -61,8 +61,10 @@ struct QualityOptions {
   /// (median 0.30) only two read below 0.19, both with the eyes shut or nearly.
   float eyes_closed_ear = 0.17f;
   /// Border: the face counts as cut when the box of its 68 points, grown by this fraction of its size on
-  /// each side, leaves the image by more than `border_cut_fraction` of its area.
-  float border_margin = 0.1f;
+  /// each side, leaves the image by more than `border_cut_fraction` of its area. 0: an ID-style crop whose
+  /// jaw and brows touch the frame is whole (a margin of 0.1 called every tightly cropped face "cut"); a face
+  /// that really is cut has its hidden points extrapolated outside the image.
+  float border_margin = 0.0f;
   float border_cut_fraction = 0.05f;
 };
 

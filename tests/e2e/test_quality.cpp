@@ -165,6 +165,18 @@ TEST(QualityDegradation, AFaceCutByTheImageBorderIsFlagged) {
   EXPECT_TRUE(has_reason(q, "border"));
 }
 
+TEST(QualityDegradation, AnIdStyleCropToTheFaceIsNotCut) {
+  // Cropped to the box of the 68 points (what an ID photo or a face-only dataset looks like): whole, not cut.
+  const Photo ph = photo(kTom);
+  const fk::Face f = pipeline().detect_one(ph.img, fk::FacePick::kLargest);
+  ASSERT_TRUE(f.landmarks.has_value());
+  const cv::Rect box = cv::boundingRect(std::vector<cv::Point2f>(f.landmarks->begin(), f.landmarks->end())) & cv::Rect(0, 0, ph.img.cols, ph.img.rows);
+  const fk::Image crop = ph.img(box).clone();
+  const fk::FaceQuality q = quality_at(crop, ph.face - cv::Point2f(static_cast<float>(box.x), static_cast<float>(box.y)));
+  EXPECT_FALSE(q.cut_by_border) << q.inside_fraction;
+  EXPECT_FALSE(has_reason(q, "border"));
+}
+
 TEST(QualityDegradation, ClosedEyesAreFlaggedOnARealPhoto) {
   // LFW: Atal Bihari Vajpayee with his eyes shut (0007) and open (0005).
   const fs::path d = kLfw / "Atal_Bihari_Vajpayee";
