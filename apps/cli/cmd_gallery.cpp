@@ -391,7 +391,9 @@ json protocol_json(const ProtocolResult& r) {
             {"median_search_ms", r.median_search_ms},
             {"classifier_state", r.classifier_state}};
   if (r.nonmated_probes > 0)
-    j["open_set"] = {{"dir", r.open_set.dir}, {"fpir", r.open_set.fpir}, {"threshold", r.open_set.threshold}};
+    j["open_set"] = {{"dir", r.open_set.dir}, {"fpir", r.open_set.fpir}, {"threshold", r.open_set.threshold},
+                     {"calibrated", {{"dir", r.calibrated.dir}, {"fpir", r.calibrated.fpir},
+                                     {"threshold", r.calibrated.threshold}, {"source", r.calibrated_source}}}};
   if (!r.far_table.empty()) {
     j["far_table"] = r.far_table;
     j["impostor_comparisons"] = r.impostor_comparisons;
@@ -437,6 +439,11 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
       std::printf(" %9s %8s", "-", "-");
     std::printf(" %8.2f\n", r.train_seconds);
   }
+  for (const auto& r : rep.results)
+    if (r.nonmated_probes > 0 && r.enrolment == "plain")
+      std::printf("open-set %s/%s at the calibrated threshold %.4f (%s): FPIR %.2f%% (target %.2f%%), DIR %.2f%%\n",
+                  r.classifier.c_str(), r.aggregation.c_str(), r.calibrated.threshold, r.calibrated_source.c_str(),
+                  100 * r.calibrated.fpir, 100 * a.lfw.fpir, 100 * r.calibrated.dir);
   for (const auto& r : rep.results)
     if (r.classifier == "svm" && r.enrolment == "plain")
       std::printf("%s svm: %s\n", r.protocol.c_str(), r.classifier_state.c_str());

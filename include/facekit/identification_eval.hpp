@@ -35,6 +35,8 @@ struct OpenSetPoint {
 /// The detection-and-identification rate at the lowest threshold whose false-positive identification rate is
 /// at most `fpir` (NIST FRVT's DIR at FPIR). Needs at least one mated and one non-mated probe.
 OpenSetPoint dir_at_fpir(const std::vector<ProbeOutcome>& probes, double fpir);
+/// FPIR and DIR at a given threshold (a product's calibrated one, not the oracle threshold of dir_at_fpir).
+OpenSetPoint open_set_at(const std::vector<ProbeOutcome>& probes, float threshold);
 
 // ---- LFW ---------------------------------------------------------------------------------------------------
 
@@ -92,6 +94,10 @@ struct ProtocolResult {
   int gallery_people = 0, gallery_rows = 0, mated_probes = 0, nonmated_probes = 0;
   double rank1 = 0, rank5 = 0;
   OpenSetPoint open_set;    ///< open-set protocol only
+  /// Open-set protocol: the point at the threshold `identify` would use for this gallery (the shipped open-set
+  /// calibration for this many people at the target FPIR), and where that threshold came from.
+  OpenSetPoint calibrated;
+  std::string calibrated_source;
   double train_seconds = 0;
   double median_search_ms = 0;
   std::string classifier_state;  ///< Classifier::describe() after training

@@ -64,6 +64,25 @@ OpenSetPoint dir_at_fpir(const std::vector<ProbeOutcome>& probes, double fpir) {
   return r;
 }
 
+OpenSetPoint open_set_at(const std::vector<ProbeOutcome>& probes, float threshold) {
+  OpenSetPoint r;
+  r.threshold = threshold;
+  std::int64_t mated = 0, nonmated = 0, fp = 0, hits = 0;
+  for (const auto& p : probes) {
+    const bool accepted = p.has_candidate && p.top_score >= threshold;
+    if (p.mated) {
+      ++mated;
+      hits += accepted && p.rank == 1;
+    } else {
+      ++nonmated;
+      fp += accepted;
+    }
+  }
+  r.fpir = nonmated ? static_cast<double>(fp) / nonmated : 0;
+  r.dir = mated ? static_cast<double>(hits) / mated : 0;
+  return r;
+}
+
 std::vector<LfwPerson> lfw_people(const fs::path& root, int min_photos) {
   const fs::path list = root / "lfw-names.txt";
   std::ifstream in(list);
@@ -254,7 +273,7 @@ struct Split {
 
 ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name, const std::string& enrolment,
                         Aggregation agg, const Split& split, const std::vector<Photo>& photos,
-                        const LfwIdentificationOptions& opt, int dim) {
+                        const LfwIdentificationOptions& opt, int dim, const EmbedderId& embedder) {
   ProtocolResult r;
   r.protocol = protocol;
   r.classifier = clf_name;
@@ -341,7 +360,11 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   for (const auto& o : outcomes) (o.mated ? r.mated_probes : r.nonmated_probes)++;
   r.rank1 = rank_k(outcomes, 1);
   r.rank5 = rank_k(outcomes, 5);
-  if (r.nonmated_probes > 0 && r.mated_probes > 0) r.open_set = dir_at_fpir(outcomes, opt.fpir);
+  if (r.nonmated_probes > 0 && r.mated_probes > 0) {
+    r.open_set = dir_at_fpir(outcomes, opt.fpir);
+    r.calibrated = open_set_at(outcomes, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir,
+                                                                    &r.calibrated_source));
+  }
   if (!ms.empty()) {
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
     r.median_search_ms = ms[ms.size() / 2];
@@ -439,7 +462,7 @@ LfwIdentificationReport run_lfw_identification(const FacePipeline& pipeline, con
   for (size_t k = 0; k < configs.size(); ++k) {
     const auto& c = configs[k];
     if (progress) progress(c.protocol + " " + c.clf + " " + c.enrolment + " " + to_string(c.agg), static_cast<int>(k), static_cast<int>(configs.size()));
-    rep.results.push_back(evaluate(c.protocol, c.clf, c.enrolment, c.agg, *c.split, photos, opt, dim));
+    rep.results.push_back(evaluate(c.protocol, c.clf, c.enrolment, c.agg, *c.split, photos, opt, dim, embedder_id(pipeline)));
   }
   rep.wall_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return rep;
