@@ -1,6 +1,7 @@
 // The core subcommands: detect, embed, verify, bench lfw, models.
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 #include <fstream>
 #include <map>
@@ -39,7 +40,7 @@ int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_j
   FacePipeline pipe(opt);
   json out = json::array();
   for (const auto& f : files) {
-    Image img = load_image(f);
+    Image img = load_image(f, image_limits(c));
     auto faces = pipe.detect(img);
     if (as_json) {
       json fj = json::array();
@@ -65,7 +66,7 @@ int cmd_embed(const Common& c, const std::vector<std::string>& files, bool as_js
   FacePipeline pipe(pipeline_options(c));
   json out = json::array();
   for (const auto& f : files) {
-    auto faces = pipe.analyze(load_image(f));
+    auto faces = pipe.analyze(load_image(f, image_limits(c)));
     json fj = json::array();
     for (const auto& a : faces) {
       json j = face_json(a.face);
@@ -89,9 +90,9 @@ int cmd_embed(const Common& c, const std::vector<std::string>& files, bool as_js
 
 int cmd_verify(const Common& c, const std::string& a, const std::string& b, bool as_json, float threshold) {
   FacePipeline pipe(pipeline_options(c));
-  const Image ia = load_image(a), ib = load_image(b);
+  const Image ia = load_image(a, image_limits(c)), ib = load_image(b, image_limits(c));
   VerifyResult r = pipe.verify(ia, ib);
-  if (threshold > 0) {
+  if (!std::isnan(threshold)) {  // given (the option refuses anything outside (0, 2))
     r.threshold = threshold;
     r.same = r.distance <= threshold;
   }
@@ -333,7 +334,7 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
     std::vector<std::string> files;
     bool as_json = false;
     std::string draw, img_a, img_b, json_out;
-    float threshold = 0;
+    float threshold = std::numeric_limits<float>::quiet_NaN();  // NaN: the model's calibrated threshold
     LfwOptions lfw;
   };
   auto st = std::make_shared<State>();
@@ -354,7 +355,9 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   verify->add_option("a", st->img_a, "first photo")->required();
   verify->add_option("b", st->img_b, "second photo")->required();
   verify->add_flag("--json", st->as_json, "print JSON");
-  verify->add_option("--threshold", st->threshold, "override the model's calibrated distance threshold");
+  // Distances between unit vectors lie in [0, 2]: 0 would call no one the same, 2 everyone.
+  verify->add_option("--threshold", st->threshold, "override the model's calibrated distance threshold")
+      ->check(finite_range(0, 2, true, true));
   out.emplace_back(verify, [&c, st] { return cmd_verify(c, st->img_a, st->img_b, st->as_json, st->threshold); });
 
   // Other command files add their benchmarks under this one: app.get_subcommand("bench").

@@ -1,5 +1,6 @@
 // Gallery subcommands: enroll, identify, people list|show|rename|remove, gallery stats|export|import|reindex,
 // bench identify, bench gallery-scale.
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -25,13 +26,30 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 struct GalleryArgs {
-  std::string path;  // "" = default_gallery_path()
+  std::string path;  // "" = default_gallery_path() (an explicit "" is refused by the option)
+  std::string key_file;
   fs::path resolved() const { return path.empty() ? default_gallery_path() : fs::path(path); }
+  /// --key-file, else the environment's key, else none.
+  std::optional<GalleryKey> key() const {
+    if (!key_file.empty()) return GalleryKey::from_file(key_file);
+    return gallery_key_from_environment();
+  }
+  GalleryOptions options(bool create, bool read_only = false) const {
+    GalleryOptions go;
+    go.create = create;
+    go.read_only = read_only;
+    go.key = key();
+    return go;
+  }
 };
 
 void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
-  cmd->add_option("--gallery", g.path,
-                  "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)");
+  cmd->add_option("--gallery", g.path, "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)")
+      ->check(non_empty());
+  cmd->add_option("--key-file", g.key_file,
+                  "key of an encrypted gallery: a file of 64 hex digits, mode 0600 (default $FACEKIT_GALLERY_KEY_FILE, "
+                  "else the key in $FACEKIT_GALLERY_KEY)")
+      ->check(non_empty());
 }
 
 std::string iso_time(std::int64_t t) {
@@ -43,23 +61,36 @@ std::string iso_time(std::int64_t t) {
   return buf;
 }
 
-/// A person by id (all digits) or by name.
+/// A person by id (all digits) or by name. New names cannot be all digits; a gallery written by an older facekit
+/// may hold one, and then a reference that is both one person's id and another's name is refused, not guessed.
 Person resolve_person(const Gallery& g, const std::string& ref) {
   const bool numeric = !ref.empty() && ref.find_first_not_of("0123456789") == std::string::npos && ref.size() < 19;
+  std::optional<Person> by_id;
   if (numeric) {
     try {
-      return g.person(std::stoll(ref));
+      by_id = g.person(std::stoll(ref));
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kNotFound) throw;
     }
   }
-  if (auto p = g.find_person(ref)) return *p;
+  const std::optional<Person> by_name = g.find_person(ref);
+  if (by_id && by_name && by_id->id != by_name->id)
+    throw Error(ErrorCode::kInvalidArgument, "'" + ref + "' is both the id of " + by_id->name + " and the name of person " +
+                                                 std::to_string(by_name->id) + "; refer to them by the other's name or id");
+  if (by_id) return *by_id;
+  if (by_name) return *by_name;
   throw Error(ErrorCode::kNotFound, "no person '" + ref + "' in the gallery " + g.location());
 }
 
 json person_json(const Person& p) {
-  return {{"id", p.id}, {"name", p.name}, {"metadata", json::parse(p.metadata)},
-          {"created_at", iso_time(p.created_at)}, {"templates", p.templates}};
+  json meta;
+  try {
+    meta = json::parse(p.metadata);
+  } catch (const json::exception&) {
+    meta = p.metadata;  // stored by an older facekit; shown as it is
+  }
+  return {{"id", p.id}, {"name", p.name}, {"metadata", meta}, {"created_at", iso_time(p.created_at)},
+          {"templates", p.templates}};
 }
 
 // ---- enroll ---------------------------------------------------------------------------------------------
@@ -72,6 +103,9 @@ struct EnrollArgs {
 };
 
 int cmd_enroll(const Common& c, const EnrollArgs& a) {
+  // Before the models load: a name or metadata the gallery would refuse fails at once.
+  check_person_name(a.name);
+  check_metadata(a.metadata);
   FacePipeline pipe(pipeline_options(c));
   EnrollOptions eo;
   if (a.augment) eo.augment.enabled = true;
@@ -79,11 +113,12 @@ int cmd_enroll(const Common& c, const EnrollArgs& a) {
   eo.on_conflict = a.new_only ? OnConflict::kFail : OnConflict::kMerge;
   eo.metadata = a.metadata;
   eo.allow_poor = a.allow_poor;
+  eo.image_limits = image_limits(c);
   std::vector<EnrollPhoto> photos;
   for (const auto& f : a.images) photos.push_back({f, {}, {}, f});
   // Open the gallery only after argument checks that need no models, but before the slow work, so that a
   // gallery that cannot be opened is reported at once.
-  auto gallery = open_gallery(a.gallery.resolved());
+  auto gallery = open_gallery(a.gallery.resolved(), a.gallery.options(true));
   const EnrollResult r = enroll(*gallery, pipe, a.name, photos, eo);
   const auto& s = r.stored;
   if (a.as_json) {
@@ -91,15 +126,14 @@ int cmd_enroll(const Common& c, const EnrollArgs& a) {
     for (const auto& p : r.photos)
       ph.push_back({{"image", p.label}, {"sha256", p.sha256}, {"box", box_json(p.face.box)}, {"score", p.face.score},
                     {"quality", quality_json(p.quality)}});
-    std::cout << json{{"person", person_json(s.person)},
+    std::cout << dump_json(json{{"person", person_json(s.person)},
                       {"created", s.created},
                       {"templates_added", s.added},
                       {"duplicates_skipped", s.duplicates},
                       {"augmented", eo.augment.enabled},
                       {"embedder", embedder_id(pipe).str()},
                       {"gallery", gallery->location()},
-                      {"photos", ph}}
-                     .dump(2)
+                      {"photos", ph}})
               << "\n";
   } else {
     std::printf("%s %s (id %lld): %d template%s added%s, %d in total\n", s.created ? "enrolled" : "updated",
@@ -142,9 +176,7 @@ IdentifyOptions identify_options(const IdentifyArgs& a) {
 }
 
 int cmd_identify(const Common& c, const IdentifyArgs& a) {
-  GalleryOptions go;
-  go.create = false;
-  auto gallery = open_gallery(a.gallery.resolved(), go);
+  auto gallery = open_gallery(a.gallery.resolved(), a.gallery.options(false));
   FacePipeline pipe(pipeline_options(c));
   const EmbedderId eid = embedder_id(pipe);
   Identifier ident(*gallery, eid, identify_options(a));
@@ -161,7 +193,7 @@ int cmd_identify(const Common& c, const IdentifyArgs& a) {
                  gallery->location().c_str(), eid.str().c_str());
   json out = json::array();
   for (const auto& f : a.images) {
-    const Image img = load_image(f);
+    const Image img = load_image(f, image_limits(c));
     const auto faces = pipe.analyze(img);
     json fj = json::array();
     if (!a.as_json) std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
@@ -204,14 +236,13 @@ int cmd_identify(const Common& c, const IdentifyArgs& a) {
     if (a.as_json) out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
   }
   if (a.as_json) {
-    std::cout << json{{"gallery", gallery->location()},
+    std::cout << dump_json(json{{"gallery", gallery->location()},
                       {"revision", ident.revision()},
                       {"embedder", eid.str()},
                       {"classifier", a.classifier},
                       {"threshold", ident.threshold()},
                       {"threshold_source", ident.threshold_source()},
-                      {"images", out}}
-                     .dump(2)
+                      {"images", out}})
               << "\n";
   }
   return 0;
@@ -227,10 +258,7 @@ struct PeopleArgs {
 };
 
 std::unique_ptr<Gallery> open_existing(const GalleryArgs& g, bool read_only = false) {
-  GalleryOptions go;
-  go.create = false;
-  go.read_only = read_only;
-  return open_gallery(g.resolved(), go);
+  return open_gallery(g.resolved(), g.options(false, read_only));
 }
 
 int cmd_people_list(const PeopleArgs& a) {
@@ -239,7 +267,7 @@ int cmd_people_list(const PeopleArgs& a) {
   if (a.as_json) {
     json j = json::array();
     for (const auto& p : people) j.push_back(person_json(p));
-    std::cout << j.dump(2) << "\n";
+    std::cout << dump_json(j) << "\n";
     return 0;
   }
   std::printf("%-8s %-32s %9s  %s\n", "id", "name", "templates", "enrolled");
@@ -262,7 +290,7 @@ int cmd_people_show(const PeopleArgs& a) {
                     {"dim", t.embedding.size()}});
     json j = person_json(p);
     j["template_list"] = tj;
-    std::cout << j.dump(2) << "\n";
+    std::cout << dump_json(j) << "\n";
     return 0;
   }
   std::printf("id        %lld\nname      %s\nmetadata  %s\nenrolled  %s\ntemplates %zu\n", static_cast<long long>(p.id),
@@ -285,7 +313,10 @@ int cmd_people_rename(const PeopleArgs& a) {
 int cmd_people_remove(const PeopleArgs& a) {
   auto g = open_existing(a.gallery);
   std::vector<Person> who;
-  for (const auto& r : a.refs) who.push_back(resolve_person(*g, r));  // every name checked before any removal
+  for (const auto& r : a.refs) {  // every name checked before any removal; one person named twice is removed once
+    Person p = resolve_person(*g, r);
+    if (std::none_of(who.begin(), who.end(), [&](const Person& w) { return w.id == p.id; })) who.push_back(std::move(p));
+  }
   for (const auto& p : who) {
     g->remove_person(p.id);
     std::printf("removed %s (id %lld, %d template%s)\n", p.name.c_str(), static_cast<long long>(p.id), p.templates,
@@ -301,6 +332,8 @@ struct GalleryCmdArgs {
   std::string file;
   bool merge = false, as_json = false;
   std::string classifier = "knn", aggregation = "auto";
+  std::string export_key_file, new_key_file;
+  bool plaintext = false, decrypt = false;
 };
 
 int cmd_gallery_stats(const GalleryCmdArgs& a) {
@@ -312,13 +345,14 @@ int cmd_gallery_stats(const GalleryCmdArgs& a) {
       by.push_back({{"embedder", e.str()}, {"templates", n}, {"people", st.people_by_embedder.at(e)}});
     std::cout << json{{"gallery", st.location},   {"format_version", st.format_version}, {"revision", st.revision},
                       {"uuid", g->uuid()},        {"people", st.people},                 {"templates", st.templates},
-                      {"embedders", by},          {"bytes", st.bytes}}
+                      {"embedders", by},          {"bytes", st.bytes},                   {"encrypted", st.encrypted}}
                      .dump(2)
               << "\n";
     return 0;
   }
-  std::printf("gallery   %s\nformat    %d\nrevision  %lld\npeople    %lld\ntemplates %lld\nsize      %.1f MiB\n",
-              st.location.c_str(), st.format_version, static_cast<long long>(st.revision),
+  std::printf("gallery   %s\nformat    %d%s\nrevision  %lld\npeople    %lld\ntemplates %lld\nsize      %.1f MiB\n",
+              st.location.c_str(), st.format_version, st.encrypted ? " (templates encrypted)" : "",
+              static_cast<long long>(st.revision),
               static_cast<long long>(st.people), static_cast<long long>(st.templates), st.bytes / 1048576.0);
   for (const auto& [e, n] : st.templates_by_embedder)
     std::printf("  %-24s %lld templates of %lld people\n", e.str().c_str(), static_cast<long long>(n),
@@ -328,14 +362,24 @@ int cmd_gallery_stats(const GalleryCmdArgs& a) {
 
 int cmd_gallery_export(const GalleryCmdArgs& a) {
   auto g = open_existing(a.gallery, true);
-  const auto n = export_gallery(*g, a.file);
-  std::printf("exported %lld people to %s\n", static_cast<long long>(n), a.file.c_str());
+  // An encrypted gallery's export is sealed with its own key unless another key, or plain text, is asked for.
+  std::optional<GalleryKey> key;
+  if (!a.export_key_file.empty()) {
+    key = GalleryKey::from_file(a.export_key_file);
+  } else if (g->encrypted() && !a.plaintext) {
+    key = a.gallery.key();
+  }
+  const auto n = export_gallery(*g, a.file, key);
+  std::printf("exported %lld people to %s%s\n", static_cast<long long>(n), a.file.c_str(),
+              key ? " (embeddings sealed)" : "");
   return 0;
 }
 
 int cmd_gallery_import(const GalleryCmdArgs& a) {
-  auto g = open_gallery(a.gallery.resolved());
-  const auto res = import_gallery(*g, a.file, a.merge ? OnConflict::kMerge : OnConflict::kFail);
+  auto g = open_gallery(a.gallery.resolved(), a.gallery.options(true));
+  std::optional<GalleryKey> key =
+      a.export_key_file.empty() ? (g->encrypted() ? a.gallery.key() : std::nullopt) : GalleryKey::from_file(a.export_key_file);
+  const auto res = import_gallery(*g, a.file, a.merge ? OnConflict::kMerge : OnConflict::kFail, key);
   int created = 0, added = 0, dup = 0;
   for (const auto& r : res) created += r.created, added += r.added, dup += r.duplicates;
   std::printf("imported %zu people (%d new) and %d templates (%d duplicates skipped) into %s\n", res.size(), created,
@@ -350,6 +394,7 @@ int cmd_gallery_reindex(const Common& c, const GalleryCmdArgs& a) {
   io.aggregation = parse_aggregation(a.aggregation);
   Identifier::clear_cache(*g, io);
   // The embedder's identity comes from its manifest; no network weights need loading.
+  check_model_name(c.model, "embedder", "--model");
   const auto m = load_manifest(c.model);
   Identifier ident(*g, {m.name, m.version}, io);
   const auto& r = ident.last_refresh();
@@ -360,9 +405,50 @@ int cmd_gallery_reindex(const Common& c, const GalleryCmdArgs& a) {
     kind = ident.index().index().description();
   } catch (const Error&) {
   }
+  // Writing the cache is what reindex is for: a cache that cannot be written is a failure, not a note.
+  if (!r.cache_error.empty())
+    throw Error(ErrorCode::kStorage, "reindex of " + g->location() + " failed: " + r.cache_error +
+                                         " (the gallery itself is unchanged)");
   std::printf("reindexed %s templates at revision %lld: %zu rows, %s, %s; %.2f s\n", m.name.c_str(),
               static_cast<long long>(r.revision), rows, kind.c_str(), ident.classifier().describe().c_str(), r.seconds);
-  if (!r.cache_error.empty()) std::fprintf(stderr, "note: %s\n", r.cache_error.c_str());
+  return 0;
+}
+
+int cmd_gallery_check(const GalleryCmdArgs& a) {
+  auto g = open_existing(a.gallery, true);
+  const GalleryCheck r = g->check();
+  for (const auto& p : r.problems) std::printf("damaged: %s\n", p.c_str());
+  std::printf("%s: %lld people and %lld templates read, %zu problem%s\n", g->location().c_str(),
+              static_cast<long long>(r.people), static_cast<long long>(r.templates), r.problems.size(),
+              r.problems.size() == 1 ? "" : "s");
+  if (r.ok()) return 0;
+  std::fprintf(stderr, "facekit: error: the gallery %s is damaged (%zu problem%s above)\n", g->location().c_str(),
+               r.problems.size(), r.problems.size() == 1 ? "" : "s");
+  return exit_status(ErrorCode::kStorage);
+}
+
+int cmd_gallery_rekey(const GalleryCmdArgs& a) {
+  if (a.decrypt == !a.new_key_file.empty())
+    throw Error(ErrorCode::kInvalidArgument, "give exactly one of --new-key-file FILE and --decrypt");
+  GalleryOptions go = a.gallery.options(false);
+  go.key_optional = true;  // encrypting a plain gallery: a key in the environment is the old key of none
+  auto g = open_gallery(a.gallery.resolved(), go);
+  const bool was = g->encrypted();
+  std::optional<GalleryKey> key;
+  if (!a.decrypt) key = GalleryKey::from_file(a.new_key_file);
+  g->rekey(key);
+  // The caches held the templates in their old form: they are rebuilt (sealed) by the next identify.
+  IdentifyOptions io;
+  Identifier::clear_cache(*g, io);
+  const auto st = g->stats();
+  std::printf("%s %lld templates of %s\n", !key ? "decrypted" : was ? "re-encrypted" : "encrypted",
+              static_cast<long long>(st.templates), g->location().c_str());
+  return 0;
+}
+
+int cmd_gallery_keygen(const std::string& file) {
+  GalleryKey::generate().write_file(file);
+  std::printf("wrote a new gallery key to %s (mode 0600); keep a copy: without it the templates are lost\n", file.c_str());
   return 0;
 }
 
@@ -616,12 +702,14 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
                            "mean (a row per person), none (a row per template) or auto (mean for knn, none for svm)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "none", "mean"}));
+  // Scores are cosine similarities (knn) or probabilities (svm): both within [-1, 1].
   identify_cmd->add_option("--threshold", id->threshold,
-                           "open-set threshold on the best candidate's score (default: from --fpir and the LFW calibration)");
+                           "open-set threshold on the best candidate's score (default: from --fpir and the LFW calibration)")
+      ->check(finite_range(-1, 1));
   identify_cmd->add_option("--fpir", id->fpir, "share of strangers the default threshold may name as someone")
       ->capture_default_str()
-      ->check(CLI::Range(1e-9, 1.0));
-  identify_cmd->add_option("--ef-search", id->ef_search, "HNSW search beam for large galleries");
+      ->check(finite_range(1e-9, 1.0));
+  identify_cmd->add_option("--ef-search", id->ef_search, "HNSW search beam for large galleries")->check(CLI::Range(1, 1 << 20));
   out.emplace_back(identify_cmd, [&c, id] { return cmd_identify(c, *id); });
 
   // people
@@ -664,6 +752,22 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   imp->add_flag("--merge", ga->merge, "add to people already enrolled under the same name (default: fail)");
   add_gallery_option(imp, ga->gallery);
   out.emplace_back(imp, [ga] { return cmd_gallery_import(*ga); });
+  exp->add_option("--export-key-file", ga->export_key_file,
+                  "seal the embeddings with this key (default: an encrypted gallery's own key)");
+  exp->add_flag("--plaintext", ga->plaintext, "write an encrypted gallery's embeddings unsealed");
+  imp->add_option("--export-key-file", ga->export_key_file,
+                  "key of a sealed export (default: an encrypted gallery's own key)");
+  auto* chk = gal->add_subcommand("check", "read every row and report every damaged one (exit 11 if any)");
+  add_gallery_option(chk, ga->gallery);
+  out.emplace_back(chk, [ga] { return cmd_gallery_check(*ga); });
+  auto* rk = gal->add_subcommand("rekey", "encrypt the templates with a new key (or --decrypt), in one transaction");
+  add_gallery_option(rk, ga->gallery);
+  rk->add_option("--new-key-file", ga->new_key_file, "the new key (see gallery keygen)")->check(non_empty());
+  rk->add_flag("--decrypt", ga->decrypt, "store the templates unencrypted again");
+  out.emplace_back(rk, [ga] { return cmd_gallery_rekey(*ga); });
+  auto* kg = gal->add_subcommand("keygen", "write a new random gallery key to a file (mode 0600)");
+  kg->add_option("file", ga->file, "the key file to create (never overwritten)")->required()->check(non_empty());
+  out.emplace_back(kg, [ga] { return cmd_gallery_keygen(ga->file); });
   auto* re = gal->add_subcommand("reindex", "rebuild the search index and retrain the classifier from the store");
   add_gallery_option(re, ga->gallery);
   re->add_option("--classifier", ga->classifier, "knn or svm")->capture_default_str()->check(CLI::IsMember({"knn", "svm"}));

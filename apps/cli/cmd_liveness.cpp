@@ -61,7 +61,7 @@ int run_active_liveness(const Common& c, const ActiveLivenessArgs& a) {
   o.challenge_window_s = a.window_s;
   o.turn_yaw_deg = a.turn_deg;
   if (a.passive) o.passive = a.passive, o.passive_threshold = a.passive_threshold;
-  auto source = a.video.empty() ? open_frames(a.frames, a.fps) : open_video(a.video);
+  auto source = a.video.empty() ? open_frames(a.frames, a.fps, image_limits(c)) : open_video(a.video);
   FacePipeline pipe(pipeline_options(c));
   const ActiveLivenessResult r = check_active_liveness(*source, pipe, o, a.max_frames);
   if (a.as_json) {

@@ -45,7 +45,7 @@ int cmd_quality(const Common& c, const QualityArgs& a) {
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
-    const Image img = load_image(f);
+    const Image img = load_image(f, image_limits(c));
     auto faces = pipe.detect(img);
     // A photo given to be judged is expected to hold a face: search again at the rescue score.
     if (faces.empty()) {

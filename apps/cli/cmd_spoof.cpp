@@ -58,7 +58,7 @@ int cmd_liveness(const Common& c, const LivenessArgs& a) {
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
-    const Image img = load_image(f);
+    const Image img = load_image(f, image_limits(c));
     std::vector<Face> faces;
     if (a.whole_image) {
       faces.emplace_back();

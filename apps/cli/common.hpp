@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "facekit/image.hpp"
 #include "facekit/liveness.hpp"
 #include "facekit/pipeline.hpp"
 #include "facekit/spoof.hpp"
@@ -30,9 +31,25 @@ struct Common {
   int max_faces = 100;
   bool no_flip = false;
   int jitter = 0;
+  bool accept_damaged = false;  ///< use damaged images as decoded, with a warning on stderr
 };
 
+/// The pipeline the global options describe. Throws Error(kInvalidArgument) for a --model or --detector that
+/// names no registered model of that kind and no model directory.
 PipelineOptions pipeline_options(const Common& c);
+/// Throws Error(kInvalidArgument) unless `name` is a registered model of `kind` or a model directory.
+void check_model_name(const std::string& name, const std::string& kind, const std::string& option);
+/// How every command reads images: the default limits, damaged files refused unless --accept-damaged (then a
+/// warning on stderr names the damage).
+ImageLimits image_limits(const Common& c);
+/// JSON text for stdout: a string that is not valid UTF-8 (a name stored by an older facekit) is shown with
+/// U+FFFD instead of failing the command.
+std::string dump_json(const nlohmann::json& j);
+
+/// CLI11 validators that state the allowed range and refuse NaN and infinity (CLI::Range lets NaN through).
+CLI::Validator finite_range(double min, double max, bool min_open = false, bool max_open = false);
+/// Refuses an empty value (`--gallery ""` is not "the default").
+CLI::Validator non_empty();
 
 /// Active (video) liveness options of `facekit liveness` (cmd_liveness.cpp).
 struct ActiveLivenessArgs {

@@ -21,11 +21,22 @@ int main(int argc, char** argv) {
   app.add_option("--min-score", c.min_score, "detection score threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   app.add_option("--max-faces", c.max_faces, "report at most this many faces per photo, best first")
       ->capture_default_str()->check(CLI::Range(1, 10000));
-  app.add_option("--detect-size", c.detect_size, "longest side of the detector's input, a multiple of 32 (smaller: faster, misses small faces)")
-      ->capture_default_str();
+  app.add_option("--detect-size", c.detect_size,
+                 "longest side of the SSD detector's input, a multiple of 32 in [64, 2048] (smaller: faster, misses small faces)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            int v = 0;
+            if (!CLI::detail::lexical_cast(s, v) || v < 64 || v > 2048 || v % 32)
+              return "'" + s + "' is not a multiple of 32 in [64, 2048]";
+            return {};
+          },
+          "INT: a multiple of 32 in [64, 2048]"));
   app.add_flag("--no-flip", c.no_flip, "do not average each face's embedding with its mirror image's");
   app.add_option("--jitter", c.jitter, "also average this many slightly perturbed copies of each face (0-8)")
       ->capture_default_str()->check(CLI::Range(0, 8));
+  app.add_flag("--accept-damaged", c.accept_damaged,
+               "use damaged images (truncated, corrupt data) as far as they decode, with a warning, instead of refusing them");
 
   cli::Commands commands;
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
@@ -36,6 +47,13 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ValidationError& e) {
+    // A value outside what an option allows (a range, a finite number, non-empty) is an invalid argument.
+    app.exit(e);
+    return exit_status(ErrorCode::kInvalidArgument);
+  } catch (const CLI::ConversionError& e) {
+    app.exit(e);
+    return exit_status(ErrorCode::kInvalidArgument);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help is a ParseError that exits 0
   }

@@ -13,6 +13,7 @@
 //  - Template and person ids are never reused, so a stale index can tell old rows from new ones.
 //  - Templates of different embedders (name and version) live side by side and are never compared: readers
 //    always ask for one EmbedderId.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -86,6 +87,7 @@ struct AddResult {
 struct GalleryStats {
   std::string location;               ///< file path or connection string
   int format_version = 0;
+  bool encrypted = false;             ///< templates encrypted at rest
   std::int64_t revision = 0;
   std::int64_t people = 0;
   std::int64_t templates = 0;
@@ -101,6 +103,46 @@ struct GalleryChanges {
   /// (template id, person id) of templates removed, including those added and removed within the span.
   std::vector<std::pair<std::int64_t, std::int64_t>> removed;
 };
+
+/// A 256-bit key for templates encrypted at rest (libsodium secretbox: XSalsa20-Poly1305). Wiped from memory
+/// when destroyed. A key file holds the key as 64 hexadecimal digits and must be readable by its owner only.
+class GalleryKey {
+ public:
+  static GalleryKey generate();
+  /// Throws Error(kInvalidArgument) unless `hex` is 64 hexadecimal digits (surrounding white space ignored).
+  static GalleryKey from_hex(const std::string& hex, const std::string& what = "the key");
+  /// Throws Error(kNotFound) for a missing file, Error(kInvalidArgument) for a file that group or others may
+  /// read or write (mode must be 0600 or 0400) or that does not hold a key.
+  static GalleryKey from_file(const std::filesystem::path& file);
+  /// Writes a new key file with mode 0600; refuses (Error(kInvalidArgument)) to replace an existing file.
+  void write_file(const std::filesystem::path& file) const;
+  const std::array<unsigned char, 32>& bytes() const { return bytes_; }
+  ~GalleryKey();
+  GalleryKey(const GalleryKey&) = default;
+  GalleryKey& operator=(const GalleryKey&) = default;
+
+ private:
+  GalleryKey() = default;
+  std::array<unsigned char, 32> bytes_{};
+};
+
+/// The key given by the environment: the file named by $FACEKIT_GALLERY_KEY_FILE, else the hexadecimal key in
+/// $FACEKIT_GALLERY_KEY, else none.
+std::optional<GalleryKey> gallery_key_from_environment();
+
+/// What `gallery check` found: every damaged row, named.
+struct GalleryCheck {
+  std::int64_t people = 0, templates = 0;  ///< rows read
+  std::vector<std::string> problems;        ///< one line per damaged row or structure (empty: whole)
+  bool ok() const { return problems.empty(); }
+};
+
+/// Checks a person's name before it is stored: valid UTF-8, not blank, no leading or trailing white space, no
+/// control characters, not all digits (`people remove 1` must mean one person), at most 1000 bytes. Throws
+/// Error(kInvalidArgument) saying what is wrong.
+void check_person_name(const std::string& name);
+/// Checks metadata: a JSON object nested at most 64 deep. Throws Error(kInvalidArgument).
+void check_metadata(const std::string& metadata_json);
 
 /// Thread safety: every method may be called from several threads at once (calls are serialised on the
 /// store's connection). Several processes may open the same gallery; a writer waits for another's
@@ -148,6 +190,19 @@ class Gallery {
   virtual GalleryStats stats() const = 0;
   /// Where it lives (a file path for SQLite).
   virtual std::string location() const = 0;
+
+  /// Whether templates are encrypted at rest.
+  virtual bool encrypted() const = 0;
+  /// Seals data derived from templates (index and classifier caches) with the gallery's key; unchanged when the
+  /// gallery is not encrypted. unseal() throws Error(kStorage) for data that was not sealed with this key.
+  virtual std::string seal(const std::string& plain) const = 0;
+  virtual std::string unseal(const std::string& sealed) const = 0;
+  /// Reads every row and checks it (SQLite's own structure check, each row's checksum and, when encrypted,
+  /// each template's authentication); reports every damaged row instead of stopping at the first.
+  virtual GalleryCheck check() const = 0;
+  /// Re-encrypts every template with `new_key` (encrypting a plain gallery), or decrypts them all when it is
+  /// empty, in one transaction; then rewrites the file so no page keeps the old form.
+  virtual void rekey(const std::optional<GalleryKey>& new_key) = 0;
 };
 
 struct GalleryOptions {
@@ -160,27 +215,45 @@ struct GalleryOptions {
   /// the machine loses power (synchronous=NORMAL), for bulk loads.
   bool durable = true;
   int busy_timeout_ms = 10000;  ///< how long a write waits for another process's transaction
+  /// The key of an encrypted gallery (a new gallery is created encrypted with it). An encrypted gallery opened
+  /// without it, with another key, or a plain gallery opened with one, is Error(kStorage): nothing is read or
+  /// written.
+  std::optional<GalleryKey> key;
+  /// With a key given: open a plain gallery too (the key is then unused) instead of refusing it; for
+  /// `gallery rekey`, which encrypts a plain gallery.
+  bool key_optional = false;
 };
 
 /// The gallery format this build writes; older formats are upgraded on open, newer ones refused.
-inline constexpr int kGalleryFormatVersion = 1;
+/// 1: the first. 2: a checksum on every person and template row; optional encryption of templates.
+inline constexpr int kGalleryFormatVersion = 2;
 
 /// Opens (or creates) the SQLite gallery at `path`. Throws Error(kNotFound) when it is absent and
-/// !options.create, Error(kStorage) when the file is not a facekit gallery, is corrupt, locked, or was written
-/// by a newer facekit.
+/// !options.create, Error(kStorage) when the file is not a facekit gallery, is corrupt, empty (0 bytes), locked,
+/// was written by a newer facekit, or is encrypted and the key is missing or wrong. A gallery on a read-only
+/// file, folder or file system opens for reading; its writes throw Error(kStorage) saying so.
 std::unique_ptr<Gallery> open_gallery(const std::filesystem::path& path, const GalleryOptions& options = {});
 
 /// The per-user default: $FACEKIT_GALLERY, else $XDG_DATA_HOME/facekit/gallery.db, else
 /// ~/.local/share/facekit/gallery.db.
 std::filesystem::path default_gallery_path();
 
-/// Export format: JSON Lines, a header line then one line per person with their templates (embeddings as
-/// base64 of little-endian float32). Writes to a temporary file and renames it, so `out` is whole or absent.
-/// Returns the number of people written.
-std::int64_t export_gallery(const Gallery& gallery, const std::filesystem::path& out);
+/// Export format: JSON Lines, a header line (format, version, number of people and templates) then one line per
+/// person with their templates (embeddings as base64 of little-endian float32, or sealed with `key` when one is
+/// given). Writes to a temporary file and renames it, so `out` is whole or absent. Returns the number of people
+/// written.
+std::int64_t export_gallery(const Gallery& gallery, const std::filesystem::path& out,
+                            const std::optional<GalleryKey>& key = std::nullopt);
 /// Reads an export and adds every person in one transaction (all or nothing). Throws Error(kNotFound) for a
-/// missing file, Error(kInvalidArgument) naming the line for anything malformed.
+/// missing file, Error(kInvalidArgument) naming the line for anything malformed: JSON nested too deep, an
+/// embedding that is not unit length (1e30, all zeros), fewer or more people than the header says, sealed
+/// embeddings without their key.
 std::vector<AddResult> import_gallery(Gallery& gallery, const std::filesystem::path& in,
-                                      OnConflict on_conflict = OnConflict::kFail);
+                                      OnConflict on_conflict = OnConflict::kFail,
+                                      const std::optional<GalleryKey>& key = std::nullopt);
+
+/// One person line of an export, parsed and checked (the unit import_gallery reads and the fuzzer drives).
+/// Throws Error(kInvalidArgument) for anything malformed, std::invalid_argument never escapes.
+NewPerson parse_export_person(const std::string& line, const std::optional<GalleryKey>& key = std::nullopt);
 
 }  // namespace facekit

@@ -12,6 +12,7 @@
 
 #include "facekit/classifier.hpp"
 #include "facekit/gallery.hpp"
+#include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
 #include "facekit/quality.hpp"
 #include "facekit/vector_index.hpp"
@@ -58,6 +59,8 @@ struct EnrollOptions {
   /// Error(kPoorQuality) naming the reasons, unless `allow_poor` is set.
   QualityOptions quality;
   bool allow_poor = false;
+  /// How photos given by path are read (size limits, damaged files).
+  ImageLimits image_limits;
 };
 
 /// A photo to enrol: a file, or an image already in memory (then `sha256` identifies it; may be empty).

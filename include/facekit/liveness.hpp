@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
 #include "facekit/quality.hpp"
 #include "facekit/spoof.hpp"
@@ -28,14 +29,15 @@ class FrameSource {
 };
 
 /// A video file through OpenCV's videoio (what its FFmpeg/GStreamer back ends read: AVI, MP4, MKV, WebM, ...).
-/// Error(kNotFound) for a missing file; Error(kBadImage) for a file that does not open as a video or holds no
-/// decodable frame.
+/// Error(kNotFound) for a missing file, Error(kInvalidArgument) for a folder or other non-file; Error(kBadImage)
+/// for a file that does not open as a video or holds no decodable frame.
 std::unique_ptr<FrameSource> open_video(const std::filesystem::path& path);
 
 /// The images of a folder (jpg, jpeg, png, bmp, webp, pnm, in file-name order), timed at `fps`.
 /// Error(kNotFound) for a missing folder, Error(kBadImage) for a folder with no image; a frame that does not
-/// decode throws as load_image does, naming it.
-std::unique_ptr<FrameSource> open_frames(const std::filesystem::path& dir, double fps = 30);
+/// decode, or is damaged, throws as load_image(file, limits) does, naming it.
+std::unique_ptr<FrameSource> open_frames(const std::filesystem::path& dir, double fps = 30,
+                                         const ImageLimits& limits = {});
 
 // ---- options and results -----------------------------------------------------------------------------------
 

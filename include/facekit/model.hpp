@@ -88,6 +88,9 @@ ModelManifest load_manifest(const std::string& name);
 /// Reads DIR/NAME.json (same errors).
 ModelManifest load_manifest(const std::string& name, const std::filesystem::path& dir);
 /// Reads one manifest file; its files are looked up in `dir` when given, else in models_dir().
+/// Parses manifest JSON (`where` names it in errors). Throws Error(kModelCorrupt) for malformed JSON or missing
+/// fields, Error(kInvalidArgument) for JSON nested deeper than 64.
+ModelManifest parse_manifest(const std::string& text, const std::string& where, const std::filesystem::path& dir = {});
 ModelManifest load_manifest_file(const std::filesystem::path& json, const std::filesystem::path& dir = {});
 /// Names of all committed manifests, sorted.
 std::vector<std::string> list_manifests();

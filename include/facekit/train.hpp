@@ -55,8 +55,10 @@ class PKSampler {
   std::mt19937_64 rng_;
 };
 
-/// Augmentation of each training photo (the aligned chip), applied on the fly.
-struct AugmentOptions {
+/// Augmentation of each training photo (the aligned chip), applied on the fly. Named apart from enrolment's
+/// AugmentOptions (identify.hpp): two classes of one name broke the one-definition rule, and the CLI built
+/// TrainOptions with the other class's constructor (found by the ASan run, scripts/sanitize).
+struct TrainAugmentOptions {
   bool enabled = true;
   bool flip = true;          ///< mirror half of the chips
   float crop_jitter = 0.06f; ///< random shift up to this fraction of the chip, and scale by 1 +- this
@@ -105,7 +107,7 @@ struct TrainOptions {
   double clip_norm = 5.0;          ///< gradient-norm clipping; 0 disables
   uint64_t seed = 1;
   double validation_fraction = 0.1;
-  AugmentOptions augment;
+  TrainAugmentOptions augment;
   std::string device = "cpu";      ///< "cpu" or "cuda[:N]"
   bool resume = false;             ///< continue from OUT/checkpoint (after a crash or kill -9)
   /// Export the epoch with the highest validation accuracy, the model before training (epoch 0) included, so

@@ -64,6 +64,9 @@ std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const 
 EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::string& name,
                     const std::vector<EnrollPhoto>& photos, const EnrollOptions& options) {
   if (name.empty()) throw Error(ErrorCode::kInvalidArgument, "enrolment needs a name");
+  // Before any photo is looked at: a name or metadata the store would refuse fails at once.
+  check_person_name(name);
+  check_metadata(options.metadata);
   if (photos.empty()) throw Error(ErrorCode::kInvalidArgument, "enrolment needs at least one photo");
   const EmbedderId eid = embedder_id(pipeline);
   const auto assessor = create_quality_assessor("classic", options.quality);
@@ -76,7 +79,7 @@ EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::s
     Image img = ph.image;
     std::string sha = ph.sha256;
     if (img.empty()) {
-      img = load_image(ph.path);  // throws kNotFound / kBadImage / kImageTooLarge naming the file
+      img = load_image(ph.path, options.image_limits);  // throws kNotFound / kBadImage / kImageTooLarge naming the file
       if (sha.empty()) sha = sha256_file(ph.path);
     }
     auto faces = pipeline.detect(img);

@@ -1,14 +1,20 @@
-// Store-independent gallery functions: the factory, the default location, export and import.
+// Store-independent gallery functions: the factory, the default location, name and metadata checks, export and
+// import.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_depth.hpp"
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
-#include "gallery/base64.hpp"
 #include "gallery/atomic_file.hpp"
+#include "gallery/base64.hpp"
+#include "gallery/crypto.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -31,91 +37,126 @@ fs::path default_gallery_path() {
   return fs::path("facekit-gallery.db");
 }
 
+// ---- export and import --------------------------------------------------------------------------------------
+
 namespace {
 constexpr const char* kExportFormat = "facekit-gallery-export";
-constexpr int kExportVersion = 1;
+// 1: the first. 2: the header counts templates too, and embeddings may be sealed with a key.
+constexpr int kExportVersion = 2;
+constexpr const char* kExportKeyCheck = "facekit export key check";
+
 }  // namespace
 
-std::int64_t export_gallery(const Gallery& gallery, const fs::path& out) {
+std::int64_t export_gallery(const Gallery& gallery, const fs::path& out, const std::optional<GalleryKey>& key) {
   const auto people = gallery.people();
+  // Every template is read (and so checked) before anything is written.
+  std::vector<std::vector<Template>> templates;
+  std::int64_t total = 0;
+  for (const auto& p : people) {
+    templates.push_back(gallery.templates_of(p.id));
+    total += static_cast<std::int64_t>(templates.back().size());
+  }
   std::int64_t n = 0;
   write_file_atomically(out, [&](std::ostream& f) {
-    f << json{{"format", kExportFormat},
-              {"version", kExportVersion},
-              {"gallery_uuid", gallery.uuid()},
-              {"revision", gallery.revision()},
-              {"people", people.size()}}
-             .dump()
-      << "\n";
-    for (const auto& p : people) {
+    json header = {{"format", kExportFormat}, {"version", kExportVersion}, {"gallery_uuid", gallery.uuid()},
+                   {"revision", gallery.revision()}, {"people", people.size()}, {"templates", total}};
+    if (key) {
+      header["encryption"] = "xsalsa20poly1305";
+      header["key_check"] = detail::to_hex(detail::seal(*key, kExportKeyCheck));
+    }
+    f << header.dump() << "\n";
+    for (std::size_t i = 0; i < people.size(); ++i) {
+      const Person& p = people[i];
       json tj = json::array();
-      for (const auto& t : gallery.templates_of(p.id))
-        tj.push_back({{"embedder", t.embedder.name},
-                      {"embedder_version", t.embedder.version},
-                      {"embedding", base64_encode(t.embedding.data(), t.embedding.size() * sizeof(float))},
-                      {"quality", t.quality},
-                      {"source_sha256", t.source_sha256},
-                      {"kind", t.kind},
-                      {"created_at", t.created_at}});
-      f << json{{"name", p.name}, {"metadata", json::parse(p.metadata)}, {"created_at", p.created_at}, {"templates", tj}}
-               .dump()
-        << "\n";
+      for (const auto& t : templates[i]) {
+        const std::string raw(reinterpret_cast<const char*>(t.embedding.data()), t.embedding.size() * sizeof(float));
+        json one = {{"embedder", t.embedder.name}, {"embedder_version", t.embedder.version},
+                    {"quality", t.quality},        {"source_sha256", t.source_sha256},
+                    {"kind", t.kind},              {"created_at", t.created_at}};
+        if (key) {
+          const std::string sealed = detail::seal(*key, raw);
+          one["embedding_sealed"] = base64_encode(sealed.data(), sealed.size());
+        } else {
+          one["embedding"] = base64_encode(raw.data(), raw.size());
+        }
+        tj.push_back(std::move(one));
+      }
+      try {
+        f << json{{"name", p.name}, {"metadata", parse_json_limited(p.metadata, "metadata")},
+                  {"created_at", p.created_at}, {"templates", tj}}
+                 .dump()
+          << "\n";
+      } catch (const json::exception& e) {
+        // Stored by an older facekit, which did not check names: say which person, and how to fix it.
+        throw Error(ErrorCode::kInvalidArgument, "person id " + std::to_string(p.id) +
+                                                     " cannot be exported (" + e.what() +
+                                                     "); rename it: facekit people rename " + std::to_string(p.id) + " NEW");
+      }
       ++n;
     }
   });
   return n;
 }
 
-std::vector<AddResult> import_gallery(Gallery& gallery, const fs::path& in, OnConflict on_conflict) {
+std::vector<AddResult> import_gallery(Gallery& gallery, const fs::path& in, OnConflict on_conflict,
+                                      const std::optional<GalleryKey>& key) {
   std::ifstream f(in, std::ios::binary);
   if (!f) throw Error(ErrorCode::kNotFound, "cannot open " + in.string());
   std::string line;
   int lineno = 0;
   auto bad = [&](const std::string& why) {
-    return Error(ErrorCode::kInvalidArgument, in.string() + ":" + std::to_string(lineno) + ": " + why);
+    return Error(ErrorCode::kInvalidArgument, in.string() + ":" + std::to_string(lineno) + ": " + why +
+                                                  "; nothing was imported");
   };
   std::vector<NewPerson> people;
   bool header = false;
+  std::int64_t want_people = -1, want_templates = -1, templates = 0;
+  std::optional<GalleryKey> export_key;
   while (std::getline(f, line)) {
     ++lineno;
     if (line.empty()) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw bad(std::string("not JSON (") + e.what() + ")");
+    if (!header) {
+      json j;
+      try {
+        j = parse_json_limited(line, "the header");
+        if (!j.is_object() || j.value("format", "") != kExportFormat) throw bad("not a facekit gallery export (no header line)");
+        const int version = j.at("version").get<int>();
+        if (version > kExportVersion)
+          throw bad("export version " + std::to_string(version) + " is newer than this facekit");
+        want_people = j.value("people", std::int64_t{-1});
+        want_templates = j.value("templates", std::int64_t{-1});
+        if (j.contains("key_check")) {
+          if (!key) throw bad("the export is encrypted: give its key (--export-key-file FILE)");
+          const auto opened = detail::unseal(*key, detail::from_hex(j.at("key_check").get<std::string>(), "key_check"));
+          if (!opened || *opened != kExportKeyCheck) throw bad("the key given does not open this export (a wrong key?)");
+          export_key = key;
+        }
+      } catch (const json::exception& e) {
+        throw bad(std::string("not a facekit gallery export (") + e.what() + ")");
+      } catch (const Error& e) {
+        if (std::string(e.what()).find(in.string()) == 0) throw;
+        throw bad(e.what());
+      }
+      header = true;
+      continue;
     }
     try {
-      if (!header) {
-        if (j.value("format", "") != kExportFormat) throw bad("not a facekit gallery export (no header line)");
-        if (j.at("version").get<int>() > kExportVersion)
-          throw bad("export version " + std::to_string(j.at("version").get<int>()) + " is newer than this facekit");
-        header = true;
-        continue;
-      }
-      NewPerson p;
-      p.name = j.at("name").get<std::string>();
-      p.metadata = j.value("metadata", json::object()).dump();
-      for (const auto& t : j.at("templates")) {
-        NewTemplate nt;
-        nt.embedder = {t.at("embedder").get<std::string>(), t.at("embedder_version").get<std::string>()};
-        const std::string bytes = base64_decode(t.at("embedding").get<std::string>());
-        if (bytes.empty() || bytes.size() % sizeof(float)) throw bad("embedding is not a whole number of float32");
-        nt.embedding.resize(bytes.size() / sizeof(float));
-        std::memcpy(nt.embedding.data(), bytes.data(), bytes.size());
-        nt.quality = t.value("quality", 0.f);
-        nt.source_sha256 = t.value("source_sha256", "");
-        nt.kind = t.value("kind", "imported");
-        p.templates.push_back(std::move(nt));
-      }
-      people.push_back(std::move(p));
-    } catch (const json::exception& e) {
-      throw bad(std::string("malformed record (") + e.what() + ")");
-    } catch (const std::invalid_argument& e) {
+      people.push_back(parse_export_person(line, export_key));
+    } catch (const Error& e) {
       throw bad(e.what());
     }
+    templates += static_cast<std::int64_t>(people.back().templates.size());
   }
   if (!header) throw Error(ErrorCode::kInvalidArgument, in.string() + " is empty or not a facekit gallery export");
+  // A file cut at a line boundary parses line by line; only the header's counts show what is missing.
+  if (want_people >= 0 && want_people != static_cast<std::int64_t>(people.size()))
+    throw Error(ErrorCode::kInvalidArgument, in.string() + ": the header says " + std::to_string(want_people) +
+                                                 " people, the file holds " + std::to_string(people.size()) +
+                                                 " (truncated?); nothing was imported");
+  if (want_templates >= 0 && want_templates != templates)
+    throw Error(ErrorCode::kInvalidArgument, in.string() + ": the header says " + std::to_string(want_templates) +
+                                                 " templates, the file holds " + std::to_string(templates) +
+                                                 " (truncated?); nothing was imported");
   if (people.empty()) return {};
   return gallery.add_people(people, on_conflict);
 }

@@ -154,6 +154,38 @@ struct FileCloser {
 };
 using File = std::unique_ptr<std::FILE, FileCloser>;
 
+std::string rest_of(std::FILE* f) {
+  std::string rest;
+  char buf[1 << 16];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) rest.append(buf, n);
+  return rest;
+}
+
+// An encrypted gallery's index holds its embeddings: it goes through memory and is sealed before it touches disk.
+std::string index_bytes(const LabelledIndex& index) {
+  char* buf = nullptr;
+  size_t n = 0;
+  std::FILE* m = ::open_memstream(&buf, &n);
+  if (!m) throw Error(ErrorCode::kInternal, "open_memstream failed");
+  try {
+    index.save(m);
+  } catch (...) {
+    std::fclose(m);
+    std::free(buf);
+    throw;
+  }
+  std::fclose(m);
+  std::string out(buf, n);
+  std::free(buf);
+  return out;
+}
+
+LabelledIndex index_from_bytes(std::string bytes) {
+  File m(::fmemopen(bytes.data(), bytes.size(), "rb"));
+  if (!m) throw Error(ErrorCode::kStorage, "empty index cache");
+  return LabelledIndex::load(m.get());
+}
+
 }  // namespace
 
 struct Identifier::Impl {
@@ -180,7 +212,7 @@ struct Identifier::Impl {
   std::string index_key() const {
     return embedder.str() + " " + to_string(opt.aggregation) + " " + opt.index.kind + " M=" +
            std::to_string(opt.index.hnsw_m) + " efc=" + std::to_string(opt.index.ef_construction) +
-           " min=" + std::to_string(opt.index.hnsw_min_size);
+           " min=" + std::to_string(opt.index.hnsw_min_size) + (gallery.encrypted() ? " sealed" : "");
   }
 
   bool want_hnsw(std::int64_t rows) const {
@@ -287,7 +319,9 @@ struct Identifier::Impl {
     try {
       const Header h = read_header(f.get(), kIndexCacheMagic);
       if (h.uuid != gallery.uuid() || h.key != index_key() || h.revision > gallery.revision()) return;
-      auto li = std::make_unique<LabelledIndex>(LabelledIndex::load(f.get()));
+      auto li = std::make_unique<LabelledIndex>(gallery.encrypted()
+                                                    ? index_from_bytes(gallery.unseal(rest_of(f.get())))
+                                                    : LabelledIndex::load(f.get()));
       index = std::move(li);
       revision = h.revision;
       last.index_from_cache = true;
@@ -300,9 +334,12 @@ struct Identifier::Impl {
     if (!opt.use_cache || !index) return;
     try {
       fs::create_directories(cache_dir());
+      const std::string sealed = gallery.encrypted() ? gallery.seal(index_bytes(*index)) : std::string();
       write_file_atomically_c(index_path(), [&](std::FILE* f) {
         write_header(f, kIndexCacheMagic, gallery.uuid(), revision, index_key());
-        index->save(f);
+        if (!gallery.encrypted()) return index->save(f);
+        if (std::fwrite(sealed.data(), 1, sealed.size(), f) != sealed.size())
+          throw Error(ErrorCode::kStorage, "cannot write cache");
       });
     } catch (const std::exception& e) {
       last.cache_error = std::string("cannot write the index cache: ") + e.what();
@@ -315,10 +352,7 @@ struct Identifier::Impl {
     try {
       const Header h = read_header(f.get(), kModelCacheMagic);
       if (h.uuid != gallery.uuid() || h.revision != revision || h.key != fingerprint(opt)) return false;
-      std::string rest;
-      char buf[1 << 16];
-      for (size_t n; (n = std::fread(buf, 1, sizeof buf, f.get())) > 0;) rest.append(buf, n);
-      std::istringstream in(rest);
+      std::istringstream in(gallery.unseal(rest_of(f.get())));
       classifier->load(in);
       return true;
     } catch (const Error& e) {
@@ -333,7 +367,7 @@ struct Identifier::Impl {
       fs::create_directories(cache_dir());
       std::ostringstream body;
       classifier->save(body);
-      const std::string b = body.str();
+      const std::string b = gallery.seal(body.str());
       write_file_atomically_c(model_path(), [&](std::FILE* f) {
         write_header(f, kModelCacheMagic, gallery.uuid(), revision, fingerprint(opt));
         if (std::fwrite(b.data(), 1, b.size(), f) != b.size()) throw Error(ErrorCode::kStorage, "cannot write cache");

@@ -1,4 +1,5 @@
-// Image loading and saving through OpenCV, with facekit's limits and error codes on top.
+// Image loading and saving: JPEG through libjpeg (io/jpeg_decoder.cpp), the other formats through OpenCV, with
+// facekit's limits, damage checks and error codes on top.
 #include "facekit/image.hpp"
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <utility>
 
 #include "facekit/error.hpp"
+#include "io/jpeg_decoder.hpp"
 
 namespace facekit {
 namespace {
@@ -93,6 +95,28 @@ Image decode_image(const std::string& bytes, const ImageLimits& limits, const st
     throw Error(e.code(), name + ": " + e.what());
   }
   check_limits(info, limits, name);
+  // Damage found is either refused or, when the caller accepts damaged images, reported and used.
+  const auto damaged = [&](const std::string& why) {
+    const std::string what = "corrupt or truncated " + display_format(info.format) + ": " + why;
+    if (!limits.accept_damaged)
+      throw Error(ErrorCode::kBadImage, "could not decode " + name + " (" + what +
+                                            "); a damaged image is refused (--accept-damaged uses what decodes)");
+    if (limits.on_damage) limits.on_damage(name + " is damaged (" + what + "); used as decoded");
+  };
+  // Checked before the decoder allocates width x height pixels for a file that cannot fill them.
+  if (std::cmp_less(bytes.size(), info.min_bytes)) {
+    damaged("truncated: a " + std::to_string(info.width) + "x" + std::to_string(info.height) + " " +
+            display_format(info.format) + " needs at least " + std::to_string(info.min_bytes) + " bytes, the file has " +
+            std::to_string(bytes.size()));
+  }
+  if (info.format == "jpeg") {
+    detail::JpegResult r = detail::decode_jpeg(bytes, limits.accept_damaged);
+    if (!r.damage.empty()) damaged("libjpeg: " + r.damage);
+    if (r.image.empty())
+      throw Error(ErrorCode::kBadImage, "could not decode " + name + " (corrupt or truncated JPEG" +
+                                            (r.error.empty() ? "" : ": " + r.error) + ")");
+    return std::move(r.image);
+  }
 
   // A Mat header over the caller's bytes, not a copy; imdecode only reads it.
   const cv::Mat encoded(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));

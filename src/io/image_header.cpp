@@ -1,6 +1,7 @@
 // Header-only probing of the image formats facekit accepts. Nothing here decodes pixels: the point is to
 // learn an image's size cheaply so the limits can be enforced before a decoder allocates anything. Input is
 // untrusted, so every byte access goes through a bounds-checked reader and every failure is an Error.
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -73,6 +74,26 @@ ImageInfo make_info(const char* format, std::int64_t width, std::int64_t height)
   return {format, static_cast<int>(width), static_cast<int>(height)};
 }
 
+// Huffman-coded JPEG: every 8x8 block of every component costs at least one bit (its DC code), so a frame of
+// width x height needs at least this many bytes. `pos` is the first component entry of the frame header.
+std::int64_t jpeg_min_bytes(const Reader& r, std::size_t pos, std::uint32_t components, std::int64_t width,
+                            std::int64_t height) {
+  // Impossible values are left for the decoder to report: the bound is then 0 (none).
+  if (components == 0 || components > 4) return 0;
+  std::uint32_t h[4], v[4], hmax = 1, vmax = 1;
+  for (std::uint32_t c = 0; c < components; ++c) {
+    const std::uint32_t sampling = r.u8(pos + 3 * c + 1);
+    h[c] = sampling >> 4, v[c] = sampling & 15;
+    if (h[c] < 1 || h[c] > 4 || v[c] < 1 || v[c] > 4) return 0;
+    hmax = std::max(hmax, h[c]), vmax = std::max(vmax, v[c]);
+  }
+  const auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
+  std::int64_t blocks = 0;
+  for (std::uint32_t c = 0; c < components; ++c)
+    blocks += ceil_div(ceil_div(width * h[c], hmax), 8) * ceil_div(ceil_div(height * v[c], vmax), 8);
+  return blocks / 8;
+}
+
 // JPEG: walk the marker segments after SOI until the frame header (SOFn) that carries the size.
 ImageInfo probe_jpeg(const Reader& r) {
   std::size_t pos = 2;  // past SOI
@@ -101,7 +122,10 @@ ImageInfo probe_jpeg(const Reader& r) {
       const std::uint32_t width = r.be16(pos + 5);
       // Height 0 means "defined later by a DNL marker", which libjpeg does not support either.
       if (height == 0) bad("unsupported JPEG: height given by a DNL marker");
-      return make_info("jpeg", width, height);
+      ImageInfo info = make_info("jpeg", width, height);
+      // Arithmetic coding (SOF9-SOF15) has no per-block floor; Huffman coding spends at least one bit per block.
+      if (marker < 0xC9) info.min_bytes = jpeg_min_bytes(r, pos + 8, r.u8(pos + 7), width, height);
+      return info;
     }
     pos += length;
   }
@@ -112,7 +136,15 @@ ImageInfo probe_png(const Reader& r) {
   // The tail of the signature catches text-mode transfer damage (CRLF / LF conversion).
   if (!r.matches(4, "\r\n\x1a\n")) bad("corrupt PNG signature");
   if (r.be32(8) != 13 || !r.matches(12, "IHDR")) bad("corrupt PNG: first chunk is not a valid IHDR");
-  return make_info("png", r.be32(16), r.be32(20));
+  ImageInfo info = make_info("png", r.be32(16), r.be32(20));
+  // Samples per pixel by colour type (grey, -, RGB, palette, grey+alpha, -, RGBA); deflate's best is 1032:1.
+  static constexpr int kChannels[7] = {1, 0, 3, 1, 2, 0, 4};
+  const std::uint32_t depth = r.u8(24), colour = r.u8(25);
+  if (colour < 7 && kChannels[colour] > 0 && depth >= 1 && depth <= 16) {
+    const std::int64_t row_bits = std::int64_t{info.width} * kChannels[colour] * depth;
+    info.min_bytes = (row_bits + 7) / 8 * info.height / 1032;
+  }
+  return info;
 }
 
 // BMP: 14-byte file header, then a DIB header whose size tells its kind.

@@ -19,7 +19,10 @@ class VideoSource final : public FrameSource {
  public:
   explicit VideoSource(const fs::path& path) : desc_(path.string()) {
     std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kNotFound, desc_ + ": no such video file");
+    if (fs::is_directory(path, ec))
+      throw Error(ErrorCode::kInvalidArgument, desc_ + " is a folder, not a video file (--frames DIR reads a folder of frames)");
+    if (!fs::exists(path, ec)) throw Error(ErrorCode::kNotFound, desc_ + ": no such video file");
+    if (!fs::is_regular_file(path, ec)) throw Error(ErrorCode::kInvalidArgument, desc_ + " is not a regular file");
     if (!cap_.open(path.string(), cv::CAP_ANY) || !cap_.isOpened())
       throw Error(ErrorCode::kBadImage, desc_ + ": not a video that OpenCV's video I/O can read");
     // Read one frame now so that a file that opens but decodes nothing is reported here, not as "0 frames".
@@ -58,7 +61,8 @@ class VideoSource final : public FrameSource {
 
 class FolderSource final : public FrameSource {
  public:
-  FolderSource(const fs::path& dir, double fps) : desc_(dir.string()), fps_(fps) {
+  FolderSource(const fs::path& dir, double fps, ImageLimits limits)
+      : desc_(dir.string()), fps_(fps), limits_(std::move(limits)) {
     if (!(fps > 0)) throw Error(ErrorCode::kInvalidArgument, "frame rate must be positive");
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::kNotFound, desc_ + ": no such folder of frames");
@@ -76,7 +80,7 @@ class FolderSource final : public FrameSource {
   bool next(Image& rgb, double& time_s) override {
     if (index_ >= files_.size()) return false;
     time_s = static_cast<double>(index_) / fps_;
-    rgb = load_image(files_[index_++]);  // names the file when it does not decode
+    rgb = load_image(files_[index_++], limits_);  // names the file when it does not decode or is damaged
     return true;
   }
   double fps() const override { return fps_; }
@@ -85,6 +89,7 @@ class FolderSource final : public FrameSource {
  private:
   std::string desc_;
   double fps_;
+  ImageLimits limits_;
   std::vector<fs::path> files_;
   size_t index_ = 0;
 };
@@ -95,8 +100,8 @@ std::unique_ptr<FrameSource> open_video(const std::filesystem::path& path) {
   return std::make_unique<VideoSource>(path);
 }
 
-std::unique_ptr<FrameSource> open_frames(const std::filesystem::path& dir, double fps) {
-  return std::make_unique<FolderSource>(dir, fps);
+std::unique_ptr<FrameSource> open_frames(const std::filesystem::path& dir, double fps, const ImageLimits& limits) {
+  return std::make_unique<FolderSource>(dir, fps, limits);
 }
 
 }  // namespace facekit

@@ -129,7 +129,7 @@ AlignedPhotos detect_and_align(const std::vector<fs::path>& photos, const fs::pa
   return r;
 }
 
-Image augment_chip(const Image& chip, const AugmentOptions& o, std::mt19937_64& rng) {
+Image augment_chip(const Image& chip, const TrainAugmentOptions& o, std::mt19937_64& rng) {
   if (!o.enabled) return chip;
   std::uniform_real_distribution<double> u(-1.0, 1.0), u01(0.0, 1.0);
   const double s = chip.cols;

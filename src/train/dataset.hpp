@@ -39,6 +39,6 @@ AlignedPhotos detect_and_align(const std::vector<std::filesystem::path>& photos,
                                const std::function<void(int, int)>& progress);
 
 /// One augmented copy of an aligned chip (same size).
-Image augment_chip(const Image& chip, const AugmentOptions& o, std::mt19937_64& rng);
+Image augment_chip(const Image& chip, const TrainAugmentOptions& o, std::mt19937_64& rng);
 
 }  // namespace facekit::detail

@@ -25,6 +25,13 @@ namespace fk_test {
 
 /// Debian libdlib19.1's example photos.
 inline const std::filesystem::path kDlibFaces = "/usr/share/doc/libdlib19.1/examples/faces";
+#ifdef FACEKIT_TEST_DATA
+/// face-api's demo photos (npm), unpacked by scripts/setup.
+inline const std::filesystem::path kDemoPhotos =
+    std::filesystem::path(FACEKIT_TEST_DATA) / ".." / ".." / "models" / "face-api" / "demo";
+#endif
+/// A path quoted for the shell.
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 #ifdef FACEKIT_LFW_DIR
 inline const std::filesystem::path kLfwDir = FACEKIT_LFW_DIR;  ///< ../shared/data/lfw (may be absent)
 #endif

@@ -19,6 +19,7 @@
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
 #include "../error_code.hpp"
+#include "unit_vector.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -27,14 +28,7 @@ namespace {
 
 const fk::EmbedderId kEmb{"test_embedder", "1"};
 
-fk::Embedding unit_vector(std::mt19937& rng, int dim = 8) {
-  std::normal_distribution<float> n;
-  fk::Embedding e(dim);
-  float s = 0;
-  for (auto& v : e) v = n(rng), s += v * v;
-  for (auto& v : e) v /= std::sqrt(s);
-  return e;
-}
+fk::Embedding unit_vector(std::mt19937& rng) { return fk_test::unit_vector(rng, 8); }
 
 fk::NewPerson person(const std::string& name, int templates, std::mt19937& rng, const std::string& sha_prefix = "") {
   fk::NewPerson p;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <ostream>
 #include <random>
 #include <string>
@@ -520,6 +521,100 @@ TEST_F(ImageTest, FileOverByteLimitIsTooLarge) {
                        std::to_string(png.size()) + " bytes, over the limit"));
   limits.max_file_bytes = static_cast<std::int64_t>(png.size());
   EXPECT_NO_THROW(facekit::load_image(path, limits));
+}
+
+// ---- damaged files (issue 15: partly decoded images were used as whole ones) ----
+
+// A real photo shipped by Debian (libdlib19.1), or "" when the package is absent.
+std::string dlib_photo(const char* name) {
+  std::ifstream in(std::string("/usr/share/doc/libdlib19.1/examples/faces/") + name, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(DamagedJpeg, CutShortIsRefusedWithLibjpegsReason) {
+  const std::string jpeg = dlib_photo("2008_002470.jpg");
+  if (jpeg.empty()) GTEST_SKIP() << "libdlib19.1 examples absent";
+  for (const double part : {0.33, 0.5, 0.9}) {
+    const std::string cut = jpeg.substr(0, static_cast<std::size_t>(jpeg.size() * part));
+    const std::string message = error_of([&] { facekit::decode_image(cut, {}, "cut.jpg"); }, ErrorCode::kBadImage);
+    EXPECT_TRUE(mentions(message, "Premature end of JPEG file")) << part;
+    EXPECT_TRUE(mentions(message, "cut.jpg"));
+  }
+}
+
+TEST(DamagedJpeg, EndMarkerHalfWayIsRefused) {
+  std::string jpeg = dlib_photo("2008_002470.jpg");
+  if (jpeg.empty()) GTEST_SKIP() << "libdlib19.1 examples absent";
+  jpeg.replace(jpeg.size() / 2, 2, "\xFF\xD9");
+  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(jpeg); }, ErrorCode::kBadImage), "Corrupt JPEG data"));
+}
+
+TEST(DamagedJpeg, RandomBytesInTheMiddleAreRefused) {
+  std::string jpeg = dlib_photo("2008_002470.jpg");
+  if (jpeg.empty()) GTEST_SKIP() << "libdlib19.1 examples absent";
+  std::mt19937 rng(15);
+  for (std::size_t i = jpeg.size() / 2; i < jpeg.size() / 2 + 1024; ++i) jpeg[i] = static_cast<char>(rng());
+  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(jpeg); }, ErrorCode::kBadImage), "Corrupt JPEG data"));
+}
+
+TEST(DamagedJpeg, ProgressiveScansCutAtAnEndMarkerAreRefused) {
+  // libjpeg gives no warning when a progressive file ends between scans: the unfinished coefficients say it.
+  cv::Mat bgr(96, 128, CV_8UC3);
+  cv::randu(bgr, 0, 256);
+  const std::string jpeg = encode(".jpg", bgr, {cv::IMWRITE_JPEG_PROGRESSIVE, 1});
+  std::vector<std::size_t> scans;
+  for (std::size_t i = 2; i + 1 < jpeg.size(); ++i)
+    if (static_cast<unsigned char>(jpeg[i]) == 0xFF && static_cast<unsigned char>(jpeg[i + 1]) == 0xDA) scans.push_back(i);
+  ASSERT_GE(scans.size(), 3u);
+  const std::string cut = jpeg.substr(0, scans[2]) + "\xFF\xD9";  // two scans, then the end
+  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(cut); }, ErrorCode::kBadImage), "progressive"));
+  EXPECT_EQ(facekit::decode_image(jpeg).size(), cv::Size(128, 96));  // the whole file still decodes
+}
+
+TEST(DamagedJpeg, AHeaderClaimingMorePixelsThanTheBytesHoldIsRefusedBeforeDecoding) {
+  const std::string small = encode(".jpg", red_green(64, 64));
+  const std::string big = with_jpeg_size(small, 8000, 8000);  // 64 Mpx claimed over a few hundred bytes
+  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(big); }, ErrorCode::kBadImage), "needs at least"));
+  EXPECT_GT(facekit::probe_image(big).min_bytes, 100000);
+  // PNG: deflate cannot pack 8000 x 8000 RGB into a header.
+  EXPECT_TRUE(mentions(error_of([&] { facekit::decode_image(png_header_only(8000, 8000)); }, ErrorCode::kBadImage),
+                       "needs at least"));
+}
+
+TEST(DamagedJpeg, AcceptedOnlyWhenAskedAndThenReported) {
+  const std::string jpeg = dlib_photo("2008_002470.jpg");
+  if (jpeg.empty()) GTEST_SKIP() << "libdlib19.1 examples absent";
+  facekit::ImageLimits limits;
+  limits.accept_damaged = true;
+  std::vector<std::string> reports;
+  limits.on_damage = [&](const std::string& m) { reports.push_back(m); };
+  const cv::Mat rgb = facekit::decode_image(jpeg.substr(0, jpeg.size() / 2), limits, "half.jpg");
+  EXPECT_EQ(rgb.size(), facekit::decode_image(jpeg).size());
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_TRUE(mentions(reports[0], "half.jpg is damaged"));
+  EXPECT_TRUE(mentions(reports[0], "Premature end"));
+}
+
+// The libjpeg path decodes every real photo exactly as OpenCV does (same pixels, in RGB order).
+TEST(WholeJpeg, RealPhotosDecodeToOpenCvsPixels) {
+  int photos = 0;
+  for (const char* dir : {"/usr/share/doc/libdlib19.1/examples/faces", FACEKIT_TEST_DATA "/../../models/face-api/demo"}) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.path().extension() != ".jpg") continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+      const cv::Mat ours = facekit::decode_image(bytes, {}, e.path().string());
+      const cv::Mat bgr = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+                                       cv::IMREAD_COLOR);
+      cv::Mat rgb;
+      cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+      ASSERT_EQ(ours.size(), rgb.size()) << e.path();
+      EXPECT_EQ(cv::norm(ours, rgb, cv::NORM_INF), 0) << e.path();
+      ++photos;
+    }
+  }
+  if (photos == 0) GTEST_SKIP() << "no real photos found";
 }
 
 // ---- saving ----

@@ -248,7 +248,7 @@ TEST(Augment, ColourJitterKeepsGreyGreyAndGeometryKeepsTheSize) {
       auto& p = grey.at<cv::Vec3b>(y, x);
       p[1] = p[2] = p[0];
     }
-  fk::AugmentOptions colour_only;
+  fk::TrainAugmentOptions colour_only;
   colour_only.flip = false;
   colour_only.crop_jitter = colour_only.rotate_deg = colour_only.blur = 0;
   colour_only.colour = 0.4f;
@@ -264,7 +264,7 @@ TEST(Augment, ColourJitterKeepsGreyGreyAndGeometryKeepsTheSize) {
     changed |= cv::norm(out, grey, cv::NORM_INF) > 0;
   }
   EXPECT_TRUE(changed);
-  fk::AugmentOptions all;
+  fk::TrainAugmentOptions all;
   const fk::Image out = fk::detail::augment_chip(grey, all, rng);
   EXPECT_EQ(out.size(), grey.size());
   all.enabled = false;
