@@ -125,8 +125,26 @@ TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
   EXPECT_LT(fk::l2_distance(faces[0].embedding, again[0].embedding), 1e-5);
 }
 
+// The ONNX embedder (OpenCV DNN) at its manifest threshold: strangers apart, a turned photo of one man together.
+TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
+  fk::PipelineOptions o;
+  o.embedder = "faceplugin";
+  const fk::FacePipeline p(o);
+  const float t = p.embedder().threshold();
+  const auto faces = p.analyze(fk::load_image(kDemo / "sample1.jpg"));
+  ASSERT_EQ(faces.size(), 3u);
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t j = i + 1; j < 3; ++j) EXPECT_GT(fk::l2_distance(faces[i].embedding, faces[j].embedding), t);
+  const fk::Image img = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
+  cv::Mat rot = cv::getRotationMatrix2D({img.cols / 2.f, img.rows / 2.f}, 25, 1.0), turned;
+  cv::warpAffine(img, turned, rot, img.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+  const auto a = p.analyze_one(img, fk::FacePick::kLargest), b = p.analyze_one(turned, fk::FacePick::kLargest);
+  EXPECT_LT(fk::l2_distance(a.embedding, b.embedding), t);
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Embedders,
-                         ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet", "fusion"));
+                         ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet", "fusion",
+                                           "faceplugin", "dlib_faceplugin"));
 
 // BlazeFace sees a photo at its own aspect ratio (anchors generated for the padded grid, not a square
 // letterbox): the same faces must come back, mapped to the same place, however wide or tall the canvas.
@@ -150,6 +168,58 @@ TEST(BlazeFace, FindsTheSameFacesOnWideAndTallCanvases) {
       EXPECT_LT(best, 0.15f * r.box.width) << w << "x" << h;
     }
   }
+}
+
+// A face cropped close (ID-photo style: the box of its 68 points grown by a margin, colour and grey) is one
+// box, on the face (its centre inside the face's outline, as `bench crops` counts it): no nested or partial
+// boxes, no miss. Every face of the dlib and face-api example photos that is at least 80 px wide.
+TEST(BlazeFace, OneBoxForAFaceCroppedClose) {
+  const fk::FacePipeline& p = pipeline();
+  std::vector<fs::path> photos;
+  for (const auto& dir : {kFaces, kDemo})
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".jpg") photos.push_back(e.path());
+  std::sort(photos.begin(), photos.end());
+  int crops = 0, one = 0;
+  std::vector<std::string> wrong;
+  for (const auto& path : photos) {
+    const fk::Image img = fk::load_image(path);
+    for (const auto& f : p.detect(img)) {
+      if (f.box.width < 80 || !f.landmarks) continue;
+      const cv::Rect2f outline = cv::boundingRect(std::vector<cv::Point2f>(f.landmarks->begin(), f.landmarks->end()));
+      for (const float margin : {0.f, 0.1f, 0.25f, 0.5f})
+        for (const bool grey : {false, true}) {
+          const cv::Rect2f grown(outline.x - margin * outline.width, outline.y - margin * outline.height,
+                                 outline.width * (1 + 2 * margin), outline.height * (1 + 2 * margin));
+          const cv::Rect r = cv::Rect(grown) & cv::Rect(0, 0, img.cols, img.rows);
+          fk::Image crop = img(r).clone();
+          if (grey) {
+            cv::Mat g;
+            cv::cvtColor(crop, g, cv::COLOR_RGB2GRAY);
+            cv::cvtColor(g, crop, cv::COLOR_GRAY2RGB);
+          }
+          const auto got = p.detector().detect(crop);
+          ++crops;
+          const cv::Rect2f face(outline.x - r.x, outline.y - r.y, outline.width, outline.height);
+          if (got.size() == 1 && face.contains(got[0].box.center()))
+            ++one;
+          else
+            wrong.push_back(path.filename().string() + " margin " + std::to_string(margin) + (grey ? " grey" : "") +
+                            ": " + std::to_string(got.size()) + " boxes");
+        }
+    }
+  }
+  ASSERT_GE(crops, 40);
+  std::string list;
+  for (const auto& w : wrong) list += "\n  " + w;
+  // The tight-crop benchmark (docs/results.md) measured 99.5%+ on cfp-dev; here: 98% of these harder faces
+  // (looking down, in profile, in group photos).
+  EXPECT_GE(one, 0.98 * crops) << one << " of " << crops << " crops gave one box on the face:" << list;
+}
+
+TEST(Pipeline, BaldGuysHasTwentyFourFaces) {
+  // dlib's collage of 4 actors: 24 faces, each found once (nested and duplicate boxes suppressed).
+  EXPECT_EQ(pipeline().detect(fk::load_image(kFaces / "bald_guys.jpg")).size(), 24u);
 }
 
 TEST(BlazeFace, FindsEveryFaceWithKeypointsInside) {
