@@ -4,6 +4,7 @@
 #include "facekit/runtime.hpp"
 
 #include <ATen/Parallel.h>
+#include <opencv2/core/utility.hpp>
 
 namespace facekit::nn {
 
@@ -72,6 +73,8 @@ namespace facekit {
 void set_num_threads(int n) {
   if (n < 1) throw Error(ErrorCode::kInvalidArgument, "thread count must be >= 1");
   at::set_num_threads(n);
+  // ONNX models run on OpenCV DNN, whose pool would otherwise take every core inside each worker.
+  cv::setNumThreads(n);
 }
 int num_threads() { return at::get_num_threads(); }
 }  // namespace facekit
