@@ -62,7 +62,7 @@ struct EmbeddingCacheOptions {
 };
 
 /// Embeds LFW photos (the face nearest the centre, as the pair protocol does) with `workers` threads, reusing a
-/// binary cache keyed by embedder, pipeline settings, augmentation and photo path. Photos listed in
+/// binary cache keyed by embedder, pipeline and detection settings, augmentation, the root folder and photo path. Photos listed in
 /// `augmented` also get the augmentation variants. `progress(done, total)` is called as photos complete.
 std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, const std::filesystem::path& root,
                                               const std::vector<std::string>& photos,

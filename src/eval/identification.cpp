@@ -206,7 +206,12 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
   const EmbedderId eid = embedder_id(pipeline);
   const std::string recipe = eid.str() + " detector=" + pipeline.detector().name() + " size=" +
                              std::to_string(det.input_size) + " min=" + std::to_string(det.min_score) + " " +
-                             cache.recipe + " aug " + augment_key(augment);
+                             cache.recipe + " aug " + augment_key(augment) +
+                             // Which photos (two face sets may share relative paths) and how faces were found
+                             // (a cache from before a detection change must not be reused).
+                             " nms=" + std::to_string(det.nms_iou) + "," + std::to_string(det.nms_containment) +
+                             " large=" + std::to_string(det.large_face_fraction) + "," +
+                             std::to_string(det.large_face_containment) + " root=" + fs::weakly_canonical(root).string();
   const fs::path file = cache_dir(cache) / ("lfw-" + file_safe(eid.str()) + "-" + std::to_string(fnv1a(recipe) % 1000000007ull) + ".bin");
   CacheMap map;
   if (cache.enabled) load_cache(file, recipe, dim, map);

@@ -4,11 +4,14 @@
 #include <cmath>
 #include <numeric>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
+#include "facekit/identification_eval.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
 #include "cli_run.hpp"
@@ -243,4 +246,30 @@ TEST(BlazeFace, FindsEveryFaceWithKeypointsInside) {
   const auto img = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
   const auto a = p.analyze_one(img, fk::FacePick::kLargest), b = pipeline().analyze_one(img, fk::FacePick::kLargest);
   EXPECT_LT(fk::l2_distance(a.embedding, b.embedding), 0.2f);
+}
+
+// The benchmarks' embedding cache is keyed by the face set's folder too: two sets laid out alike
+// (Person/Person_0001.jpg) must not reuse each other's embeddings.
+TEST(EmbeddingCache, TwoFaceSetsWithTheSamePathsDoNotShareEmbeddings) {
+  const fs::path tmp = fs::temp_directory_path() / ("facekit_cache_test_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  for (const auto& [set, photo] : {std::pair{"a", kFaces / "Tom_Cruise_avp_2014_4.jpg"},
+                                   std::pair{"b", kDemo / "sample1.jpg"}}) {
+    fs::create_directories(tmp / set / "P");
+    fs::copy_file(photo, tmp / set / "P" / "P_0001.jpg");
+  }
+  fk::EmbeddingCacheOptions cache;
+  cache.dir = tmp / "cache";
+  const std::vector<std::string> photos = {"P/P_0001.jpg"};
+  int computed = -1;
+  const auto a = fk::embed_lfw_photos(pipeline(), tmp / "a", photos, {false}, {}, cache, 1, {}, &computed);
+  EXPECT_EQ(computed, 1);
+  const auto again = fk::embed_lfw_photos(pipeline(), tmp / "a", photos, {false}, {}, cache, 1, {}, &computed);
+  EXPECT_EQ(computed, 0);  // the cache works
+  const auto b = fk::embed_lfw_photos(pipeline(), tmp / "b", photos, {false}, {}, cache, 1, {}, &computed);
+  EXPECT_EQ(computed, 1);
+  ASSERT_TRUE(a[0].ok && again[0].ok && b[0].ok);
+  EXPECT_LT(fk::l2_distance(a[0].variants[0], again[0].variants[0]), 1e-6);
+  EXPECT_GT(fk::l2_distance(a[0].variants[0], b[0].variants[0]), pipeline().embedder().threshold());
+  fs::remove_all(tmp);
 }
