@@ -10,6 +10,7 @@
 #include "facekit/crop_eval.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
+#include "facekit/landmarker.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -151,7 +152,15 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
           }
           if (!o.identify) continue;
           try {
-            r.embedding = pipeline.analyze_one(var, FacePick::kMain).embedding;
+            if (faces.empty()) {
+              // Only analyze_one's rescue (lower score, zoomed-out canvases) can still find the face.
+              r.embedding = pipeline.analyze_one(var, FacePick::kMain).embedding;
+            } else {
+              // The faces just counted, picked as analyze_one(kMain) would: no second detection.
+              Face main = faces[main_face_index(faces, var.size())];
+              main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
+              r.embedding = pipeline.embed(var, {std::move(main)}).at(0).embedding;
+            }
           } catch (const Error& e) {
             if (e.code() != ErrorCode::kNoFace) throw;
           }
