@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "eval/mann_whitney.hpp"
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 
@@ -73,14 +74,8 @@ void split_scores(const std::vector<ScoredPair>& pairs, std::vector<double>& pos
 double roc_auc(const std::vector<ScoredPair>& pairs) {
   std::vector<double> pos, neg;
   split_scores(pairs, pos, neg);
-  std::sort(neg.begin(), neg.end());
-  // Mann-Whitney: the chance that a same pair is closer than a different pair, ties counting half.
-  double wins = 0;
-  for (double d : pos) {
-    const auto lo = std::lower_bound(neg.begin(), neg.end(), d), hi = std::upper_bound(neg.begin(), neg.end(), d);
-    wins += static_cast<double>(neg.end() - hi) + 0.5 * static_cast<double>(hi - lo);
-  }
-  return wins / (static_cast<double>(pos.size()) * neg.size());
+  // The chance that a different pair is farther apart than a same pair, ties counting half.
+  return detail::mann_whitney_auc(neg, std::move(pos));
 }
 
 double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold) {

@@ -9,6 +9,7 @@
 
 #include <linear.h>
 
+#include "eval/mann_whitney.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/spoof_eval.hpp"
@@ -88,14 +89,7 @@ float pad_eer_threshold(const std::vector<float>& bona, const std::vector<float>
 
 double pad_auc(const std::vector<float>& bona, const std::vector<float>& attacks) {
   require_both(bona, attacks);
-  std::vector<float> a = attacks;
-  std::sort(a.begin(), a.end());
-  double wins = 0;
-  for (float b : bona) {
-    const auto lo = std::lower_bound(a.begin(), a.end(), b), hi = std::upper_bound(a.begin(), a.end(), b);
-    wins += (lo - a.begin()) + 0.5 * (hi - lo);
-  }
-  return wins / (static_cast<double>(bona.size()) * a.size());
+  return detail::mann_whitney_auc(bona, attacks);
 }
 
 SpoofThresholds calibrate_spoof_thresholds(const std::vector<float>& bona, const std::vector<float>& attacks,
