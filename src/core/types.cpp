@@ -9,18 +9,22 @@
 
 namespace facekit {
 
-float iou(const Box& a, const Box& b) {
+namespace {
+float intersection_area(const Box& a, const Box& b) {
   const float overlap_w = std::min(a.x + a.width, b.x + b.width) - std::max(a.x, b.x);
   const float overlap_h = std::min(a.y + a.height, b.y + b.height) - std::max(a.y, b.y);
-  const float inter = overlap_w > 0 && overlap_h > 0 ? overlap_w * overlap_h : 0.f;
+  return overlap_w > 0 && overlap_h > 0 ? overlap_w * overlap_h : 0.f;
+}
+}  // namespace
+
+float iou(const Box& a, const Box& b) {
+  const float inter = intersection_area(a, b);
   const float uni = a.area() + b.area() - inter;
   return uni > 0 ? inter / uni : 0.f;
 }
 
 float containment(const Box& a, const Box& b) {
-  const float overlap_w = std::min(a.x + a.width, b.x + b.width) - std::max(a.x, b.x);
-  const float overlap_h = std::min(a.y + a.height, b.y + b.height) - std::max(a.y, b.y);
-  const float inter = overlap_w > 0 && overlap_h > 0 ? overlap_w * overlap_h : 0.f;
+  const float inter = intersection_area(a, b);
   const float smaller = std::min(a.area(), b.area());
   return smaller > 0 ? inter / smaller : 0.f;
 }

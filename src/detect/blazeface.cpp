@@ -119,8 +119,7 @@ class BlazeFaceDetector final : public Detector {
       for (int k = 0; k < 6; ++k) f.keypoints.emplace_back(px(q[4 + 2 * k] + ax), py(q[5 + 2 * k] + ay));
       cand.push_back(std::move(f));
     }
-    std::stable_sort(cand.begin(), cand.end(), [](const Face& a, const Face& b) { return a.score > b.score; });
-    return non_max_suppression(std::move(cand), nms);
+    return non_max_suppression(std::move(cand), nms);  // sorts by score itself
   }
 
   static std::filesystem::path checked_path(const ModelManifest& m) {
