@@ -12,9 +12,11 @@
 #include <opencv2/imgproc.hpp>
 
 #include "facekit/crop_eval.hpp"
+#include "facekit/engine.hpp"
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/image.hpp"
+#include "facekit/model.hpp"
 #include "facekit/pipeline.hpp"
 #include "common.hpp"
 #include "progress.hpp"
@@ -36,16 +38,14 @@ void draw_faces(Image& img, const std::vector<Face>& faces) {
 }
 
 int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_json, const std::string& draw) {
-  auto opt = pipeline_options(c);
-  FacePipeline pipe(opt);
+  if (!draw.empty() && files.size() != 1) throw Error(ErrorCode::kInvalidArgument, "--draw takes exactly one input image");
+  const Engine engine(engine_options(c));
   json out = json::array();
   for (const auto& f : files) {
-    Image img = load_image(f, image_limits(c));
-    auto faces = pipe.detect(img);
+    Image img = engine.load(f);
+    const auto faces = engine.detect(img);
     if (as_json) {
-      json fj = json::array();
-      for (const auto& face : faces) fj.push_back(face_json(face));
-      out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
+      out.push_back(json_view::detection(f, img, faces));
     } else {
       std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
       for (const auto& face : faces)
@@ -53,7 +53,6 @@ int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_j
                     face.box.height, face.score);
     }
     if (!draw.empty()) {
-      if (files.size() != 1) throw Error(ErrorCode::kInvalidArgument, "--draw takes exactly one input image");
       draw_faces(img, faces);
       save_image(draw, img);
     }
@@ -63,18 +62,12 @@ int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_j
 }
 
 int cmd_embed(const Common& c, const std::vector<std::string>& files, bool as_json) {
-  FacePipeline pipe(pipeline_options(c));
+  const Engine engine(engine_options(c));
   json out = json::array();
   for (const auto& f : files) {
-    auto faces = pipe.analyze(load_image(f, image_limits(c)));
-    json fj = json::array();
-    for (const auto& a : faces) {
-      json j = face_json(a.face);
-      j["embedding"] = a.embedding;
-      fj.push_back(j);
-    }
+    const auto faces = engine.embed(engine.load(f));
     if (as_json) {
-      out.push_back({{"image", f}, {"model", pipe.embedder().manifest().name}, {"faces", fj}});
+      out.push_back(json_view::embeddings(f, engine.embedder_id().name, faces));
     } else {
       std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
       for (const auto& a : faces) {
@@ -89,26 +82,15 @@ int cmd_embed(const Common& c, const std::vector<std::string>& files, bool as_js
 }
 
 int cmd_verify(const Common& c, const std::string& a, const std::string& b, bool as_json, float threshold) {
-  FacePipeline pipe(pipeline_options(c));
-  const Image ia = load_image(a, image_limits(c)), ib = load_image(b, image_limits(c));
-  VerifyResult r = pipe.verify(ia, ib);
-  if (!std::isnan(threshold)) {  // given (the option refuses anything outside (0, 2))
-    r.threshold = threshold;
-    r.same = r.distance <= threshold;
-  }
+  const Engine engine(engine_options(c));
+  const Image ia = engine.load(a), ib = engine.load(b);
+  const VerifyResult r = engine.verify(ia, ib, threshold);
+  const std::string model = engine.embedder_id().name;
   if (as_json) {
-    json j = {{"same", r.same},
-              {"distance", r.distance},
-              {"threshold", r.threshold},
-              {"model", pipe.embedder().manifest().name},
-              {"faces_in_a", r.faces_in_a},
-              {"faces_in_b", r.faces_in_b},
-              {"face_a", face_json(r.a.face)},
-              {"face_b", face_json(r.b.face)}};
-    std::cout << j.dump(2) << "\n";
+    std::cout << json_view::verification(r, model).dump(2) << "\n";
   } else {
     std::printf("%s\ndistance %.4f, threshold %.4f (%s)\n", r.same ? "same person" : "different people", r.distance,
-                r.threshold, pipe.embedder().manifest().name.c_str());
+                r.threshold, model.c_str());
     if (r.faces_in_a > 1 || r.faces_in_b > 1)
       std::fprintf(stderr, "note: %d and %d faces found; the largest face of each photo was compared\n",
                    r.faces_in_a, r.faces_in_b);
@@ -149,7 +131,7 @@ int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json
     json images = json::array();
     for (const auto& im : report.image_faces) {
       json j = {{"image", im.path}, {"faces", im.faces}};
-      if (im.picked) j["picked"] = {{"box", box_json(im.picked->box)}, {"score", im.picked->score}};
+      if (im.picked) j["picked"] = {{"box", json_view::box(im.picked->box)}, {"score", im.picked->score}};
       images.push_back(std::move(j));
     }
     json j = {{"model", pipe.embedder().manifest().name},
@@ -213,32 +195,25 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
   std::printf("fusion           accuracy %.2f%% (threshold %.4f), weights", 100 * fit.accuracy, fit.threshold);
   for (size_t i = 0; i < names.size(); ++i) std::printf(" %s=%.2f", names[i].c_str(), fit.weights[i]);
   std::printf("\n");
-  json members = json::array();
-  for (size_t i = 0; i < names.size(); ++i) members.push_back({{"name", names[i]}, {"weight", fit.weights[i]}});
   const std::string pairs = (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).filename().string();
-  json j = {{"name", name},
-            {"kind", "embedder"},
-            {"arch", "fusion"},
-            {"version", "1"},
-            {"package", "facekit (members from their own packages)"},
-            {"licence", "that of each member"},
-            {"provenance", "score-level fusion: squared distance = weighted mean of the members' squared distances"},
-            {"files", json::array()},
-            {"members", members},
-            {"embedding",
-             {{"dim", 0},
-              {"metric", "euclidean_l2norm"},
-              {"threshold", fit.threshold},
-              {"threshold_source", "weights and threshold fitted by `facekit bench fuse` on LFW " + pairs + " (" +
-                                       std::to_string(scored[0].size()) + " pairs), flip " +
-                                       (c.no_flip ? "off" : "on") + ", accuracy there " +
-                                       std::to_string(100 * fit.accuracy) + "%"}}}};
-  if (out.empty()) {
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::ofstream f(out);
-    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + out);
-  }
+  ModelManifest m;
+  m.name = name;
+  m.kind = "embedder";
+  m.arch = "fusion";
+  m.version = "1";
+  m.package = "facekit (members from their own packages)";
+  m.licence = "that of each member";
+  m.provenance = "score-level fusion: squared distance = weighted mean of the members' squared distances";
+  for (size_t i = 0; i < names.size(); ++i) m.members.emplace_back(names[i], fit.weights[i]);
+  m.metric = "euclidean_l2norm";
+  m.threshold = fit.threshold;
+  m.threshold_source = "weights and threshold fitted by `facekit bench fuse` on LFW " + pairs + " (" +
+                       std::to_string(scored[0].size()) + " pairs), flip " + (c.no_flip ? "off" : "on") +
+                       ", accuracy there " + std::to_string(100 * fit.accuracy) + "%";
+  if (out.empty())
+    std::cout << manifest_to_json(m);
+  else
+    save_manifest(out, m);
   return 0;
 }
 

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "facekit/engine.hpp"
 #include "facekit/error.hpp"
+#include "facekit/json.hpp"
 #include "facekit/gallery.hpp"
 #include "facekit/identification_eval.hpp"
 #include "facekit/identify.hpp"
@@ -52,45 +54,14 @@ void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
       ->check(non_empty());
 }
 
-std::string iso_time(std::int64_t t) {
-  char buf[32];
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+using json_view::iso_time;
 
-/// A person by id (all digits) or by name. New names cannot be all digits; a gallery written by an older facekit
-/// may hold one, and then a reference that is both one person's id and another's name is refused, not guessed.
-Person resolve_person(const Gallery& g, const std::string& ref) {
-  const bool numeric = !ref.empty() && ref.find_first_not_of("0123456789") == std::string::npos && ref.size() < 19;
-  std::optional<Person> by_id;
-  if (numeric) {
-    try {
-      by_id = g.person(std::stoll(ref));
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::kNotFound) throw;
-    }
-  }
-  const std::optional<Person> by_name = g.find_person(ref);
-  if (by_id && by_name && by_id->id != by_name->id)
-    throw Error(ErrorCode::kInvalidArgument, "'" + ref + "' is both the id of " + by_id->name + " and the name of person " +
-                                                 std::to_string(by_name->id) + "; refer to them by the other's name or id");
-  if (by_id) return *by_id;
-  if (by_name) return *by_name;
-  throw Error(ErrorCode::kNotFound, "no person '" + ref + "' in the gallery " + g.location());
-}
-
-json person_json(const Person& p) {
-  json meta;
-  try {
-    meta = json::parse(p.metadata);
-  } catch (const json::exception&) {
-    meta = p.metadata;  // stored by an older facekit; shown as it is
-  }
-  return {{"id", p.id}, {"name", p.name}, {"metadata", meta}, {"created_at", iso_time(p.created_at)},
-          {"templates", p.templates}};
+/// The engine of a gallery command: the global options' pipeline (models load only when used) and the gallery.
+EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool create, bool read_only = false) {
+  EngineOptions o = engine_options(c);
+  o.gallery = g.resolved();
+  o.gallery_options = g.options(create, read_only);
+  return o;
 }
 
 // ---- enroll ---------------------------------------------------------------------------------------------
@@ -103,37 +74,20 @@ struct EnrollArgs {
 };
 
 int cmd_enroll(const Common& c, const EnrollArgs& a) {
-  // Before the models load: a name or metadata the gallery would refuse fails at once.
-  check_person_name(a.name);
-  check_metadata(a.metadata);
-  FacePipeline pipe(pipeline_options(c));
-  EnrollOptions eo;
+  Engine engine(gallery_engine_options(c, a.gallery, true));
+  EnrollOptions eo = engine.options().enroll;
   if (a.augment) eo.augment.enabled = true;
   if (a.no_augment) eo.augment.enabled = false;
   eo.on_conflict = a.new_only ? OnConflict::kFail : OnConflict::kMerge;
   eo.metadata = a.metadata;
   eo.allow_poor = a.allow_poor;
-  eo.image_limits = image_limits(c);
   std::vector<EnrollPhoto> photos;
   for (const auto& f : a.images) photos.push_back({f, {}, {}, f});
-  // Open the gallery only after argument checks that need no models, but before the slow work, so that a
-  // gallery that cannot be opened is reported at once.
-  auto gallery = open_gallery(a.gallery.resolved(), a.gallery.options(true));
-  const EnrollResult r = enroll(*gallery, pipe, a.name, photos, eo);
+  const EnrollResult r = engine.enroll(a.name, photos, eo);
   const auto& s = r.stored;
   if (a.as_json) {
-    json ph = json::array();
-    for (const auto& p : r.photos)
-      ph.push_back({{"image", p.label}, {"sha256", p.sha256}, {"box", box_json(p.face.box)}, {"score", p.face.score},
-                    {"quality", quality_json(p.quality)}});
-    std::cout << dump_json(json{{"person", person_json(s.person)},
-                      {"created", s.created},
-                      {"templates_added", s.added},
-                      {"duplicates_skipped", s.duplicates},
-                      {"augmented", eo.augment.enabled},
-                      {"embedder", embedder_id(pipe).str()},
-                      {"gallery", gallery->location()},
-                      {"photos", ph}})
+    std::cout << dump_json(json_view::enrolment(r, eo.augment.enabled, engine.embedder_id().str(),
+                                                engine.gallery().location()))
               << "\n";
   } else {
     std::printf("%s %s (id %lld): %d template%s added%s, %d in total\n", s.created ? "enrolled" : "updated",
@@ -175,76 +129,50 @@ IdentifyOptions identify_options(const IdentifyArgs& a) {
   return io;
 }
 
-int cmd_identify(const Common& c, const IdentifyArgs& a) {
-  auto gallery = open_gallery(a.gallery.resolved(), a.gallery.options(false));
-  FacePipeline pipe(pipeline_options(c));
-  const EmbedderId eid = embedder_id(pipe);
-  Identifier ident(*gallery, eid, identify_options(a));
-  const auto& rr = ident.last_refresh();
-  if (!rr.cache_error.empty()) std::fprintf(stderr, "note: %s\n", rr.cache_error.c_str());
-  bool empty = false;
-  try {
-    empty = ident.index().size() == 0;
-  } catch (const Error&) {
-    empty = true;
-  }
-  if (empty)
-    std::fprintf(stderr, "note: the gallery %s holds no %s template; every face is unknown\n",
-                 gallery->location().c_str(), eid.str().c_str());
-  json out = json::array();
-  for (const auto& f : a.images) {
-    const Image img = load_image(f, image_limits(c));
-    const auto faces = pipe.analyze(img);
-    json fj = json::array();
-    if (!a.as_json) std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-    for (size_t i = 0; i < faces.size(); ++i) {
-      const Identification id = ident.identify(faces[i].embedding);
-      if (a.as_json) {
-        json cj = json::array();
-        for (const auto& cand : id.candidates)
-          cj.push_back({{"person_id", cand.person_id},
-                        {"name", cand.name},
-                        {"distance", cand.distance},
-                        {"similarity", cand.similarity},
-                        {"score", cand.score},
-                        {"probability", cand.probability}});
-        fj.push_back({{"box", box_json(faces[i].face.box)},
-                      {"detection_score", faces[i].face.score},
-                      {"identity", id.known ? id.candidates[0].name : "unknown"},
-                      {"person_id", id.known ? json(id.candidates[0].person_id) : json(nullptr)},
-                      {"known", id.known},
-                      {"candidates", cj}});
-      } else {
-        const auto& b = faces[i].face.box;
-        std::printf("  face %zu (x=%.0f y=%.0f w=%.0f h=%.0f): ", i + 1, b.x, b.y, b.width, b.height);
-        if (id.known) {
-          const auto& best = id.candidates[0];
-          std::printf("%s (id %lld), similarity %.3f, probability %.3f\n", best.name.c_str(),
-                      static_cast<long long>(best.person_id), best.similarity, best.probability);
-        } else if (!id.candidates.empty()) {
-          std::printf("unknown (closest: %s, score %.3f < threshold %.3f)\n", id.candidates[0].name.c_str(),
-                      id.candidates[0].score, id.threshold);
-        } else {
-          std::printf("unknown\n");
-        }
-        for (size_t k = id.known ? 1 : 1; k < id.candidates.size(); ++k)
-          std::printf("      %zu. %s (id %lld), similarity %.3f, probability %.3f\n", k + 1,
-                      id.candidates[k].name.c_str(), static_cast<long long>(id.candidates[k].person_id),
-                      id.candidates[k].similarity, id.candidates[k].probability);
-      }
+void print_identified(const std::string& image, const IdentifyResult& r) {
+  std::printf("%s: %zu face%s\n", image.c_str(), r.faces.size(), r.faces.size() == 1 ? "" : "s");
+  for (size_t i = 0; i < r.faces.size(); ++i) {
+    const auto& id = r.faces[i].identification;
+    const auto& b = r.faces[i].face.box;
+    std::printf("  face %zu (x=%.0f y=%.0f w=%.0f h=%.0f): ", i + 1, b.x, b.y, b.width, b.height);
+    if (id.known) {
+      const auto& best = id.candidates[0];
+      std::printf("%s (id %lld), similarity %.3f, probability %.3f\n", best.name.c_str(),
+                  static_cast<long long>(best.person_id), best.similarity, best.probability);
+    } else if (!id.candidates.empty()) {
+      std::printf("unknown (closest: %s, score %.3f < threshold %.3f)\n", id.candidates[0].name.c_str(),
+                  id.candidates[0].score, id.threshold);
+    } else {
+      std::printf("unknown\n");
     }
-    if (a.as_json) out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
+    for (size_t k = 1; k < id.candidates.size(); ++k)
+      std::printf("      %zu. %s (id %lld), similarity %.3f, probability %.3f\n", k + 1, id.candidates[k].name.c_str(),
+                  static_cast<long long>(id.candidates[k].person_id), id.candidates[k].similarity,
+                  id.candidates[k].probability);
   }
-  if (a.as_json) {
-    std::cout << dump_json(json{{"gallery", gallery->location()},
-                      {"revision", ident.revision()},
-                      {"embedder", eid.str()},
-                      {"classifier", a.classifier},
-                      {"threshold", ident.threshold()},
-                      {"threshold_source", ident.threshold_source()},
-                      {"images", out}})
-              << "\n";
+}
+
+int cmd_identify(const Common& c, const IdentifyArgs& a) {
+  EngineOptions o = gallery_engine_options(c, a.gallery, false);
+  o.identify = identify_options(a);
+  Engine engine(o);
+  // Before the models load: a gallery that cannot be opened, and what its index says, are reported at once.
+  const IndexStatus st = engine.refresh_index();
+  if (!st.refresh.cache_error.empty()) std::fprintf(stderr, "note: %s\n", st.refresh.cache_error.c_str());
+  if (st.rows == 0)
+    std::fprintf(stderr, "note: the gallery %s holds no %s template; every face is unknown\n",
+                 engine.gallery().location().c_str(), engine.embedder_id().str().c_str());
+  json out = json::array();
+  IdentifyResult last;
+  for (const auto& f : a.images) {
+    const Image img = engine.load(f);
+    last = engine.identify(img);
+    if (a.as_json)
+      out.push_back(json_view::identified_image(f, img, last));
+    else
+      print_identified(f, last);
   }
+  if (a.as_json) std::cout << dump_json(json_view::identification(last, out)) << "\n";
   return 0;
 }
 
@@ -257,16 +185,22 @@ struct PeopleArgs {
   bool as_json = false;
 };
 
+Engine people_engine(const PeopleArgs& a) {
+  EngineOptions o;  // no model is loaded for these commands
+  o.gallery = a.gallery.resolved();
+  o.gallery_options = a.gallery.options(false);
+  return Engine(o);
+}
+
 std::unique_ptr<Gallery> open_existing(const GalleryArgs& g, bool read_only = false) {
   return open_gallery(g.resolved(), g.options(false, read_only));
 }
 
 int cmd_people_list(const PeopleArgs& a) {
-  auto g = open_existing(a.gallery);
-  const auto people = g->people();
+  const auto people = people_engine(a).people();
   if (a.as_json) {
     json j = json::array();
-    for (const auto& p : people) j.push_back(person_json(p));
+    for (const auto& p : people) j.push_back(json_view::person(p));
     std::cout << dump_json(j) << "\n";
     return 0;
   }
@@ -279,23 +213,15 @@ int cmd_people_list(const PeopleArgs& a) {
 }
 
 int cmd_people_show(const PeopleArgs& a) {
-  auto g = open_existing(a.gallery);
-  const Person p = resolve_person(*g, a.ref);
-  const auto tpls = g->templates_of(p.id);
+  const PersonRecord r = people_engine(a).person(a.ref);
+  const Person& p = r.person;
   if (a.as_json) {
-    json tj = json::array();
-    for (const auto& t : tpls)
-      tj.push_back({{"id", t.id}, {"embedder", t.embedder.str()}, {"kind", t.kind}, {"quality", t.quality},
-                    {"source_sha256", t.source_sha256}, {"created_at", iso_time(t.created_at)},
-                    {"dim", t.embedding.size()}});
-    json j = person_json(p);
-    j["template_list"] = tj;
-    std::cout << dump_json(j) << "\n";
+    std::cout << dump_json(json_view::person_record(r)) << "\n";
     return 0;
   }
   std::printf("id        %lld\nname      %s\nmetadata  %s\nenrolled  %s\ntemplates %zu\n", static_cast<long long>(p.id),
-              p.name.c_str(), p.metadata.c_str(), iso_time(p.created_at).c_str(), tpls.size());
-  for (const auto& t : tpls)
+              p.name.c_str(), p.metadata.c_str(), iso_time(p.created_at).c_str(), r.templates.size());
+  for (const auto& t : r.templates)
     std::printf("  #%-8lld %-22s %-10s quality %.3f  photo %s  %s\n", static_cast<long long>(t.id),
                 t.embedder.str().c_str(), t.kind.c_str(), t.quality,
                 t.source_sha256.empty() ? "-" : t.source_sha256.substr(0, 12).c_str(), iso_time(t.created_at).c_str());
@@ -303,25 +229,15 @@ int cmd_people_show(const PeopleArgs& a) {
 }
 
 int cmd_people_rename(const PeopleArgs& a) {
-  auto g = open_existing(a.gallery);
-  const Person p = resolve_person(*g, a.ref);
-  g->rename_person(p.id, a.new_name);
+  const Person p = people_engine(a).rename(a.ref, a.new_name);
   std::printf("renamed %lld: %s -> %s\n", static_cast<long long>(p.id), p.name.c_str(), a.new_name.c_str());
   return 0;
 }
 
 int cmd_people_remove(const PeopleArgs& a) {
-  auto g = open_existing(a.gallery);
-  std::vector<Person> who;
-  for (const auto& r : a.refs) {  // every name checked before any removal; one person named twice is removed once
-    Person p = resolve_person(*g, r);
-    if (std::none_of(who.begin(), who.end(), [&](const Person& w) { return w.id == p.id; })) who.push_back(std::move(p));
-  }
-  for (const auto& p : who) {
-    g->remove_person(p.id);
+  for (const auto& p : people_engine(a).remove(a.refs))
     std::printf("removed %s (id %lld, %d template%s)\n", p.name.c_str(), static_cast<long long>(p.id), p.templates,
                 p.templates == 1 ? "" : "s");
-  }
   return 0;
 }
 
@@ -340,14 +256,7 @@ int cmd_gallery_stats(const GalleryCmdArgs& a) {
   auto g = open_existing(a.gallery);
   const GalleryStats st = g->stats();
   if (a.as_json) {
-    json by = json::array();
-    for (const auto& [e, n] : st.templates_by_embedder)
-      by.push_back({{"embedder", e.str()}, {"templates", n}, {"people", st.people_by_embedder.at(e)}});
-    std::cout << json{{"gallery", st.location},   {"format_version", st.format_version}, {"revision", st.revision},
-                      {"uuid", g->uuid()},        {"people", st.people},                 {"templates", st.templates},
-                      {"embedders", by},          {"bytes", st.bytes},                   {"encrypted", st.encrypted}}
-                     .dump(2)
-              << "\n";
+    std::cout << json_view::gallery_stats(st, g->uuid()).dump(2) << "\n";
     return 0;
   }
   std::printf("gallery   %s\nformat    %d%s\nrevision  %lld\npeople    %lld\ntemplates %lld\nsize      %.1f MiB\n",
@@ -533,34 +442,26 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
   for (const auto& r : rep.results)
     if (r.classifier == "svm" && r.enrolment == "plain")
       std::printf("%s svm: %s\n", r.protocol.c_str(), r.classifier_state.c_str());
-  json calibration = json::object();
+  std::vector<std::pair<std::string, OpenSetCalibration>> calibrations;  // by classifier
   for (const auto& r : rep.results) {
     if (r.far_table.empty()) continue;
     std::printf("%s score reached by impostors (%lld comparisons):", r.classifier.c_str(),
                 static_cast<long long>(r.impostor_comparisons));
     for (const auto& [far, t] : r.far_table) std::printf(" FAR %.0e: %.4f;", far, t);
     std::printf("\n");
-    calibration[r.classifier] = {
-        {"far_table", r.far_table},
-        {"source", "facekit bench identify: LFW people with 2+ photos, open-set split (840 enrolled, photos of the "
-                   "other 840 as strangers), plain enrolment, " +
-                       std::string(r.classifier == "knn" ? "kNN over per-person mean templates (score = similarity)"
-                                                         : "SVM (score = Platt probability)") +
-                       ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons"}};
+    OpenSetCalibration cal;
+    for (const auto& [far, t] : r.far_table) cal.far.push_back(far), cal.threshold.push_back(t);
+    cal.source = "facekit bench identify: LFW people with 2+ photos, open-set split (840 enrolled, photos of the "
+                 "other 840 as strangers), plain enrolment, " +
+                 std::string(r.classifier == "knn" ? "kNN over per-person mean templates (score = similarity)"
+                                                   : "SVM (score = Platt probability)") +
+                 ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons";
+    calibrations.emplace_back(r.classifier, std::move(cal));
   }
   std::printf("wall %.1f s\n", rep.wall_seconds);
   if (!a.calibration_out.empty()) {
-    json file = json::object();
-    if (std::ifstream old(a.calibration_out); old) {
-      try {
-        file = json::parse(old);
-      } catch (const json::exception&) {
-        throw Error(ErrorCode::kInvalidArgument, a.calibration_out + " exists and is not JSON");
-      }
-    }
-    for (auto& [k, v] : calibration.items()) file[rep.embedder][k] = v;
-    std::ofstream f(a.calibration_out);
-    if (!(f << file.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.calibration_out);
+    for (const auto& [classifier, cal] : calibrations)
+      save_open_set_calibration(a.calibration_out, embedder_id(pipe), classifier, cal);
   }
   if (!a.json_out.empty()) {
     json res = json::array();

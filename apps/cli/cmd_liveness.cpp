@@ -10,65 +10,30 @@
 
 #include "common.hpp"
 #include "facekit/error.hpp"
+#include "facekit/engine.hpp"
+#include "facekit/json.hpp"
 #include "facekit/liveness.hpp"
 
 namespace facekit::cli {
 
 using nlohmann::json;
 
-namespace {
-
-json num(float v) { return std::isnan(v) ? json(nullptr) : json(v); }
-
-json active_json(const ActiveLivenessResult& r, bool timeline) {
-  json ev = json::array(), ch = json::array();
-  for (const auto& e : r.events)
-    ev.push_back({{"kind", e.kind}, {"first_frame", e.first_frame}, {"last_frame", e.last_frame},
-                  {"start_s", e.start_s}, {"end_s", e.end_s}, {"magnitude", e.magnitude}});
-  for (const auto& c : r.challenges)
-    ch.push_back({{"challenge", to_string(c.challenge)}, {"passed", c.passed}, {"first_frame", c.first_frame},
-                  {"last_frame", c.last_frame}, {"deadline_s", c.deadline_s}});
-  json j = {{"state", to_string(r.state)},
-            {"reasons", r.reasons},
-            {"frames", r.frames.size()},
-            {"frames_with_face", r.frames_with_face},
-            {"tracks", r.tracks},
-            {"duration_s", r.duration_s},
-            {"ear_baseline", num(r.ear_baseline)},
-            {"yaw_baseline", num(r.yaw_baseline)},
-            {"passive_mean", num(r.passive_mean)},
-            {"events", ev},
-            {"challenges", ch}};
-  if (timeline) {
-    json t = json::array();
-    for (const auto& f : r.frames)
-      t.push_back({{"index", f.index}, {"time_s", f.time_s}, {"faces", f.faces}, {"track", f.track},
-                   {"ear", num(f.ear)}, {"yaw", f.track >= 0 ? json(f.pose.yaw) : json(nullptr)},
-                   {"pitch", f.track >= 0 ? json(f.pose.pitch) : json(nullptr)},
-                   {"roll", f.track >= 0 ? json(f.pose.roll) : json(nullptr)}, {"passive", num(f.passive)}});
-    j["timeline"] = t;
-  }
-  return j;
-}
-
-}  // namespace
-
-int run_active_liveness(const Common& c, const ActiveLivenessArgs& a) {
+int run_active_liveness(const Engine& engine, const ActiveLivenessArgs& a, bool as_json) {
   if (a.video.empty() == a.frames.empty())
     throw Error(ErrorCode::kInvalidArgument, "give exactly one of --video FILE and --frames DIR");
   ActiveLivenessOptions o;
   if (!a.challenge.empty()) o.challenges = parse_challenges(a.challenge);
   o.challenge_window_s = a.window_s;
   o.turn_yaw_deg = a.turn_deg;
-  if (a.passive) o.passive = a.passive, o.passive_threshold = a.passive_threshold;
-  auto source = a.video.empty() ? open_frames(a.frames, a.fps, image_limits(c)) : open_video(a.video);
-  FacePipeline pipe(pipeline_options(c));
-  const ActiveLivenessResult r = check_active_liveness(*source, pipe, o, a.max_frames);
-  if (a.as_json) {
-    json j = active_json(r, a.timeline);
+  auto source = a.video.empty() ? open_frames(a.frames, a.fps, engine.options().image_limits) : open_video(a.video);
+  const ActiveLivenessResult r = engine.liveness(*source, o, !a.no_passive, a.max_frames);
+  if (as_json) {
+    json j = json_view::active_liveness(r, a.timeline);
     j["source"] = source->description();
     j["fps"] = source->fps();
-    j["passive"] = a.passive ? json{{"checker", a.passive_name}, {"threshold", a.passive_threshold}} : json(nullptr);
+    const SpoofChecker& checker = engine.spoof_checker();
+    j["passive"] = a.no_passive ? json(nullptr)
+                                : json{{"checker", checker.name()}, {"threshold", checker.thresholds().decision}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }

@@ -9,28 +9,13 @@
 #include "common.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
+#include "facekit/engine.hpp"
+#include "facekit/json.hpp"
 #include "facekit/quality.hpp"
 
 namespace facekit::cli {
 
 using nlohmann::json;
-
-json quality_json(const FaceQuality& q) {
-  return {{"score", q.score},
-          {"level", to_string(q.level)},
-          {"reasons", q.reasons},
-          {"sharpness", q.sharpness},
-          {"exposure",
-           {{"brightness", q.brightness}, {"contrast", q.contrast}, {"too_dark", q.too_dark},
-            {"too_bright", q.too_bright}, {"low_contrast", q.low_contrast}}},
-          {"pose", {{"yaw", q.pose.yaw}, {"pitch", q.pose.pitch}, {"roll", q.pose.roll}}},
-          {"face_size", q.face_size},
-          {"eye_distance", q.eye_distance},
-          {"eye_aspect_ratio", q.eye_aspect_ratio},
-          {"eyes_open", q.eyes_open},
-          {"inside_fraction", q.inside_fraction},
-          {"cut_by_border", q.cut_by_border}};
-}
 
 namespace {
 
@@ -40,32 +25,23 @@ struct QualityArgs {
 };
 
 int cmd_quality(const Common& c, const QualityArgs& a) {
-  FacePipeline pipe(pipeline_options(c));
-  const auto assessor = create_quality_assessor();
+  const Engine engine(engine_options(c));
+  AnalyzeOptions ao;
+  ao.rescue = true;  // a photo given to be judged is expected to hold a face: search again at the rescue score
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
-    const Image img = load_image(f, image_limits(c));
-    auto faces = pipe.detect(img);
-    // A photo given to be judged is expected to hold a face: search again at the rescue score.
-    if (faces.empty()) {
-      try {
-        faces.push_back(pipe.detect_one(img, FacePick::kLargest));
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kNoFace) throw;
-        ++without_face;
-      }
+    const Image img = engine.load(f);
+    const auto faces = engine.analyze(img, ao);
+    if (faces.empty()) ++without_face;
+    if (a.as_json) {
+      out.push_back(json_view::quality_report(f, img, faces));
+      continue;
     }
-    json fj = json::array();
-    if (!a.as_json) std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-    for (const auto& face : faces) {
-      const FaceQuality q = assessor->assess(img, face);
-      if (a.as_json) {
-        json j = {{"box", box_json(face.box)}, {"detection_score", face.score}};
-        j["quality"] = quality_json(q);
-        fj.push_back(j);
-        continue;
-      }
+    std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
+    for (const auto& fa : faces) {
+      const FaceQuality& q = fa.quality;
+      const Face& face = fa.face;
       std::printf("  box x=%.0f y=%.0f w=%.0f h=%.0f: %s (score %.2f)\n", face.box.x, face.box.y, face.box.width,
                   face.box.height, to_string(q.level), q.score);
       std::printf("    sharpness %.1f, brightness %.0f, contrast %.0f, yaw %.0f, pitch %.0f, roll %.0f, "
@@ -74,7 +50,6 @@ int cmd_quality(const Common& c, const QualityArgs& a) {
                   q.eye_aspect_ratio, 100.0 * q.inside_fraction);
       for (const auto& r : q.reasons) std::printf("    - %s\n", r.c_str());
     }
-    if (a.as_json) out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"faces", fj}});
   }
   if (a.as_json) std::cout << out.dump(2) << "\n";
   if (without_face == 0) return 0;

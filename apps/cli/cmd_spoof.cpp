@@ -8,7 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
-#include "facekit/detector.hpp"
+#include "facekit/engine.hpp"
+#include "facekit/json.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/spoof.hpp"
@@ -19,74 +20,37 @@ namespace facekit::cli {
 
 using nlohmann::json;
 
-json spoof_result_json(const SpoofResult& r, const SpoofThresholds& t) {
-  json signals = json::object();
-  for (const auto& s : r.signals) signals[s.name] = {{"score", s.score}, {"state", to_string(s.state)}};
-  return {{"score", r.score},
-          {"state", to_string(r.state)},
-          {"thresholds", {{"decision", t.decision}, {"live", t.live}, {"spoof", t.spoof}}},
-          {"signals", signals},
-          {"crop", box_json(r.crop)}};
-}
-
 namespace {
 
 int cmd_liveness(const Common& c, const LivenessArgs& a) {
   if (a.active.requested() == !a.images.empty())
     throw Error(ErrorCode::kInvalidArgument, "give photos, or one of --video FILE / --frames DIR");
-  SpoofOptions so;
-  so.device = c.device;
-  so.manifests = a.manifests;
-  std::shared_ptr<const SpoofChecker> checker = create_spoof_checker(a.checker, so);
-  if (a.active.requested()) {
-    // Video mode: blinks, turns and challenges, with this checker's score on every frame's face.
-    ActiveLivenessArgs v = a.active;
-    v.as_json = a.as_json;
-    if (!v.no_passive) {
-      v.passive = [checker](const Image& rgb, const Face& face) { return checker->check(rgb, face).score; };
-      v.passive_threshold = checker->thresholds().decision;
-      v.passive_name = checker->name();
-    }
-    return run_active_liveness(c, v);
-  }
-  std::unique_ptr<Detector> detector;
-  if (!a.whole_image) {
-    DetectorOptions d = pipeline_options(c).detection;
-    d.device = c.device;
-    detector = create_detector(c.detector, d);
-  }
+  EngineOptions eo = engine_options(c);
+  eo.spoof_checker = a.checker;
+  eo.spoof.manifests = a.manifests;
+  const Engine engine(eo);
+  const SpoofChecker& checker = engine.spoof_checker();
+  // Video mode: blinks, turns and challenges, with this checker's score on every frame's face.
+  if (a.active.requested()) return run_active_liveness(engine, a.active, a.as_json);
   json out = json::array();
   int without_face = 0;
   for (const auto& f : a.images) {
-    const Image img = load_image(f, image_limits(c));
-    std::vector<Face> faces;
-    if (a.whole_image) {
-      faces.emplace_back();
-      faces.back().box = {0, 0, float(img.cols), float(img.rows)};
-    } else {
-      faces = detector->detect(img);
-    }
+    const Image img = engine.load(f);
+    const auto faces = engine.spoof(img, a.whole_image);
     if (faces.empty()) {
       ++without_face;
       std::fprintf(stderr, "facekit: %s: no face found\n", f.c_str());
     }
-    json fj = json::array();
-    if (!a.as_json) std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-    for (const auto& face : faces) {
-      const SpoofResult r = checker->check(img, face);
-      json j = spoof_result_json(r, checker->thresholds());
-      j["box"] = box_json(face.box);
-      j["detection_score"] = face.score;
-      fj.push_back(j);
-      if (!a.as_json) {
-        std::printf("  box x=%.0f y=%.0f w=%.0f h=%.0f: %s (live score %.3f)", face.box.x, face.box.y, face.box.width,
-                    face.box.height, to_string(r.state), r.score);
-        for (const auto& s : r.signals)
-          if (r.signals.size() > 1) std::printf(" %s %.3f", s.name.c_str(), s.score);
-        std::printf("\n");
-      }
+    out.push_back(json_view::spoof_report(f, img, checker, faces));
+    if (a.as_json) continue;
+    std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
+    for (const auto& [face, r] : faces) {
+      std::printf("  box x=%.0f y=%.0f w=%.0f h=%.0f: %s (live score %.3f)", face.box.x, face.box.y, face.box.width,
+                  face.box.height, to_string(r.state), r.score);
+      for (const auto& s : r.signals)
+        if (r.signals.size() > 1) std::printf(" %s %.3f", s.name.c_str(), s.score);
+      std::printf("\n");
     }
-    out.push_back({{"image", f}, {"width", img.cols}, {"height", img.rows}, {"checker", checker->name()}, {"faces", fj}});
   }
   if (a.as_json) std::cout << out.dump(2) << "\n";
   return without_face ? exit_status(ErrorCode::kNoFace) : 0;

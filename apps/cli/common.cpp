@@ -4,30 +4,11 @@
 #include <cstdio>
 
 #include "facekit/error.hpp"
-#include "facekit/model.hpp"
+#include "facekit/engine.hpp"
 
 namespace facekit::cli {
 
 using nlohmann::json;
-
-void check_model_name(const std::string& name, const std::string& kind, const std::string& option) {
-  ModelManifest m;
-  try {
-    m = load_manifest(name);
-  } catch (const Error& e) {
-    if (e.code() != ErrorCode::kNotFound) throw;
-    std::string known;
-    for (const auto& n : list_manifests()) {
-      try {
-        if (load_manifest(n).kind == kind) known += (known.empty() ? "" : ", ") + n;
-      } catch (const Error&) {
-      }
-    }
-    throw Error(ErrorCode::kInvalidArgument, option + " " + name + ": no such " + kind + " (known: " + known +
-                                                 (kind == "embedder" ? "; or a model directory written by facekit train" : "") + ")");
-  }
-  if (m.kind != kind) throw Error(ErrorCode::kInvalidArgument, option + " " + name + ": a " + m.kind + ", not a " + kind);
-}
 
 ImageLimits image_limits(const Common& c) {
   ImageLimits l;
@@ -35,8 +16,6 @@ ImageLimits image_limits(const Common& c) {
   l.on_damage = [](const std::string& m) { std::fprintf(stderr, "facekit: warning: %s\n", m.c_str()); };
   return l;
 }
-
-std::string dump_json(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
 
 CLI::Validator finite_range(double min, double max, bool min_open, bool max_open) {
   const auto num = [](double v) {
@@ -75,19 +54,11 @@ PipelineOptions pipeline_options(const Common& c) {
   return o;
 }
 
-json box_json(const Box& b) { return {{"x", b.x}, {"y", b.y}, {"width", b.width}, {"height", b.height}}; }
-
-json face_json(const Face& f) {
-  json j = {{"box", box_json(f.box)}, {"score", f.score}};
-  if (f.landmarks) {
-    json pts = json::array();
-    for (const auto& p : *f.landmarks) pts.push_back({p.x, p.y});
-    j["landmarks68"] = pts;
-    json five = json::array();
-    for (const auto& p : reduce_to_5(*f.landmarks)) five.push_back({p.x, p.y});
-    j["landmarks5"] = five;
-  }
-  return j;
+EngineOptions engine_options(const Common& c) {
+  EngineOptions o;
+  o.pipeline = pipeline_options(c);
+  o.image_limits = image_limits(c);
+  return o;
 }
 
 }  // namespace facekit::cli

@@ -9,7 +9,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "facekit/engine.hpp"
 #include "facekit/image.hpp"
+#include "facekit/json.hpp"
 #include "facekit/liveness.hpp"
 #include "facekit/pipeline.hpp"
 #include "facekit/spoof.hpp"
@@ -22,8 +24,8 @@ namespace facekit::cli {
 
 /// Global options (given before the subcommand).
 struct Common {
-  std::string device = "cpu";
-  std::string model = "dlib_resnet";
+  std::string device = PipelineOptions{}.device;
+  std::string model = PipelineOptions{}.embedder;
   std::string detector = PipelineOptions{}.detector;
   int threads = 1;
   float min_score = 0.5f;
@@ -37,14 +39,13 @@ struct Common {
 /// The pipeline the global options describe. Throws Error(kInvalidArgument) for a --model or --detector that
 /// names no registered model of that kind and no model directory.
 PipelineOptions pipeline_options(const Common& c);
-/// Throws Error(kInvalidArgument) unless `name` is a registered model of `kind` or a model directory.
-void check_model_name(const std::string& name, const std::string& kind, const std::string& option);
+/// The engine the global options describe (pipeline, image limits); callers add the gallery and the rest.
+EngineOptions engine_options(const Common& c);
 /// How every command reads images: the default limits, damaged files refused unless --accept-damaged (then a
 /// warning on stderr names the damage).
 ImageLimits image_limits(const Common& c);
-/// JSON text for stdout: a string that is not valid UTF-8 (a name stored by an older facekit) is shown with
-/// U+FFFD instead of failing the command.
-std::string dump_json(const nlohmann::json& j);
+/// JSON text for stdout (json_view::dump: invalid UTF-8 shown as U+FFFD instead of failing the command).
+inline std::string dump_json(const nlohmann::json& j) { return json_view::dump(j); }
 
 /// CLI11 validators that state the allowed range and refuse NaN and infinity (CLI::Range lets NaN through).
 CLI::Validator finite_range(double min, double max, bool min_open = false, bool max_open = false);
@@ -58,26 +59,18 @@ struct ActiveLivenessArgs {
   float turn_deg = ActiveLivenessOptions{}.turn_yaw_deg;
   int max_frames = 0;
   bool timeline = false, no_passive = false;
-  std::string passive_name;  ///< the checker behind `passive`, for the report
-  bool as_json = false;   ///< set from the command's --json
-  PassiveScorer passive;  ///< per-frame passive score (the command's SpoofChecker)
-  float passive_threshold = ActiveLivenessOptions{}.passive_threshold;
   bool requested() const { return !video.empty() || !frames.empty(); }
 };
 /// Arguments of `facekit liveness` (cmd_spoof.cpp); the video modes add theirs here.
 struct LivenessArgs {
   std::vector<std::string> images;
   bool as_json = false;
-  std::string checker = "spoof-combined";  ///< which SpoofChecker scores each face
+  std::string checker = defaults::kSpoofChecker;  ///< which SpoofChecker scores each face
   bool whole_image = false;                ///< each image is a face crop: no detection
   std::string manifests;                   ///< spoof manifests folder; empty: the committed ones
   ActiveLivenessArgs active;               ///< --video / --frames mode (cmd_liveness.cpp)
 };
 
-nlohmann::json box_json(const Box& b);
-nlohmann::json face_json(const Face& f);
-/// A spoof check as JSON: score, state, thresholds, per-signal scores and states, the scored crop.
-nlohmann::json spoof_result_json(const SpoofResult& r, const SpoofThresholds& t);
 
 /// A subcommand and the function that runs it once it was parsed; it returns the exit status.
 using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
@@ -92,11 +85,10 @@ void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 
 /// Adds --video, --frames, --fps, --challenge, --window, --turn-degrees, --max-frames, --timeline to `cmd`.
 void add_active_liveness_options(CLI::App* cmd, ActiveLivenessArgs& a);
-/// Runs the video mode; returns the exit status.
-int run_active_liveness(const Common& c, const ActiveLivenessArgs& a);
+/// Runs the video mode with the engine's spoof checker scoring every frame (unless --no-passive); returns the
+/// exit status.
+int run_active_liveness(const Engine& engine, const ActiveLivenessArgs& a, bool as_json);
 
-/// The JSON view of a face's quality (cmd_quality.cpp; also used by enroll --json).
-nlohmann::json quality_json(const FaceQuality& q);
 /// liveness (passive anti-spoofing per face), bench spoof (cmd_spoof.cpp).
 void add_spoof_commands(CLI::App& app, Common& c, Commands& out);
 /// train (cmd_train.cpp).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "facekit/types.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -31,7 +32,7 @@ struct DetectorOptions {
   /// BlazeFace: a weaker box overlapping such a large face by more than this fraction of its own area is a
   /// fragment of it, and is dropped.
   float large_face_containment = 0.3f;
-  std::string device = "cpu"; ///< "cpu" or "cuda[:N]"
+  std::string device = defaults::kDevice; ///< "cpu" or "cuda[:N]"
 };
 
 /// Thread safety: detect() is const and safe to call from several threads at once.
@@ -48,7 +49,7 @@ class Detector {
 
 /// Builds a detector by model name ("ssd_mobilenetv1"). Throws Error(kNotFound) for unknown names and
 /// Error(kModelMissing / kModelCorrupt) when its files are not set up.
-std::unique_ptr<Detector> create_detector(const std::string& name = "ssd_mobilenetv1",
+std::unique_ptr<Detector> create_detector(const std::string& name = defaults::kDetector,
                                           const DetectorOptions& options = {});
 
 struct NmsOptions {

@@ -7,11 +7,12 @@
 #include "facekit/aligner.hpp"
 #include "facekit/model.hpp"
 #include "facekit/types.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
 struct EmbedderOptions {
-  std::string device = "cpu";
+  std::string device = defaults::kDevice;
   /// Average the embedding of each chip with that of its mirror image (test-time augmentation: about 2x the
   /// cost, usually a little more accurate).
   bool flip = true;
@@ -41,7 +42,7 @@ class Embedder {
 /// By manifest name: "dlib_resnet" (128-D dlib ResNet-29), "mobilefacenet" (192-D), "mobileface" (256-D),
 /// "faceres" (1024-D), or a fusion manifest combining several; or the path of a model directory that
 /// `facekit train` wrote (see facekit/train.hpp).
-std::unique_ptr<Embedder> create_embedder(const std::string& name = "dlib_resnet",
+std::unique_ptr<Embedder> create_embedder(const std::string& name = defaults::kEmbedder,
                                           const EmbedderOptions& options = {});
 
 }  // namespace facekit

@@ -16,6 +16,7 @@
 #include "facekit/pipeline.hpp"
 #include "facekit/quality.hpp"
 #include "facekit/vector_index.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -121,6 +122,13 @@ struct OpenSetCalibration {
 /// names); nullopt when it has none. Throws Error(kModelCorrupt) for a malformed file.
 std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier);
 
+/// Writes the calibration of an embedder and classifier into `file` (the format load_open_set_calibration
+/// reads: {embedder: {classifier: {far_table: [[far, threshold], ...], source}}}), keeping the other entries of
+/// an existing file; the file is replaced atomically. Throws Error(kInvalidArgument) for a table that does not
+/// descend in FAR, or an existing file that is not such JSON.
+void save_open_set_calibration(const std::filesystem::path& file, const EmbedderId& embedder,
+                               const std::string& classifier, const OpenSetCalibration& calibration);
+
 /// The default open-set threshold for a gallery of `people` at the target `fpir`: from the calibration when
 /// there is one; otherwise the embedder's verification threshold as a similarity (kNN) or 0.5 (SVM).
 /// `source` receives how it was chosen.
@@ -128,7 +136,7 @@ float default_open_set_threshold(const EmbedderId& embedder, const std::string& 
                                  double fpir, std::string* source = nullptr);
 
 struct IdentifyOptions {
-  std::string classifier = "knn";  ///< "knn" or "svm"
+  std::string classifier = defaults::kClassifier;  ///< "knn" or "svm" (classifier_registry())
   ClassifierOptions classifier_options;
   IndexOptions index;
   /// kAuto. On LFW (50/50) the kNN over per-person means gave 97.6% rank-1 against 93.5% for a 5-NN vote over

@@ -5,11 +5,12 @@
 #include <vector>
 
 #include "facekit/types.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
 struct LandmarkerOptions {
-  std::string device = "cpu";
+  std::string device = defaults::kDevice;
 };
 
 /// Thread safety: const methods are safe to call concurrently.
@@ -22,7 +23,7 @@ class Landmarker {
 };
 
 /// "face_landmark_68" (face-api's 68-point net).
-std::unique_ptr<Landmarker> create_landmarker(const std::string& name = "face_landmark_68",
+std::unique_ptr<Landmarker> create_landmarker(const std::string& name = defaults::kLandmarker,
                                               const LandmarkerOptions& options = {});
 
 }  // namespace facekit

@@ -47,6 +47,7 @@ struct ModelManifest {
   // Detectors whose boxes follow another convention than the landmark net's: (width scale, height scale,
   // centre shift x, centre shift y), the shifts in units of the box size.
   std::array<float, 4> box_adjust{1, 1, 0, 0};
+  std::string box_adjust_source;  ///< how box_adjust was fitted
 
   // Fusion embedders and fusion spoof checkers: member models and their weights.
   std::vector<std::pair<std::string, float>> members;
@@ -91,6 +92,12 @@ ModelManifest load_manifest(const std::string& name, const std::filesystem::path
 /// Parses manifest JSON (`where` names it in errors). Throws Error(kModelCorrupt) for malformed JSON or missing
 /// fields, Error(kInvalidArgument) for JSON nested deeper than 64.
 ModelManifest parse_manifest(const std::string& text, const std::string& where, const std::filesystem::path& dir = {});
+/// The manifest as JSON text that parse_manifest() reads back into the same fields (the one writer next to
+/// the one reader). `extra_json`, an object, is merged at the top level for what only a writer's own readers
+/// use (a trained model's "training" block).
+std::string manifest_to_json(const ModelManifest& m, const std::string& extra_json = "{}");
+/// Writes manifest_to_json() into `file`, replacing it atomically; creates the folder.
+void save_manifest(const std::filesystem::path& file, const ModelManifest& m, const std::string& extra_json = "{}");
 ModelManifest load_manifest_file(const std::filesystem::path& json, const std::filesystem::path& dir = {});
 /// Names of all committed manifests, sorted.
 std::vector<std::string> list_manifests();

@@ -7,19 +7,20 @@
 #include "facekit/detector.hpp"
 #include "facekit/embedder.hpp"
 #include "facekit/landmarker.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
 struct PipelineOptions {
-  std::string detector = "blazeface-back";  ///< as good as SSD at finding LFW's faces, 4x faster
-  std::string landmarker = "face_landmark_68";
-  std::string embedder = "dlib_resnet";
+  std::string detector = defaults::kDetector;
+  std::string landmarker = defaults::kLandmarker;
+  std::string embedder = defaults::kEmbedder;
   DetectorOptions detection;
   /// analyze_one() and verify() are told the photo holds a face. When no face reaches detection.min_score,
   /// they search again down to this score (and at more zoom-out factors) and take the best; 0 disables.
   float rescue_min_score = 0.3f;
   EmbedderOptions embedding;
-  std::string device = "cpu";  ///< applied to every stage
+  std::string device = defaults::kDevice;  ///< applied to every stage
 };
 
 /// Milliseconds spent in each stage by one call (wall clock).
@@ -56,6 +57,11 @@ int main_face_index(const std::vector<Face>& faces, cv::Size image_size);
 class FacePipeline {
  public:
   explicit FacePipeline(const PipelineOptions& options = {});
+  /// From stage objects the caller made (its own implementations, or ones shared with other code);
+  /// `options` gives only the rescue score (the stages were configured when made). Throws
+  /// Error(kInvalidArgument) for a null stage.
+  FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<Landmarker> landmarker,
+               std::unique_ptr<Embedder> embedder, const PipelineOptions& options = {});
   ~FacePipeline();
   FacePipeline(FacePipeline&&) noexcept;
   FacePipeline& operator=(FacePipeline&&) noexcept;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "facekit/types.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -101,7 +102,7 @@ class QualityAssessor {
 
 /// "classic": the measures above, computed with OpenCV from the photo and the 68 landmarks (no network).
 /// Throws Error(kNotFound) for an unknown name, Error(kInvalidArgument) for inconsistent options.
-std::unique_ptr<QualityAssessor> create_quality_assessor(const std::string& name = "classic",
+std::unique_ptr<QualityAssessor> create_quality_assessor(const std::string& name = defaults::kQualityAssessor,
                                                          const QualityOptions& options = {});
 
 }  // namespace facekit

@@ -25,6 +25,7 @@
 
 #include "facekit/model.hpp"
 #include "facekit/types.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -58,7 +59,7 @@ struct SpoofResult {
 };
 
 struct SpoofOptions {
-  std::string device = "cpu";
+  std::string device = defaults::kDevice;
   /// Where the spoof manifests are read from; empty: manifests_dir(). `facekit bench spoof --fit-*` writes
   /// freshly calibrated ones into a folder that can be passed here.
   std::filesystem::path manifests;
@@ -78,7 +79,7 @@ class SpoofChecker {
 
 /// By name (see the top of this file; "texture", "frequency" and "combined" are short for the spoof-* names). Throws
 /// Error(kNotFound) for an unknown name, Error(kModelMissing / kModelCorrupt) when files are not set up.
-std::unique_ptr<SpoofChecker> create_spoof_checker(const std::string& name = "spoof-combined",
+std::unique_ptr<SpoofChecker> create_spoof_checker(const std::string& name = defaults::kSpoofChecker,
                                                    const SpoofOptions& options = {});
 
 /// The names create_spoof_checker() accepts as single signals, in the order the fusion uses them.

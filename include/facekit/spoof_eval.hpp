@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "facekit/spoof.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -74,7 +75,7 @@ struct SpoofBenchOptions {
   /// false: each image is a face crop (the whole image is the face box). true: the detector finds the face
   /// (the largest); images without one are counted and left out.
   bool detect = false;
-  std::string detector = "blazeface-back";
+  std::string detector = defaults::kDetector;
   int workers = 2;       ///< images processed in parallel
   SpoofOptions spoof;    ///< device and where the manifests are read from
   double texture_c = 0.1;  ///< inverse L2 strength of the texture models (standardised features)

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 #include <vector>
+#include "facekit/registry.hpp"
 
 namespace facekit {
 
@@ -77,7 +78,7 @@ struct TrainOptions {
   /// Photos with several faces: false skips them (the rule: exactly one face); true keeps the face
   /// nearest the centre, as the LFW protocol does.
   bool pick_center = false;
-  std::string detector = "blazeface-back";
+  std::string detector = defaults::kDetector;
 
   /// "small_cnn" trains facekit's small CNN from scratch; a registered embedder name ("dlib_resnet")
   /// fine-tunes it.
@@ -108,7 +109,7 @@ struct TrainOptions {
   uint64_t seed = 1;
   double validation_fraction = 0.1;
   TrainAugmentOptions augment;
-  std::string device = "cpu";      ///< "cpu" or "cuda[:N]"
+  std::string device = defaults::kDevice;  ///< "cpu" or "cuda[:N]"
   bool resume = false;             ///< continue from OUT/checkpoint (after a crash or kill -9)
   /// Export the epoch with the highest validation accuracy, the model before training (epoch 0) included, so
   /// that a fine-tune never exports a model worse on the held-out identities than the one it started from;

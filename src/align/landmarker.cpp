@@ -7,6 +7,7 @@
 #include "align/landmark68_net.hpp"
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 namespace detail {
@@ -83,8 +84,18 @@ class FaceApiLandmarker final : public Landmarker {
 std::unique_ptr<Landmarker> create_landmarker(const std::string& name, const LandmarkerOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "landmarker") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not a landmarker");
-  if (m.arch == "faceapi_landmark68") return std::make_unique<detail::FaceApiLandmarker>(m, options);
-  throw Error(ErrorCode::kInvalidArgument, "no landmarker implementation for architecture '" + m.arch + "'");
+  return landmarker_registry().create(m.arch, m, options);
+}
+
+Registry<Landmarker, const ModelManifest&, const LandmarkerOptions&>& landmarker_registry() {
+  static auto* r = [] {
+    auto* r = new Registry<Landmarker, const ModelManifest&, const LandmarkerOptions&>("landmarker");
+    r->add("faceapi_landmark68", [](const ModelManifest& m, const LandmarkerOptions& o) -> std::unique_ptr<Landmarker> {
+      return std::make_unique<detail::FaceApiLandmarker>(m, o);
+    });
+    return r;
+  }();
+  return *r;
 }
 
 }  // namespace facekit

@@ -7,6 +7,7 @@
 
 #include "classify/classifiers.hpp"
 #include "facekit/error.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 namespace {
@@ -74,12 +75,20 @@ std::unique_ptr<Classifier> make_knn_classifier(const ClassifierOptions& o) {
   return std::make_unique<KnnClassifier>(o);
 }
 
-std::unique_ptr<Classifier> create_classifier(const std::string& name, const ClassifierOptions& options) {
-  if (name == "knn") return make_knn_classifier(options);
-  if (name == "svm") return make_svm_classifier(options);
-  throw Error(ErrorCode::kInvalidArgument, "unknown classifier '" + name + "' (knn, svm)");
+Registry<Classifier, const ClassifierOptions&>& classifier_registry() {
+  static auto* r = [] {
+    auto* r = new Registry<Classifier, const ClassifierOptions&>("classifier");
+    r->add("knn", &make_knn_classifier);
+    r->add("svm", &make_svm_classifier);
+    return r;
+  }();
+  return *r;
 }
 
-std::vector<std::string> classifier_names() { return {"knn", "svm"}; }
+std::unique_ptr<Classifier> create_classifier(const std::string& name, const ClassifierOptions& options) {
+  return classifier_registry().create(name, options);
+}
+
+std::vector<std::string> classifier_names() { return classifier_registry().keys(); }
 
 }  // namespace facekit

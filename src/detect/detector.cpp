@@ -2,6 +2,7 @@
 
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 namespace detail {
@@ -9,12 +10,20 @@ std::unique_ptr<Detector> make_ssd_detector(const ModelManifest& m, const Detect
 std::unique_ptr<Detector> make_blazeface_detector(const ModelManifest& m, const DetectorOptions& opt);
 }
 
+Registry<Detector, const ModelManifest&, const DetectorOptions&>& detector_registry() {
+  static auto* r = [] {
+    auto* r = new Registry<Detector, const ModelManifest&, const DetectorOptions&>("detector");
+    r->add("ssd_mobilenetv1", &detail::make_ssd_detector);
+    r->add("blazeface", &detail::make_blazeface_detector);
+    return r;
+  }();
+  return *r;
+}
+
 std::unique_ptr<Detector> create_detector(const std::string& name, const DetectorOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "detector") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not a detector");
-  if (m.arch == "ssd_mobilenetv1") return detail::make_ssd_detector(m, options);
-  if (m.arch == "blazeface") return detail::make_blazeface_detector(m, options);
-  throw Error(ErrorCode::kInvalidArgument, "no detector implementation for architecture '" + m.arch + "'");
+  return detector_registry().create(m.arch, m, options);
 }
 
 }  // namespace facekit

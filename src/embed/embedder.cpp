@@ -9,6 +9,7 @@
 #include "graph/graph_model.hpp"
 #include "onnx/onnx_net.hpp"
 #include "facekit/error.hpp"
+#include "facekit/registry.hpp"
 
 namespace facekit {
 namespace detail {
@@ -235,13 +236,28 @@ std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector
 std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
-  if (m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned")
-    return std::make_unique<detail::DlibResNetEmbedder>(m, options);
-  if (m.arch == "facekit_small_cnn") return std::make_unique<detail::SmallCnnEmbedder>(m, options);
-  if (m.arch == "graph") return std::make_unique<detail::GraphEmbedder>(m, options);
-  if (m.arch == "onnx") return std::make_unique<detail::OnnxEmbedder>(m, options);
-  if (m.arch == "fusion") return std::make_unique<detail::FusionEmbedder>(m, options);
-  throw Error(ErrorCode::kInvalidArgument, "no embedder implementation for architecture '" + m.arch + "'");
+  return embedder_registry().create(m.arch, m, options);
+}
+
+namespace {
+template <class T>
+std::unique_ptr<Embedder> make(const ModelManifest& m, const EmbedderOptions& o) {
+  return std::make_unique<T>(m, o);
+}
+}  // namespace
+
+Registry<Embedder, const ModelManifest&, const EmbedderOptions&>& embedder_registry() {
+  static auto* r = [] {
+    auto* r = new Registry<Embedder, const ModelManifest&, const EmbedderOptions&>("embedder");
+    r->add("dlib_resnet29", &make<detail::DlibResNetEmbedder>);
+    r->add("dlib_resnet29_tuned", &make<detail::DlibResNetEmbedder>);
+    r->add("facekit_small_cnn", &make<detail::SmallCnnEmbedder>);
+    r->add("graph", &make<detail::GraphEmbedder>);
+    r->add("onnx", &make<detail::OnnxEmbedder>);
+    r->add("fusion", &make<detail::FusionEmbedder>);
+    return r;
+  }();
+  return *r;
 }
 
 }  // namespace facekit

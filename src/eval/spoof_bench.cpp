@@ -163,28 +163,23 @@ std::vector<Scores> score_lists(const std::vector<Sample>& samples, const std::v
 
 void write_manifest(const SpoofBenchOptions& o, const std::string& name, const ModelManifest::Spoof& s,
                     const std::vector<std::pair<std::string, float>>* members, const std::string& source) {
-  const fs::path src = (o.spoof.manifests.empty() ? manifests_dir() : o.spoof.manifests) / (name + ".json");
-  std::ifstream in(src);
-  if (!in) throw Error(ErrorCode::kNotFound, "cannot read " + src.string());
-  nlohmann::json j = nlohmann::json::parse(in);
-  auto& sp = j["spoof"];
+  ModelManifest m = o.spoof.manifests.empty() ? load_manifest(name) : load_manifest(name, o.spoof.manifests);
   if (!s.weights.empty()) {
-    sp["feature_groups"] = s.feature_groups;
-    sp["feature_mean"] = s.feature_mean;
-    sp["feature_std"] = s.feature_std;
-    sp["weights"] = s.weights;
-    sp["bias"] = s.bias;
+    m.spoof.feature_groups = s.feature_groups;
+    m.spoof.feature_mean = s.feature_mean;
+    m.spoof.feature_std = s.feature_std;
+    m.spoof.weights = s.weights;
+    m.spoof.bias = s.bias;
   }
   if (members) {
-    nlohmann::json m = nlohmann::json::array();
-    for (const auto& [n, w] : *members) m.push_back({{"name", n}, {"weight", w}});
-    j["members"] = m;
-    sp["bias"] = s.bias;
+    m.members = *members;
+    m.spoof.bias = s.bias;
   }
-  sp["thresholds"] = {{"decision", s.threshold}, {"live", s.live_threshold}, {"spoof", s.spoof_threshold}, {"source", source}};
-  fs::create_directories(o.save_manifests);
-  std::ofstream out(o.save_manifests / (name + ".json"));
-  if (!(out << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + (o.save_manifests / name).string());
+  m.spoof.threshold = s.threshold;
+  m.spoof.live_threshold = s.live_threshold;
+  m.spoof.spoof_threshold = s.spoof_threshold;
+  m.spoof.threshold_source = source;
+  save_manifest(o.save_manifests / (name + ".json"), m);
 }
 
 void set_thresholds(ModelManifest::Spoof& s, const SpoofThresholds& t) {

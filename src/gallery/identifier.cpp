@@ -74,6 +74,28 @@ std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& em
   }
 }
 
+void save_open_set_calibration(const fs::path& file, const EmbedderId& embedder, const std::string& classifier,
+                               const OpenSetCalibration& c) {
+  if (c.far.empty() || c.far.size() != c.threshold.size())
+    throw Error(ErrorCode::kInvalidArgument, "an open-set calibration needs as many thresholds as FARs, at least one");
+  for (size_t i = 1; i < c.far.size(); ++i)
+    if (!(c.far[i] < c.far[i - 1]) || c.far[i] <= 0)
+      throw Error(ErrorCode::kInvalidArgument, "an open-set calibration's far_table must descend in FAR");
+  nlohmann::json out = nlohmann::json::object();
+  if (std::ifstream old(file); old) {
+    try {
+      out = nlohmann::json::parse(old);
+    } catch (const nlohmann::json::exception&) {
+      throw Error(ErrorCode::kInvalidArgument, file.string() + " exists and is not JSON");
+    }
+    if (!out.is_object()) throw Error(ErrorCode::kInvalidArgument, file.string() + " exists and is not a JSON object");
+  }
+  nlohmann::json table = nlohmann::json::array();
+  for (size_t i = 0; i < c.far.size(); ++i) table.push_back({c.far[i], c.threshold[i]});
+  out[embedder.str()][classifier] = {{"far_table", table}, {"source", c.source}};
+  write_file_atomically(file, [&](std::ostream& os) { os << out.dump(2) << "\n"; });
+}
+
 float default_open_set_threshold(const EmbedderId& embedder, const std::string& classifier, std::int64_t people,
                                  double fpir, std::string* source) {
   if (auto c = load_open_set_calibration(embedder, classifier)) {
@@ -198,6 +220,10 @@ struct Identifier::Impl {
   float threshold = 0;
   std::string threshold_source;
   RefreshReport last;
+  // People's names as of `revision`, so that an answer never mixes the index of one revision with a name
+  // renamed or a person removed after it (and identify() needs no query per candidate).
+  std::unordered_map<std::int64_t, std::string> names;
+  std::int64_t names_revision = -1;
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
@@ -395,10 +421,21 @@ RefreshReport Identifier::refresh() {
   m.last = RefreshReport{};
   const std::int64_t before = m.revision;
   if (!m.index && m.opt.use_cache && m.revision < 0) m.load_index_cache();
-  if (m.index) {
-    if (m.revision != m.gallery.revision() && !m.catch_up()) m.rebuild();
-  } else if (m.revision != m.gallery.revision() || m.revision < 0) {
-    m.rebuild();
+  // The names are read after the index; when another writer committed in between, catch up again so that
+  // both reflect one revision (a few rounds at most: writes are rare next to reads).
+  for (int round = 0; round < 8; ++round) {
+    if (m.index) {
+      if (m.revision != m.gallery.revision() && !m.catch_up()) m.rebuild();
+    } else if (m.revision != m.gallery.revision() || m.revision < 0) {
+      m.rebuild();
+    }
+    if (m.names_revision == m.revision) break;
+    std::unordered_map<std::int64_t, std::string> names;
+    for (const auto& p : m.gallery.people()) names.emplace(p.id, p.name);
+    if (m.gallery.revision() != m.revision) continue;
+    m.names = std::move(names);
+    m.names_revision = m.revision;
+    break;
   }
   // A cached index carries the beam it was saved with; the caller's options decide.
   if (m.index) m.index->set_ef_search(m.opt.index.ef_search);
@@ -443,11 +480,16 @@ Identification Identifier::identify(const Embedding& e) const {
   for (const auto& s : m.classifier->classify(*m.index, e.data(), m.opt.top_k)) {
     Candidate c;
     c.person_id = s.label;
-    try {
-      c.name = m.gallery.person(s.label).name;
-    } catch (const Error& err) {
-      if (err.code() == ErrorCode::kNotFound) continue;  // removed by another process since the last refresh
-      throw;
+    if (const auto it = m.names.find(s.label); m.names_revision == m.revision && it != m.names.end()) {
+      c.name = it->second;
+    } else {
+      // Only when the gallery kept moving through every round of refresh(): ask it.
+      try {
+        c.name = m.gallery.person(s.label).name;
+      } catch (const Error& err) {
+        if (err.code() == ErrorCode::kNotFound) continue;  // removed by another process since the last refresh
+        throw;
+      }
     }
     c.distance = s.distance;
     c.similarity = 1.f - s.distance * s.distance / 2;

@@ -7,6 +7,7 @@
 
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "gallery/atomic_file.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -85,6 +86,12 @@ void verify_model_files(const ModelManifest& m) {
                                                 ", expected " + f.sha256 + "; " +
                                                 (m.dir.empty() ? "run scripts/setup to fetch it again" : "the model directory is damaged"));
   }
+}
+
+void save_manifest(const fs::path& file, const ModelManifest& m, const std::string& extra_json) {
+  const std::string text = manifest_to_json(m, extra_json);
+  if (!file.parent_path().empty()) fs::create_directories(file.parent_path());
+  write_file_atomically(file, [&](std::ostream& os) { os << text; });
 }
 
 }  // namespace facekit

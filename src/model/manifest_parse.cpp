@@ -48,6 +48,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
           throw Error(ErrorCode::kModelCorrupt, where + ": channels must be \"rgb\" or \"bgr\"");
       }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
+    m.box_adjust_source = j.value("landmark_box_source", "");
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
     if (j.contains("spoof")) {
@@ -69,6 +70,51 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
     throw Error(ErrorCode::kModelCorrupt, where + " is malformed: " + e.what());
   }
   return m;
+}
+
+std::string manifest_to_json(const ModelManifest& m, const std::string& extra_json) {
+  using nlohmann::json;
+  json j = {{"name", m.name},       {"kind", m.kind},       {"arch", m.arch},
+            {"version", m.version}, {"package", m.package}, {"licence", m.licence},
+            {"provenance", m.provenance}};
+  json files = json::array();
+  for (const auto& f : m.files) files.push_back({{"role", f.role}, {"path", f.path}, {"sha256", f.sha256}});
+  j["files"] = files;
+  if (m.input_size > 0 || m.mean != std::array<float, 3>{0, 0, 0} || m.scale != 1.f)
+    j["input"] = {{"size", m.input_size}, {"mean", m.mean}, {"scale", m.scale}};
+  if (!m.alignment_template.empty())
+    j["alignment"] = {{"template", m.alignment_template}, {"size", m.chip_size}, {"padding", m.chip_padding}};
+  if (!m.metric.empty())
+    j["embedding"] = {{"dim", m.embedding_dim},
+                      {"metric", m.metric},
+                      {"threshold", m.threshold},
+                      {"threshold_source", m.threshold_source}};
+  if (!m.graph_input.empty() || !m.graph_output.empty())
+    j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};
+  if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;
+  if (!m.box_adjust_source.empty()) j["landmark_box_source"] = m.box_adjust_source;
+  if (!m.members.empty()) {
+    json mem = json::array();
+    for (const auto& [n, w] : m.members) mem.push_back({{"name", n}, {"weight", w}});
+    j["members"] = mem;
+  }
+  if (m.kind == "spoof") {
+    const auto& s = m.spoof;
+    json sp = {{"live_index", s.live_index}, {"crop_scale", s.crop_scale}, {"bias", s.bias}};
+    if (!s.feature_groups.empty()) sp["feature_groups"] = s.feature_groups;
+    if (!s.weights.empty()) {
+      sp["feature_mean"] = s.feature_mean;
+      sp["feature_std"] = s.feature_std;
+      sp["weights"] = s.weights;
+    }
+    sp["thresholds"] = {{"decision", s.threshold}, {"live", s.live_threshold}, {"spoof", s.spoof_threshold},
+                        {"source", s.threshold_source}};
+    j["spoof"] = sp;
+  }
+  const json extra = json::parse(extra_json);
+  if (!extra.is_object()) throw Error(ErrorCode::kInvalidArgument, "a manifest's extra fields must be a JSON object");
+  for (const auto& [k, v] : extra.items()) j[k] = v;
+  return j.dump(2) + "\n";
 }
 
 }  // namespace facekit

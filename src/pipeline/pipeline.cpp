@@ -32,6 +32,17 @@ FacePipeline::FacePipeline(const PipelineOptions& options) : impl_(std::make_uni
   impl_->embedder = create_embedder(options.embedder, e);
 }
 
+FacePipeline::FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<Landmarker> landmarker,
+                           std::unique_ptr<Embedder> embedder, const PipelineOptions& options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!detector || !landmarker || !embedder)
+    throw Error(ErrorCode::kInvalidArgument, "a pipeline needs a detector, a landmarker and an embedder");
+  impl_->rescue_min_score = options.rescue_min_score;
+  impl_->detector = std::move(detector);
+  impl_->landmarker = std::move(landmarker);
+  impl_->embedder = std::move(embedder);
+}
+
 FacePipeline::~FacePipeline() = default;
 FacePipeline::FacePipeline(FacePipeline&&) noexcept = default;
 FacePipeline& FacePipeline::operator=(FacePipeline&&) noexcept = default;

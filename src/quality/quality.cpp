@@ -7,6 +7,7 @@
 
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
+#include "facekit/registry.hpp"
 #include "facekit/quality.hpp"
 
 namespace facekit {
@@ -154,9 +155,19 @@ class ClassicQuality final : public QualityAssessor {
 
 }  // namespace
 
+Registry<QualityAssessor, const QualityOptions&>& quality_assessor_registry() {
+  static auto* r = [] {
+    auto* r = new Registry<QualityAssessor, const QualityOptions&>("quality assessor");
+    r->add("classic", [](const QualityOptions& o) -> std::unique_ptr<QualityAssessor> {
+      return std::make_unique<ClassicQuality>(o);
+    });
+    return r;
+  }();
+  return *r;
+}
+
 std::unique_ptr<QualityAssessor> create_quality_assessor(const std::string& name, const QualityOptions& options) {
-  if (name == "classic") return std::make_unique<ClassicQuality>(options);
-  throw Error(ErrorCode::kNotFound, "unknown quality assessor '" + name + "' (known: classic)");
+  return quality_assessor_registry().create(name, options);
 }
 
 }  // namespace facekit

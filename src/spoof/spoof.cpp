@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "facekit/error.hpp"
+#include "facekit/registry.hpp"
 #include "graph/graph_model.hpp"
 #include "nn/tf_ops.hpp"
 #include "spoof/spoof_models.hpp"
@@ -199,10 +200,25 @@ std::unique_ptr<SpoofChecker> create_spoof_checker(const std::string& name, cons
       name == "texture" || name == "frequency" || name == "combined" ? "spoof-" + name : name;
   const ModelManifest m = options.manifests.empty() ? load_manifest(full) : load_manifest(full, options.manifests);
   if (m.kind != "spoof") throw Error(ErrorCode::kInvalidArgument, "model '" + full + "' is not a spoof checker");
-  if (m.arch == "graph") return std::make_unique<detail::GraphSpoofChecker>(m, options);
-  if (m.arch == "texture") return std::make_unique<detail::TextureSpoofChecker>(m);
-  if (m.arch == "fusion") return std::make_unique<detail::FusionSpoofChecker>(m, options);
-  throw Error(ErrorCode::kInvalidArgument, "no spoof checker implementation for architecture '" + m.arch + "'");
+  return spoof_checker_registry().create(m.arch, m, options);
+}
+
+Registry<SpoofChecker, const ModelManifest&, const SpoofOptions&>& spoof_checker_registry() {
+  using R = Registry<SpoofChecker, const ModelManifest&, const SpoofOptions&>;
+  static auto* r = [] {
+    auto* r = new R("spoof checker");
+    r->add("graph", [](const ModelManifest& m, const SpoofOptions& o) -> std::unique_ptr<SpoofChecker> {
+      return std::make_unique<detail::GraphSpoofChecker>(m, o);
+    });
+    r->add("texture", [](const ModelManifest& m, const SpoofOptions&) -> std::unique_ptr<SpoofChecker> {
+      return std::make_unique<detail::TextureSpoofChecker>(m);
+    });
+    r->add("fusion", [](const ModelManifest& m, const SpoofOptions& o) -> std::unique_ptr<SpoofChecker> {
+      return std::make_unique<detail::FusionSpoofChecker>(m, o);
+    });
+    return r;
+  }();
+  return *r;
 }
 
 }  // namespace facekit

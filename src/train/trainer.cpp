@@ -556,39 +556,41 @@ TrainReport train_embedder(const TrainOptions& o, const TrainCallbacks& cb) {
   report.threshold = chosen.validation_threshold;
   detail::save_tensors(o.out / "weights.fkt", model->state());
   const std::string name = fs::absolute(o.out).lexically_normal().filename().string();
-  json manifest = {
-      {"name", name.empty() ? "trained" : name},
-      {"kind", "embedder"},
-      {"arch", model->arch},
-      {"version", std::to_string(kModelFormat)},
-      {"package", "facekit train"},
-      {"licence", "that of the training photos and of the base model"},
-      {"provenance", model->description + "; triplet loss, " + std::string(to_string(o.mining)) + " mining, " +
-                         std::to_string(chosen.step) + " steps of " + std::to_string(o.p) + "x" + std::to_string(o.k) +
-                         " on " + std::to_string(report.train_identities) + " identities of " + o.data.string() +
-                         " (epoch " + std::to_string(chosen.epoch) + " of " + std::to_string(last.epoch) +
-                         (use_best ? ", the best on validation)" : ", the last)")},
-      {"files", json::array({{{"role", "weights"}, {"path", "weights.fkt"},
-                              {"sha256", sha256_file(o.out / "weights.fkt")}}})},
-      {"input", {{"size", model->tpl.size}, {"mean", model->mean}, {"scale", model->scale}}},
-      {"alignment", {{"template", model->tpl.name}, {"size", model->tpl.size},
-                     {"padding", model->arch == "facekit_small_cnn" ? o.chip_padding : 0.25f}}},
-      {"embedding",
-       {{"dim", model->arch == "facekit_small_cnn" ? o.dim : 128},
-        {"metric", "euclidean_l2norm"},
-        {"threshold", report.threshold},
-        {"threshold_source",
-         "accuracy-maximising threshold on " + std::to_string(vpairs.pairs.size()) + " pairs of the " +
-             (val_on_train ? std::string("TRAINING identities (too few validation photos)")
-                           : std::to_string(report.validation_identities) + " validation identities") +
-             ", flip on; validation accuracy " + std::to_string(100 * chosen.validation_accuracy) + "% (epoch " +
-             std::to_string(chosen.epoch) + ")"}}},
+  ModelManifest m;
+  m.name = name.empty() ? "trained" : name;
+  m.kind = "embedder";
+  m.arch = model->arch;
+  m.version = std::to_string(kModelFormat);
+  m.package = "facekit train";
+  m.licence = "that of the training photos and of the base model";
+  m.provenance = model->description + "; triplet loss, " + std::string(to_string(o.mining)) + " mining, " +
+                 std::to_string(chosen.step) + " steps of " + std::to_string(o.p) + "x" + std::to_string(o.k) + " on " +
+                 std::to_string(report.train_identities) + " identities of " + o.data.string() + " (epoch " +
+                 std::to_string(chosen.epoch) + " of " + std::to_string(last.epoch) +
+                 (use_best ? ", the best on validation)" : ", the last)");
+  m.files = {{"weights", "weights.fkt", sha256_file(o.out / "weights.fkt")}};
+  m.input_size = model->tpl.size;
+  m.mean = model->mean;
+  m.scale = model->scale;
+  m.alignment_template = model->tpl.name;
+  m.chip_size = model->tpl.size;
+  m.chip_padding = model->arch == "facekit_small_cnn" ? o.chip_padding : 0.25f;
+  m.embedding_dim = model->arch == "facekit_small_cnn" ? o.dim : 128;
+  m.metric = "euclidean_l2norm";
+  m.threshold = report.threshold;
+  m.threshold_source =
+      "accuracy-maximising threshold on " + std::to_string(vpairs.pairs.size()) + " pairs of the " +
+      (val_on_train ? std::string("TRAINING identities (too few validation photos)")
+                    : std::to_string(report.validation_identities) + " validation identities") +
+      ", flip on; validation accuracy " + std::to_string(100 * chosen.validation_accuracy) + "% (epoch " +
+      std::to_string(chosen.epoch) + ")";
+  const json training = {
       {"training", {{"format", kModelFormat}, {"options", options_json(o)}, {"epochs", report.epochs.size()},
                     {"train_identities", report.train_identities}, {"train_photos", report.train_photos},
                     {"validation_identities", report.validation_identities},
                     {"validation_photos", report.validation_photos}, {"exported_epoch", chosen.epoch},
                     {"exported", metrics_json(chosen)}, {"last", metrics_json(last)}}}};
-  write_text(o.out / "manifest.json", manifest.dump(2) + "\n");
+  save_manifest(o.out / "manifest.json", m, training.dump());
   return report;
 }
 

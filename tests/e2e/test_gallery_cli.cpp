@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "actors.hpp"
 #include "cli_run.hpp"
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
@@ -52,55 +53,7 @@ std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
-// The bald_guys cut-outs, grouped by actor (largest group first).
-struct Actors {
-  fs::path dir;
-  std::vector<std::vector<fs::path>> groups;
-};
-
-// Removes the cut-outs when the test program ends.
-struct ActorsCleanup : ::testing::Environment {
-  fs::path dir;
-  void TearDown() override {
-    std::error_code ec;
-    if (!dir.empty()) fs::remove_all(dir, ec);
-  }
-};
-ActorsCleanup* const g_cleanup =
-    static_cast<ActorsCleanup*>(::testing::AddGlobalTestEnvironment(new ActorsCleanup));
-
-const Actors& actors() {
-  static const Actors a = [] {
-    Actors out;
-    out.dir = fs::temp_directory_path() / ("fk_actors_" + std::to_string(::getpid()));
-    g_cleanup->dir = out.dir;
-    fs::create_directories(out.dir);
-    const fk::Image img = fk::load_image(kFaces / "bald_guys.jpg");
-    const auto faces = pipeline().analyze(img);
-    std::vector<fs::path> files;
-    std::vector<fk::Embedding> embs;
-    for (size_t i = 0; i < faces.size(); ++i) {
-      const auto& b = faces[i].face.box;
-      const float m = 0.3f * std::max(b.width, b.height);
-      cv::Rect r(cv::Point(std::max(0, int(b.x - m)), std::max(0, int(b.y - m))),
-                 cv::Point(std::min(img.cols, int(b.x + b.width + m)), std::min(img.rows, int(b.y + b.height + m))));
-      const fk::Image crop = img(r).clone();
-      if (pipeline().detect(crop).size() != 1) continue;  // a neighbour's face in the margin: not usable
-      const fs::path f = out.dir / ("face" + std::to_string(i) + ".png");
-      fk::save_image(f, crop);
-      files.push_back(f);
-      embs.push_back(faces[i].embedding);
-    }
-    const auto cl = fk_test::cluster_faces(embs, pipeline().embedder().threshold());
-    for (const auto& c : cl) {
-      std::vector<fs::path> g;
-      for (size_t i : c) g.push_back(files[i]);
-      out.groups.push_back(g);
-    }
-    return out;
-  }();
-  return a;
-}
+using fk_test::actors;
 
 class GalleryCli : public ::testing::Test {
  protected:

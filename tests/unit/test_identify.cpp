@@ -553,3 +553,36 @@ TEST(GalleryScale, SmallRunMeasuresWhatItClaims) {
   EXPECT_GE(r.svm_rank1, 0.9);
   EXPECT_GT(r.exact_latency.p50_ms, 0);
 }
+
+// The open-set table has one writer next to its reader: what save writes, load reads back, and other
+// entries of the file survive.
+TEST(OpenSetCalibration, SavedTableIsReadBackAndOtherEntriesKept) {
+  const fs::path dir = fk_test::fresh_test_dir("fk_openset");
+  const fs::path file = dir / "open_set.json";
+  const fk::EmbedderId a{"model_a", "1"}, b{"model_b", "2"};
+  fk::OpenSetCalibration c;
+  c.far = {1e-1, 1e-2, 1e-3};
+  c.threshold = {0.5f, 0.6f, 0.7f};
+  c.source = "unit test";
+  fk::save_open_set_calibration(file, a, "knn", c);
+  c.threshold = {0.1f, 0.2f, 0.3f};
+  fk::save_open_set_calibration(file, b, "svm", c);
+  ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
+  const auto ra = fk::load_open_set_calibration(a, "knn");
+  const auto rb = fk::load_open_set_calibration(b, "svm");
+  const auto none = fk::load_open_set_calibration(a, "svm");
+  ::unsetenv("FACEKIT_OPEN_SET");
+  ASSERT_TRUE(ra);
+  ASSERT_TRUE(rb);
+  EXPECT_FALSE(none);
+  EXPECT_EQ(ra->far, (std::vector<double>{1e-1, 1e-2, 1e-3}));
+  EXPECT_EQ(ra->threshold, (std::vector<float>{0.5f, 0.6f, 0.7f}));
+  EXPECT_EQ(rb->threshold, (std::vector<float>{0.1f, 0.2f, 0.3f}));
+  EXPECT_NE(ra->source.find("unit test"), std::string::npos);
+  c.far = {1e-3, 1e-2, 1e-1};  // ascending: refused, file untouched
+  EXPECT_THROW(fk::save_open_set_calibration(file, a, "knn", c), fk::Error);
+  ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
+  EXPECT_EQ(fk::load_open_set_calibration(a, "knn")->threshold, (std::vector<float>{0.5f, 0.6f, 0.7f}));
+  ::unsetenv("FACEKIT_OPEN_SET");
+  fs::remove_all(dir);
+}

@@ -1,0 +1,73 @@
+// The manifest's one writer (manifest_to_json / save_manifest) against its one reader (parse_manifest): every
+// committed manifest survives a round trip with every field the reader knows, numbers within float precision.
+#include <cmath>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "../test_dir.hpp"
+#include "facekit/error.hpp"
+#include "facekit/model.hpp"
+
+namespace fk = facekit;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Every value of `want` is in `got` (objects recursively, arrays element-wise, numbers to float precision).
+void expect_contains(const json& got, const json& want, const std::string& where) {
+  if (want.is_object()) {
+    ASSERT_TRUE(got.is_object()) << where;
+    for (const auto& [k, v] : want.items()) {
+      ASSERT_TRUE(got.contains(k)) << where << "." << k << " was dropped";
+      expect_contains(got[k], v, where + "." + k);
+    }
+  } else if (want.is_array()) {
+    ASSERT_TRUE(got.is_array()) << where;
+    ASSERT_EQ(got.size(), want.size()) << where;
+    for (size_t i = 0; i < want.size(); ++i) expect_contains(got[i], want[i], where + "[" + std::to_string(i) + "]");
+  } else if (want.is_number()) {
+    ASSERT_TRUE(got.is_number()) << where;
+    const double a = got.get<double>(), b = want.get<double>();
+    EXPECT_LE(std::abs(a - b), 1e-6 * std::max(1.0, std::abs(b))) << where;
+  } else {
+    EXPECT_EQ(got, want) << where;
+  }
+}
+
+TEST(ManifestWriter, EveryCommittedManifestSurvivesARoundTrip) {
+  int checked = 0;
+  for (const auto& name : fk::list_manifests()) {
+    const fs::path file = fk::manifests_dir() / (name + ".json");
+    std::ifstream in(file);
+    const json original = json::parse(in);
+    const fk::ModelManifest m = fk::load_manifest(name);
+    const std::string text = fk::manifest_to_json(m);
+    expect_contains(json::parse(text), original, name);
+    // Written, read, written again: the same text.
+    EXPECT_EQ(fk::manifest_to_json(fk::parse_manifest(text, name)), text) << name;
+    ++checked;
+  }
+  EXPECT_GE(checked, 10);
+}
+
+TEST(ManifestWriter, SaveWritesAFileThatLoadsAndKeepsExtraFields) {
+  const fs::path dir = fk_test::fresh_test_dir("fk_manifest");
+  fk::ModelManifest m = fk::load_manifest("dlib_resnet");
+  m.name = "copy";
+  m.threshold = 0.5f;
+  fk::save_manifest(dir / "sub" / "copy.json", m, R"({"training": {"epochs": 3}})");
+  const fk::ModelManifest back = fk::load_manifest("copy", dir / "sub");
+  EXPECT_EQ(back.name, "copy");
+  EXPECT_FLOAT_EQ(back.threshold, 0.5f);
+  EXPECT_EQ(back.files.size(), m.files.size());
+  std::ifstream in(dir / "sub" / "copy.json");
+  EXPECT_EQ(json::parse(in)["training"]["epochs"], 3);
+  EXPECT_THROW(fk::save_manifest(dir / "bad.json", m, "[1]"), fk::Error);
+  EXPECT_FALSE(fs::exists(dir / "bad.json"));
+  fs::remove_all(dir);
+}
+
+}  // namespace
