@@ -78,9 +78,9 @@ struct ModelManifest {
 // Data directories. facekit's data (manifests, calibration tables, model weights) is found by this rule:
 //  1. The environment first: $FACEKIT_DATA is a whole data directory laid out like an installed one (models/,
 //     gallery/, weights/); $FACEKIT_MODELS and $FACEKIT_MANIFESTS override just the weights or the manifests.
-//  2. An installed library (any libfacekit that is not the file the build wrote) reads the data directory beside
-//     it: <dir of libfacekit.so>/<libdir -> datadir>/facekit, e.g. /usr/lib/x86_64-linux-gnu/libfacekit.so.0.1
-//     -> /usr/share/facekit. The prefix may move. It never reads the source tree it was built from, even when
+//  2. An installed library (any libfacekit that is not the file the build wrote) reads the data directory
+//     beside it: <dir of libfacekit.so>/<libdir -> datadir>/facekit, e.g.
+//     /usr/lib/x86_64-linux-gnu/libfacekit.so.0.1 -> /usr/share/facekit. The prefix may move. It never reads the source tree it was built from, even when
 //     that directory is missing (loading a model then fails, naming the missing file).
 //  3. The library in the build tree (its file is in the directory the build put it in) reads the source tree:
 //     <source>/share and the weights scripts/setup fetched into <source>/models.

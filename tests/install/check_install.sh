@@ -2,13 +2,15 @@
 # ctest install.find_package / install.pkg_config: installs the current build into a fresh prefix outside the
 # source tree, builds tests/install/consumer against that prefix (with find_package, or with pkg-config) and
 # runs it on real photos (libdlib19.1's examples/faces) with no FACEKIT_* variable set. Checks:
-#  - the consumer finds the installed package, links the prefix's libfacekit (ldd), and the library reports data
-#    directories under the prefix;
-#  - it finds 1 face and 2 faces in the photos, a photo and its mirror image verify as the same person, two people do not;
+#  - the consumer finds the installed package, links the prefix's libfacekit (ldd), and the library reports
+#    data directories under the prefix;
+#  - it finds 1 face and 2 faces in the photos, a photo and its mirror image verify as the same person, two
+#    people do not;
 #  - no installed config, pkg-config file or header names the source or build tree, and (where strace works)
 #    the consumer touches no file in them;
-#  - find_package mode: the installed CLI runs; after the prefix moves, the library follows it; with its data directory deleted it
-#    still reports the moved prefix and fails to load a model there instead of reading the source tree.
+#  - find_package mode: the installed CLI runs; after the prefix moves, the library follows it; with its data
+#    directory deleted it still reports the moved prefix and fails to load a model there instead of reading the
+#    source tree.
 # Exit 77 (ctest SKIP_RETURN_CODE) when something it needs from outside is absent: the photos, the models
 # (scripts/setup), pkg-config.
 #   check_install.sh cmake|pkg-config SOURCE_DIR BUILD_DIR CXX_COMPILER

@@ -1,8 +1,8 @@
 // A program that uses an installed facekit, as an application would (tests/install/check_install.sh builds it
 // with CMake's find_package and with pkg-config).
 //   facekit_consumer --dirs          where the library finds its data
-//   facekit_consumer PHOTO OTHER     also: faces in each photo, PHOTO verified against its mirror image (the same
-//                                    person) and against OTHER's main face
+//   facekit_consumer PHOTO OTHER     also: faces in each photo, PHOTO verified against its mirror image
+//                                    (the same person) and against OTHER's main face
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -15,7 +15,8 @@
 
 namespace {
 void print_verify(const char* what, const facekit::VerifyResult& r) {
-  std::printf("verify_%s distance=%.4f threshold=%.4f same=%d\n", what, r.distance, r.threshold, r.same ? 1 : 0);
+  std::printf("verify_%s distance=%.4f threshold=%.4f same=%d\n", what, r.distance, r.threshold,
+              r.same ? 1 : 0);
 }
 }  // namespace
 
