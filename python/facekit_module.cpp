@@ -25,7 +25,8 @@ using nlohmann::json;
 
 /// A JSON view as a Python object (through the json module: exact numbers, no hand-written converter).
 py::object to_py(const json& j) {
-  static py::object loads = py::module_::import("json").attr("loads");
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static py::handle loads = py::object(py::module_::import("json").attr("loads")).release();
   return loads(fk::json_view::dump(j, -1));
 }
 
@@ -91,11 +92,12 @@ py::object landmarks_array(const fk::Face& f) {
   return out;
 }
 
-// Exception classes, made at import.
-py::object g_error, g_no_face, g_not_found, g_invalid, g_bad_image, g_poor_quality, g_storage, g_model;
+// Exception classes, made at import; plain handles (never released) so that nothing is released after the
+// interpreter has shut down.
+py::handle g_error, g_no_face, g_not_found, g_invalid, g_bad_image, g_poor_quality, g_storage, g_model;
 
 [[noreturn]] void raise(const fk::Error& e) {
-  py::object cls = g_error;
+  py::handle cls = g_error;
   switch (e.code()) {
     case fk::ErrorCode::kNoFace: cls = g_no_face; break;
     case fk::ErrorCode::kNotFound: cls = g_not_found; break;
@@ -181,12 +183,11 @@ auto guarded(F&& fn) {
 PYBIND11_MODULE(_facekit, m) {
   m.doc() = "facekit: face detection, verification, enrolment and identification (C++ engine)";
 
-  g_error = py::reinterpret_borrow<py::object>(PyErr_NewExceptionWithDoc(
-      "facekit.Error", "A facekit error; .code names its kind (e.g. 'no face').", PyExc_RuntimeError, nullptr));
-  const auto sub = [&](const char* name, const char* doc, py::object also) {
+  g_error = PyErr_NewExceptionWithDoc("facekit.Error", "A facekit error; .code names its kind (e.g. 'no_face').",
+                                      PyExc_RuntimeError, nullptr);
+  const auto sub = [&](const char* name, const char* doc, py::object also) -> py::handle {
     py::tuple bases = also.is_none() ? py::make_tuple(g_error) : py::make_tuple(g_error, also);
-    return py::reinterpret_steal<py::object>(
-        PyErr_NewExceptionWithDoc((std::string("facekit.") + name).c_str(), doc, bases.ptr(), nullptr));
+    return PyErr_NewExceptionWithDoc((std::string("facekit.") + name).c_str(), doc, bases.ptr(), nullptr);
   };
   const py::object builtins = py::module_::import("builtins");
   g_no_face = sub("NoFaceError", "A photo that must hold a face holds none.", py::none());

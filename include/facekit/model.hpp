@@ -1,7 +1,8 @@
 #pragma once
 // Model manifests and the model store. Each model facekit can run has a committed manifest
 // (share/models/NAME.json) saying what it is, where it comes from, how to feed it and how to read it; the
-// weight files themselves are fetched by scripts/setup into models/ and checked against the manifest's sha256.
+// weight files themselves are fetched by scripts/setup into models/ (installed with the library into
+// share/facekit/weights/) and checked against the manifest's sha256.
 #include <array>
 #include <filesystem>
 #include <map>
@@ -75,12 +76,29 @@ struct ModelManifest {
   std::filesystem::path file_path(const std::string& role) const;
 };
 
-/// Where the model weights live: $FACEKIT_MODELS, else <source dir>/models.
+// Data directories. facekit's data (manifests, calibration tables, model weights) is found by this rule:
+//  1. The environment first: $FACEKIT_DATA is a whole data directory laid out like an installed one (models/,
+//     gallery/, weights/); $FACEKIT_MODELS and $FACEKIT_MANIFESTS override just the weights or the manifests.
+//  2. An installed library (any libfacekit that is not the file the build wrote) reads the data directory
+//     beside it: <dir of libfacekit.so>/<libdir -> datadir>/facekit, e.g.
+//     /usr/lib/x86_64-linux-gnu/libfacekit.so.0.1 -> /usr/share/facekit. The prefix may move. It never reads the source tree it was built from, even when
+//     that directory is missing (loading a model then fails, naming the missing file).
+//  3. The library in the build tree (its file is in the directory the build put it in) reads the source tree:
+//     <source>/share and the weights scripts/setup fetched into <source>/models.
+// Installed layout: share/facekit/models/NAME.json and models.lock (the manifests),
+// share/facekit/gallery/open_set.json, share/facekit/weights/<package>/... (the model files).
+
+/// Where the model weights live: $FACEKIT_MODELS, else $FACEKIT_DATA/weights, else <data dir>/weights when
+/// installed, <source dir>/models in the build tree.
 std::filesystem::path models_dir();
-/// The committed data files (manifests, calibration tables): <source dir>/share.
+/// The data files (manifests, calibration tables): $FACEKIT_DATA, else <data dir> (e.g. /usr/share/facekit)
+/// when installed, <source dir>/share in the build tree.
 std::filesystem::path share_dir();
-/// Where the committed manifests live: $FACEKIT_MANIFESTS, else <source dir>/share/models.
+/// Where the manifests live: $FACEKIT_MANIFESTS, else share_dir()/models.
 std::filesystem::path manifests_dir();
+/// True when this libfacekit is the one in its build tree, and so, unless the variables say otherwise, reads
+/// its data from the source tree; false for an installed library.
+bool data_from_source_tree();
 
 /// Reads share/models/NAME.json, or, when `name` is a model directory (one holding manifest.json, as
 /// `facekit train` writes) or a path to a manifest file, that manifest, its files relative to its directory.

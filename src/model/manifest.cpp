@@ -1,3 +1,5 @@
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -17,11 +19,60 @@ fs::path env_or(const char* var, const fs::path& fallback) {
   const char* v = std::getenv(var);
   return v && *v ? fs::path(v) : fallback;
 }
+
+// Where this library's data is when no variable says otherwise (the rule is in facekit/model.hpp). Worked out
+// once: the library file does not move while it is loaded.
+struct DataHome {
+  bool build_tree = false;
+  fs::path share;   // manifests, calibration tables
+  fs::path models;  // model weights
+};
+
+const DataHome& data_home() {
+  static const DataHome home = [] {
+    // The address of an object with internal linkage, so that it names this library's file (a function's
+    // address could be the executable's PLT entry).
+    static const char anchor = 0;
+    Dl_info info{};
+    DataHome h;
+    std::error_code ec;
+    if (dladdr(&anchor, &info) == 0 || info.dli_fname == nullptr || *info.dli_fname == 0) {
+      h.share = FACEKIT_INSTALL_FULL_DATADIR;  // cannot tell where we are: the configured install location
+    } else {
+      // Compared as paths, without touching the build directory: as the loader spelled it (the build's run
+      // path) or with links resolved.
+      const fs::path libdir = fs::absolute(fs::path(info.dli_fname), ec).parent_path().lexically_normal();
+      const fs::path built = fs::path(FACEKIT_BUILD_LIBDIR).lexically_normal();
+      if (libdir == built || fs::canonical(libdir, ec) == built) {
+        h.build_tree = true;
+        h.share = fs::path(FACEKIT_SOURCE_DIR) / "share";
+        h.models = fs::path(FACEKIT_SOURCE_DIR) / "models";
+        return h;
+      }
+      h.share = (libdir / FACEKIT_LIBDIR_TO_DATADIR).lexically_normal();
+    }
+    h.models = h.share / "weights";
+    return h;
+  }();
+  return home;
+}
+
+// What to do about missing or damaged registered data: fetch it again in a source tree, reinstall otherwise.
+std::string refetch_hint() {
+  if (std::getenv("FACEKIT_MODELS") || std::getenv("FACEKIT_DATA") || data_home().build_tree)
+    return "run scripts/setup to fetch the models";
+  return "reinstall facekit with its data and models, or set FACEKIT_DATA or FACEKIT_MODELS (docs/install.md)";
+}
 }  // namespace
 
-fs::path models_dir() { return env_or("FACEKIT_MODELS", fs::path(FACEKIT_SOURCE_DIR) / "models"); }
-fs::path share_dir() { return fs::path(FACEKIT_SOURCE_DIR) / "share"; }
+fs::path share_dir() { return env_or("FACEKIT_DATA", data_home().share); }
+fs::path models_dir() {
+  if (const char* v = std::getenv("FACEKIT_MODELS"); v && *v) return v;
+  if (const char* v = std::getenv("FACEKIT_DATA"); v && *v) return fs::path(v) / "weights";
+  return data_home().models;
+}
 fs::path manifests_dir() { return env_or("FACEKIT_MANIFESTS", share_dir() / "models"); }
+bool data_from_source_tree() { return data_home().build_tree; }
 
 const ModelFile& ModelManifest::file(const std::string& role) const {
   for (const auto& f : files)
@@ -60,6 +111,9 @@ ModelManifest load_manifest(const std::string& name) {
   if (!fs::exists(p)) {
     std::string known;
     for (const auto& n : list_manifests()) known += (known.empty() ? "" : ", ") + n;
+    if (known.empty())
+      throw Error(ErrorCode::kNotFound, "unknown model '" + name + "': there are no manifests in " +
+                                            manifests_dir().string() + "; " + refetch_hint());
     throw Error(ErrorCode::kNotFound, "unknown model '" + name + "' (known: " + known + ")");
   }
   return load_manifest_file(p);
@@ -77,14 +131,14 @@ void verify_model_files(const ModelManifest& m) {
   for (const auto& f : m.files) {
     const fs::path p = (m.dir.empty() ? models_dir() : m.dir) / f.path;
     // A trained model's directory is not fetched by the set-up: say so instead of pointing there.
-    const std::string fix = m.dir.empty() ? "run scripts/setup to fetch the models" : "the model directory is incomplete";
+    const std::string fix = m.dir.empty() ? refetch_hint() : "the model directory is incomplete";
     if (!fs::exists(p))
       throw Error(ErrorCode::kModelMissing, "model " + m.name + ": file " + p.string() + " is missing; " + fix);
     const std::string got = sha256_file(p);
     if (got != f.sha256)
       throw Error(ErrorCode::kModelCorrupt, "model " + m.name + ": file " + p.string() + " has sha256 " + got +
                                                 ", expected " + f.sha256 + "; " +
-                                                (m.dir.empty() ? "run scripts/setup to fetch it again" : "the model directory is damaged"));
+                                                (m.dir.empty() ? refetch_hint() : "the model directory is damaged"));
   }
 }
 

@@ -149,7 +149,7 @@ class FacekitTest(unittest.TestCase):
         blank = np.full((200, 200, 3), 128, dtype=np.uint8)
         with self.assertRaises(facekit.NoFaceError) as cm:
             e.enroll("nobody", [blank])
-        self.assertEqual(cm.exception.code, "no face")
+        self.assertEqual(cm.exception.code, "no_face")
         with self.assertRaises(facekit.InvalidArgumentError) as cm:
             e.enroll("  ", self.actors[0][:1])  # a blank name
         with self.assertRaises(facekit.NotFoundError):
