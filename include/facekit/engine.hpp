@@ -47,6 +47,10 @@ struct EngineOptions {
   SpoofOptions spoof;        ///< its device follows pipeline.device
   /// How load() and enrolment read image files and bytes: size limits, damaged files refused.
   ImageLimits image_limits;
+  /// identify() asks the gallery for its revision (one query, serialised on the store's connection) at most
+  /// this often, to see writes by other processes; the engine's own writes are seen by the next identify()
+  /// at once. 0: every call asks.
+  int revision_poll_ms = 100;
 };
 
 /// What analyze() reports of one face.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <mutex>
 
@@ -60,6 +61,16 @@ struct Engine::Impl {
   mutable std::mutex build_mu;    // one snapshot build at a time
   mutable std::mutex snap_mu;     // guards `snap` (the pointer, not what it points to)
   mutable std::shared_ptr<const Snapshot> snap;
+  // Set by the engine's own writes; the time the gallery's revision was last asked for (steady clock, ns).
+  mutable std::atomic<bool> dirty{true};
+  mutable std::atomic<std::int64_t> polled_ns{0};
+
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  /// After one of the engine's writes committed.
+  void wrote() const { dirty = true; }
 
   const FacePipeline& pipeline() const {
     std::call_once(pipeline_once, [&] {
@@ -98,7 +109,11 @@ struct Engine::Impl {
   std::shared_ptr<const Snapshot> snapshot() const {
     auto s = current();
     Gallery& g = gallery();
-    if (s && s->revision == g.revision()) return s;
+    // Between polls, with no write of ours since the snapshot, it is the newest state this engine knows of.
+    const std::int64_t now = now_ns();
+    if (s && !dirty && now - polled_ns < std::int64_t(opt.revision_poll_ms) * 1000000) return s;
+    polled_ns = now;
+    if (s && !dirty && s->revision == g.revision()) return s;
     std::unique_lock build(build_mu, std::defer_lock);
     if (s) {
       if (!build.try_lock()) return s;
@@ -106,6 +121,7 @@ struct Engine::Impl {
       build.lock();
     }
     s = current();
+    dirty = false;  // a write from now on makes the snapshot below stale again
     if (s && s->revision == g.revision()) return s;
     auto next = std::make_shared<Snapshot>();
     next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
@@ -276,7 +292,9 @@ EnrollResult Engine::enroll(const std::string& name, const std::vector<EnrollPho
   Gallery& g = impl_->gallery();
   const auto& pipe = impl_->pipeline();
   std::lock_guard lock(impl_->write_mu);
-  return facekit::enroll(g, pipe, name, photos, eo);
+  EnrollResult r = facekit::enroll(g, pipe, name, photos, eo);
+  impl_->wrote();
+  return r;
 }
 
 IdentifyResult Engine::identify(const Image& rgb) const {
@@ -314,6 +332,7 @@ Person Engine::rename(const std::string& ref, const std::string& new_name) {
   std::lock_guard lock(impl_->write_mu);
   const Person p = impl_->resolve(ref);
   impl_->gallery().rename_person(p.id, new_name);
+  impl_->wrote();
   return p;
 }
 
@@ -324,7 +343,10 @@ std::vector<Person> Engine::remove(const std::vector<std::string>& refs) {
     Person p = impl_->resolve(r);
     if (std::none_of(who.begin(), who.end(), [&](const Person& w) { return w.id == p.id; })) who.push_back(std::move(p));
   }
-  for (const auto& p : who) impl_->gallery().remove_person(p.id);
+  for (const auto& p : who) {
+    impl_->gallery().remove_person(p.id);
+    impl_->wrote();
+  }
   return who;
 }
 

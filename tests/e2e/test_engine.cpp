@@ -2,6 +2,7 @@
 // service and Python call. The concurrency test runs identify() from several threads while enrolments,
 // renames and removals go on, and checks every answer against the gallery states the writer committed.
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <random>
@@ -82,6 +83,29 @@ TEST_F(EngineTest, VerifyEnrolIdentifyRenameRemove) {
   } catch (const fk::Error& err) {
     EXPECT_EQ(err.code(), fk::ErrorCode::kNotFound);
   }
+}
+
+// Another engine (as another process would) writes to the same gallery: this engine sees it once its
+// revision poll comes round (EngineOptions::revision_poll_ms), and its own writes at once.
+TEST_F(EngineTest, AnotherEnginesWriteIsSeenAfterThePollInterval) {
+  fk::EngineOptions o = options();
+  o.revision_poll_ms = 200;
+  fk::Engine reader(o), writer(options());
+  const auto& g = actors().groups;
+  const auto probe = reader.embed(reader.load(g[0][2])).at(0).embedding;
+  reader.enroll("mine", photos(1, 0, 1));
+  EXPECT_EQ(reader.identify(probe).people, 1);  // its own write: seen at once
+  writer.enroll("theirs", photos(0, 0, 2));
+  const auto t0 = std::chrono::steady_clock::now();
+  fk::IdentifyResult r = reader.identify(probe);
+  while (r.people < 2 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    r = reader.identify(probe);
+  }
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.people, 2);
+  EXPECT_LT(waited, 1.0);
+  EXPECT_EQ(r.faces.at(0).identification.candidates.at(0).name, "theirs");
 }
 
 TEST_F(EngineTest, AnalyzeReportsQualitySpoofAndEmbedding) {
