@@ -35,7 +35,8 @@ cv::Mat jittered(const cv::Mat& chip, const Jitter& j) {
 }
 
 // What every network embedder shares: batching, jitter and flip views, averaging, L2 normalisation.
-// Subclasses only run their network on a normalised NCHW batch (channels-last memory).
+// Subclasses only run their network on a normalised NCHW batch (channels-last memory, channels in the order
+// the manifest asks for).
 class NetEmbedder : public Embedder {
  public:
   NetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
@@ -60,6 +61,9 @@ class NetEmbedder : public Embedder {
       for (int k = 0; k < opt_.jitter; ++k)
         for (int64_t i = 0; i < n; ++i) batch.push_back(jittered(batch[i], kJitters[k]));
       at::Tensor x = nn::images_to_batch(batch, manifest_.mean, manifest_.scale, device());
+      // A network trained on BGR (manifest "channels": "bgr") gets the normalised channels reversed, once here
+      // for every kind of network.
+      if (manifest_.channels == "bgr") x = at::flip(x, {1}).contiguous(at::MemoryFormat::ChannelsLast);
       if (opt_.flip) x = at::cat({x, at::flip(x, {3})}, 0);
       // Views are stacked view-major: [view][face]; average over views.
       at::Tensor e = forward(x).to(at::kFloat);
@@ -131,8 +135,7 @@ class GraphEmbedder final : public NetEmbedder {
     return models_dir() / m.file("model_json").path;
   }
   at::Tensor forward(const at::Tensor& x) const override {
-    at::Tensor nhwc = x.permute({0, 2, 3, 1});  // contiguous: x is channels-last
-    if (manifest_.channels == "bgr") nhwc = at::flip(nhwc, {3});
+    const at::Tensor nhwc = x.permute({0, 2, 3, 1});  // contiguous: x is channels-last
     const auto out = graph_.run({{manifest_.graph_input, nhwc}}, {manifest_.graph_output});
     return out.at(0).reshape({x.size(0), -1});
   }
@@ -156,7 +159,7 @@ class OnnxEmbedder final : public NetEmbedder {
     return m.file_path("onnx");
   }
   at::Tensor forward(const at::Tensor& x) const override {
-    at::Tensor nchw = (manifest_.channels == "bgr" ? at::flip(x, {1}) : x).contiguous();
+    at::Tensor nchw = x.contiguous();
     const int sizes[] = {int(nchw.size(0)), int(nchw.size(1)), int(nchw.size(2)), int(nchw.size(3))};
     const cv::Mat blob(4, sizes, CV_32F, nchw.data_ptr<float>());
     const auto out = net_.forward(blob, manifest_.graph_output.empty() ? std::vector<std::string>{}

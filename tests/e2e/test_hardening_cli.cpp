@@ -1,7 +1,6 @@
 // End-to-end hardening (issue 15): the facekit binary on damaged photos, damaged, read-only and encrypted
 // galleries, and hostile arguments. Every case here was accepted or crashed before; each must now be refused
 // with its documented exit status and a message that says what is wrong.
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -41,7 +40,7 @@ class HardeningCli : public ::testing::Test {
     gallery_ = dir_ / "g.db";
   }
   void TearDown() override {
-    if (!mounted_.empty()) ::umount2(mounted_.c_str(), MNT_DETACH);
+    tmpfs_.unmount();
     fs::remove_all(dir_);
   }
   fs::path write(const std::string& name, const std::string& bytes) {
@@ -53,7 +52,8 @@ class HardeningCli : public ::testing::Test {
   CliRun enrol(const std::string& name, const std::string& extra = "") {
     return run("enroll --no-augment --name '" + name + "'" + G() + " " + extra + " " + q(kFaces / "Tom_Cruise_avp_2014_4.jpg"));
   }
-  fs::path dir_, gallery_, mounted_;
+  fs::path dir_, gallery_;
+  fk_test::TmpfsMount tmpfs_;
 };
 
 }  // namespace
@@ -191,9 +191,7 @@ TEST_F(HardeningCli, AnEmptyGalleryFileAndAFullDiskAreSaidSo) {
   EXPECT_NE(r.err.find("empty file (0 bytes)"), std::string::npos) << r.err;
 
   const fs::path mnt = dir_ / "mnt";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
-  mounted_ = mnt;
+  if (!tmpfs_.mount(mnt, "size=1m")) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
   gallery_ = mnt / "g.db";
   ASSERT_EQ(enrol("Tom").status, 0);
   {

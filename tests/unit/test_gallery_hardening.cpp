@@ -79,17 +79,11 @@ class Hardening : public ::testing::Test {
     path_ = dir_ / "g.db";
   }
   void TearDown() override {
-    if (!mounted_.empty()) ::umount2(mounted_.c_str(), MNT_DETACH);
+    tmpfs_.unmount();
     fs::remove_all(dir_);
   }
-  // A small tmpfs (root only; the test skips elsewhere).
-  bool mount_tmpfs(const fs::path& at, const char* size) {
-    fs::create_directories(at);
-    if (::mount("tmpfs", at.c_str(), "tmpfs", 0, size) != 0) return false;
-    mounted_ = at;
-    return true;
-  }
-  fs::path dir_, path_, mounted_;
+  fs::path dir_, path_;
+  fk_test::TmpfsMount tmpfs_;
   std::mt19937 rng_{15};
 };
 
@@ -285,7 +279,7 @@ TEST_F(Hardening, AGalleryCutToZeroBytesIsReportedNotStartedAfresh) {
 
 TEST_F(Hardening, AGalleryOnAReadOnlyMountIsReadAndWritesSaySo) {
   const fs::path mnt = dir_ / "mnt";
-  if (!mount_tmpfs(mnt, "size=4m")) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  if (!tmpfs_.mount(mnt, "size=4m")) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
   const fs::path g_path = mnt / "g.db";
   fk::open_gallery(g_path)->add_person(person("Ann", 2, rng_));
   ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, nullptr), 0);
@@ -300,7 +294,7 @@ TEST_F(Hardening, AGalleryOnAReadOnlyMountIsReadAndWritesSaySo) {
 
 TEST_F(Hardening, AFullDiskIsSaidToBeFullAndLosesNothing) {
   const fs::path mnt = dir_ / "mnt";
-  if (!mount_tmpfs(mnt, "size=1m")) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
+  if (!tmpfs_.mount(mnt, "size=1m")) GTEST_SKIP() << "cannot mount a tmpfs here (not root?)";
   const fs::path g_path = mnt / "g.db";
   fk::open_gallery(g_path)->add_person(person("Ann", 2, rng_));
   {  // fill the file system
