@@ -207,6 +207,10 @@ std::int64_t pnm_field(const Reader& r, std::size_t& pos) {
   }
   // The number is only known to be complete once something follows it.
   if (pos >= r.size()) r.truncated();
+  // White space must end it: OpenCV's reader swallows whatever byte ends a number, so after "888#8888" it reads
+  // 8888 as the next field where a comment parser reads what follows the comment; such a header would pass
+  // the pixel limit here and allocate gigabytes there (found by scripts/fuzz).
+  if (!is_pnm_space(r.u8(pos))) bad("corrupt PNM header: a number must be followed by white space");
   return value;
 }
 

@@ -648,3 +648,18 @@ TEST_F(ImageTest, SaveRejectsUnknownExtensionBadPathAndWrongType) {
 }
 
 }  // namespace
+
+// Found by scripts/fuzz: "P1 888#888888..." is 888 x 1 to a parser that takes '#' as a comment, but OpenCV's
+// PNM reader swallows the byte after a number and reads 888 x 888888 (2.4 GB). A number not followed by white
+// space is refused before anything is decoded.
+TEST(ProbeImage, PnmNumberRunningIntoACommentIsRefused) {
+  const std::string bytes("P1\t888#888888'v/1\x01&\r1P\0\xff\0" "14\t\0", 29);
+  try {
+    facekit::decode_image(bytes);
+    FAIL() << "decoded";
+  } catch (const facekit::Error& e) {
+    EXPECT_EQ(e.code(), facekit::ErrorCode::kBadImage);
+    EXPECT_NE(std::string(e.what()).find("white space"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(facekit::probe_image("P6 4 3\n255\n").width, 4);  // the ordinary form still reads
+}
