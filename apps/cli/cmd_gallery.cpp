@@ -27,42 +27,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct GalleryArgs {
-  std::string path;  // "" = default_gallery_path() (an explicit "" is refused by the option)
-  std::string key_file;
-  fs::path resolved() const { return path.empty() ? default_gallery_path() : fs::path(path); }
-  /// --key-file, else the environment's key, else none.
-  std::optional<GalleryKey> key() const {
-    if (!key_file.empty()) return GalleryKey::from_file(key_file);
-    return gallery_key_from_environment();
-  }
-  GalleryOptions options(bool create, bool read_only = false) const {
-    GalleryOptions go;
-    go.create = create;
-    go.read_only = read_only;
-    go.key = key();
-    return go;
-  }
-};
-
-void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
-  cmd->add_option("--gallery", g.path, "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)")
-      ->check(non_empty());
-  cmd->add_option("--key-file", g.key_file,
-                  "key of an encrypted gallery: a file of 64 hex digits, mode 0600 (default $FACEKIT_GALLERY_KEY_FILE, "
-                  "else the key in $FACEKIT_GALLERY_KEY)")
-      ->check(non_empty());
-}
-
 using json_view::iso_time;
-
-/// The engine of a gallery command: the global options' pipeline (models load only when used) and the gallery.
-EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool create, bool read_only = false) {
-  EngineOptions o = engine_options(c);
-  o.gallery = g.resolved();
-  o.gallery_options = g.options(create, read_only);
-  return o;
-}
 
 // ---- enroll ---------------------------------------------------------------------------------------------
 

@@ -61,4 +61,35 @@ EngineOptions engine_options(const Common& c) {
   return o;
 }
 
+std::filesystem::path GalleryArgs::resolved() const {
+  return path.empty() ? default_gallery_path() : std::filesystem::path(path);
+}
+std::optional<GalleryKey> GalleryArgs::key() const {
+  if (!key_file.empty()) return GalleryKey::from_file(key_file);
+  return gallery_key_from_environment();
+}
+GalleryOptions GalleryArgs::options(bool create, bool read_only) const {
+  GalleryOptions go;
+  go.create = create;
+  go.read_only = read_only;
+  go.key = key();
+  return go;
+}
+
+void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
+  cmd->add_option("--gallery", g.path, "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)")
+      ->check(non_empty());
+  cmd->add_option("--key-file", g.key_file,
+                  "key of an encrypted gallery: a file of 64 hex digits, mode 0600 (default $FACEKIT_GALLERY_KEY_FILE, "
+                  "else the key in $FACEKIT_GALLERY_KEY)")
+      ->check(non_empty());
+}
+
+EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool create, bool read_only) {
+  EngineOptions o = engine_options(c);
+  o.gallery = g.resolved();
+  o.gallery_options = g.options(create, read_only);
+  return o;
+}
+
 }  // namespace facekit::cli

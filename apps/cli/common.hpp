@@ -47,6 +47,19 @@ ImageLimits image_limits(const Common& c);
 /// JSON text for stdout (json_view::dump: invalid UTF-8 shown as U+FFFD instead of failing the command).
 inline std::string dump_json(const nlohmann::json& j) { return json_view::dump(j); }
 
+/// --gallery and --key-file of the commands that use a gallery.
+struct GalleryArgs {
+  std::string path;  // "" = default_gallery_path() (an explicit "" is refused by the option)
+  std::string key_file;
+  std::filesystem::path resolved() const;
+  /// --key-file, else the environment's key, else none.
+  std::optional<GalleryKey> key() const;
+  GalleryOptions options(bool create, bool read_only = false) const;
+};
+void add_gallery_option(CLI::App* cmd, GalleryArgs& g);
+/// The engine of a gallery command: the global options' pipeline (models load only when used) and the gallery.
+EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool create, bool read_only = false);
+
 /// CLI11 validators that state the allowed range and refuse NaN and infinity (CLI::Range lets NaN through).
 CLI::Validator finite_range(double min, double max, bool min_open = false, bool max_open = false);
 /// Refuses an empty value (`--gallery ""` is not "the default").
@@ -93,5 +106,7 @@ int run_active_liveness(const Engine& engine, const ActiveLivenessArgs& a, bool 
 void add_spoof_commands(CLI::App& app, Common& c, Commands& out);
 /// train (cmd_train.cpp).
 void add_train_commands(CLI::App& app, Common& c, Commands& out);
+/// serve, keys create|list|revoke.
+void add_serve_commands(CLI::App& app, Common& c, Commands& out);
 
 }  // namespace facekit::cli

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   cli::add_quality_commands(app, c, commands);
   cli::add_spoof_commands(app, c, commands);
   cli::add_train_commands(app, c, commands);
+  cli::add_serve_commands(app, c, commands);
 
   try {
     app.parse(argc, argv);

@@ -1,6 +1,9 @@
 #pragma once
 // Embedding: aligned face chip -> L2-normalised vector; same person = small Euclidean distance.
+#include <array>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,12 @@ struct EmbedderOptions {
   /// (dlib's "jitter"; at most 8, each costs one more forward pass, two with flip).
   int jitter = 0;
   int max_batch = 32;  ///< chips per forward pass
+  /// Dynamic batching for callers on many threads (a server's concurrent requests): chips of calls that arrive
+  /// while a forward pass runs, or within batch_window_us of the first waiting one, go through the network
+  /// together (up to max_batch), which costs less per chip than one pass per call. Off by default: a single
+  /// caller gains nothing and would wait out the window.
+  bool batch_across_calls = false;
+  int batch_window_us = 2000;
 };
 
 /// Thread safety: const methods are safe to call concurrently.
@@ -38,6 +47,17 @@ class Embedder {
   int dim() const { return manifest().embedding_dim; }
   float threshold() const { return manifest().threshold; }
 };
+
+/// What a batching embedder (EmbedderOptions::batch_across_calls) has done so far.
+struct BatchingStats {
+  std::uint64_t calls = 0;    ///< embed() calls served
+  std::uint64_t batches = 0;  ///< forward passes run (each over the chips of one or more calls)
+  std::uint64_t chips = 0;
+  /// Batches by their number of chips: [1], [2], [3-4], [5-8], [9-16], [17-32], [33+].
+  std::array<std::uint64_t, 7> batch_sizes{};
+};
+/// The stats of `e` when it batches across calls (itself or, for a fusion, none); nullopt otherwise.
+std::optional<BatchingStats> batching_stats(const Embedder& e);
 
 /// By manifest name: "dlib_resnet" (128-D dlib ResNet-29), "mobilefacenet" (192-D), "mobileface" (256-D),
 /// "faceres" (1024-D), or a fusion manifest combining several; or the path of a model directory that

@@ -79,6 +79,7 @@ struct SpoofedFace {
 struct IdentifiedFace {
   Face face;
   Identification identification;  ///< candidates best first; `known` against the threshold
+  Embedding embedding;            ///< the face's embedding (what was searched for)
 };
 
 /// identify()'s answer for one image: every face, and the gallery state it was judged against.
@@ -92,6 +93,8 @@ struct IdentifyResult {
   std::string gallery;           ///< its location
   std::int64_t people = 0;       ///< people with templates of this embedder in the snapshot
   std::string cache_error;       ///< why the index cache could not be read or written ("" when fine)
+  StageTimes times;              ///< detection, landmarks and embedding of identify(image)
+  double search_ms = 0;          ///< the index search and classifier, all faces
 };
 
 /// A person and their templates, as people show prints them.
@@ -143,6 +146,9 @@ class Engine {
   std::vector<AnalyzedFace> embed(const Image& rgb) const;
   /// Every face with quality, and liveness and embedding when asked.
   std::vector<FaceAnalysis> analyze(const Image& rgb, const AnalyzeOptions& options = {}) const;
+  /// The same for faces found earlier by detect() (no second detection; landmarks required for embeddings).
+  std::vector<FaceAnalysis> analyze(const Image& rgb, const std::vector<Face>& faces,
+                                    const AnalyzeOptions& options) const;
   /// Same person? The main face of each photo; `threshold` NaN: the embedder's calibrated threshold.
   VerifyResult verify(const Image& a, const Image& b,
                       float threshold = std::numeric_limits<float>::quiet_NaN()) const;
@@ -162,6 +168,8 @@ class Engine {
   EnrollResult enroll(const std::string& name, const std::vector<EnrollPhoto>& photos, const EnrollOptions& options);
   /// Every face of the image against the newest snapshot of the gallery.
   IdentifyResult identify(const Image& rgb) const;
+  /// The faces of `rgb` found earlier by detect() (landmarks required), e.g. after the caller dropped some.
+  IdentifyResult identify(const Image& rgb, const std::vector<Face>& faces) const;
   /// One embedding (of this engine's embedder) against the newest snapshot.
   IdentifyResult identify(const Embedding& embedding) const;
 
@@ -174,6 +182,8 @@ class Engine {
   /// Removes people (every reference resolved before any removal; one named twice is removed once), each in
   /// its own transaction. Returns them as they were.
   std::vector<Person> remove(const std::vector<std::string>& refs);
+  /// Removes one template by id; removing a person's last one removes the person too. Throws Error(kNotFound).
+  TemplateRemoval remove_template(std::int64_t template_id);
   GalleryStats gallery_stats() const;
   /// Rebuilds the index snapshot now (identify() does it on demand) and reports it.
   IndexStatus refresh_index() const;

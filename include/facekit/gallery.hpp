@@ -130,6 +130,13 @@ class GalleryKey {
 /// $FACEKIT_GALLERY_KEY, else none.
 std::optional<GalleryKey> gallery_key_from_environment();
 
+/// What Gallery::remove_template did.
+struct TemplateRemoval {
+  std::int64_t template_id = 0;
+  Person person;                ///< whose it was, as before the removal
+  bool person_removed = false;  ///< it was their last template, so they were removed too
+};
+
 /// What `gallery check` found: every damaged row, named.
 struct GalleryCheck {
   std::int64_t people = 0, templates = 0;  ///< rows read
@@ -175,6 +182,9 @@ class Gallery {
   virtual void set_metadata(std::int64_t id, const std::string& metadata_json) = 0;
   /// Removes the person and all their templates in one transaction. Throws Error(kNotFound).
   virtual void remove_person(std::int64_t id) = 0;
+  /// Removes one template (one transaction). A person is never left without templates: removing their last
+  /// one removes them too (person_removed). Throws Error(kNotFound) for an unknown template id.
+  virtual TemplateRemoval remove_template(std::int64_t template_id) = 0;
 
   /// Calls `fn` for every template of `embedder` in id order, streaming (a million templates need not fit in
   /// memory twice). The view is one consistent snapshot; `revision_out` receives the revision it reflects.

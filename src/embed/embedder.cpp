@@ -236,10 +236,17 @@ std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector
   return embed(chips);
 }
 
+namespace detail {
+std::unique_ptr<Embedder> make_batching_embedder(std::unique_ptr<Embedder> inner, const EmbedderOptions& options);
+}
+
 std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
-  return embedder_registry().create(m.arch, m, options);
+  auto e = embedder_registry().create(m.arch, m, options);
+  // A fusion aligns each member itself and has no chip to batch: its members, made with these options, batch.
+  if (options.batch_across_calls && m.arch != "fusion") return detail::make_batching_embedder(std::move(e), options);
+  return e;
 }
 
 namespace {

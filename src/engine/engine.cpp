@@ -147,7 +147,9 @@ struct Engine::Impl {
     } catch (const Error&) {
       r.people = 0;  // no template of this embedder
     }
-    for (const auto& [face, e] : faces) r.faces.push_back({face, id.identify(*e)});
+    const auto t0 = std::chrono::steady_clock::now();
+    for (const auto& [face, e] : faces) r.faces.push_back({face, id.identify(*e), *e});
+    r.search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   }
 
@@ -224,6 +226,12 @@ std::vector<FaceAnalysis> Engine::analyze(const Image& rgb, const AnalyzeOptions
       if (e.code() != ErrorCode::kNoFace) throw;
     }
   }
+  return analyze(rgb, faces, o);
+}
+
+std::vector<FaceAnalysis> Engine::analyze(const Image& rgb, const std::vector<Face>& faces,
+                                          const AnalyzeOptions& o) const {
+  const auto& pipe = impl_->pipeline();
   std::vector<FaceAnalysis> out;
   std::vector<AnalyzedFace> embedded;
   if (o.embedding && !faces.empty()) embedded = pipe.embed(rgb, faces);
@@ -299,10 +307,25 @@ EnrollResult Engine::enroll(const std::string& name, const std::vector<EnrollPho
 
 IdentifyResult Engine::identify(const Image& rgb) const {
   impl_->gallery();  // a gallery that cannot be opened fails before the models load
-  const auto faces = impl_->pipeline().analyze(rgb);
+  StageTimes times;
+  const auto faces = impl_->pipeline().analyze(rgb, &times);
   std::vector<std::pair<Face, const Embedding*>> in;
   for (const auto& f : faces) in.emplace_back(f.face, &f.embedding);
-  return impl_->identify_embeddings(in);
+  IdentifyResult r = impl_->identify_embeddings(in);
+  r.times = times;
+  return r;
+}
+
+IdentifyResult Engine::identify(const Image& rgb, const std::vector<Face>& faces) const {
+  impl_->gallery();
+  StageTimes times;
+  std::vector<AnalyzedFace> embedded;
+  if (!faces.empty()) embedded = impl_->pipeline().embed(rgb, faces, &times);
+  std::vector<std::pair<Face, const Embedding*>> in;
+  for (const auto& f : embedded) in.emplace_back(f.face, &f.embedding);
+  IdentifyResult r = impl_->identify_embeddings(in);
+  r.times = times;
+  return r;
 }
 
 IdentifyResult Engine::identify(const Embedding& embedding) const {
@@ -348,6 +371,13 @@ std::vector<Person> Engine::remove(const std::vector<std::string>& refs) {
     impl_->wrote();
   }
   return who;
+}
+
+TemplateRemoval Engine::remove_template(std::int64_t template_id) {
+  std::lock_guard lock(impl_->write_mu);
+  TemplateRemoval r = impl_->gallery().remove_template(template_id);
+  impl_->wrote();
+  return r;
 }
 
 GalleryStats Engine::gallery_stats() const { return impl_->gallery().stats(); }

@@ -264,6 +264,7 @@ class SqliteGallery final : public Gallery {
   void rename_person(std::int64_t id, const std::string& new_name) override;
   void set_metadata(std::int64_t id, const std::string& metadata_json) override;
   void remove_person(std::int64_t id) override;
+  TemplateRemoval remove_template(std::int64_t template_id) override;
   void for_each_template(const EmbedderId& embedder, const std::function<void(const Template&)>& fn,
                          std::int64_t* revision_out) const override;
   GalleryChanges changes_since(const EmbedderId& embedder, std::int64_t revision) const override;
@@ -915,6 +916,35 @@ void SqliteGallery::remove_person(std::int64_t id) {
   Stmt(db_, "DELETE FROM people WHERE id=?", "remove person").bind(1, id).run();
   bump_revision(rev);
   tx.commit();
+}
+
+TemplateRemoval SqliteGallery::remove_template(std::int64_t template_id) {
+  require_writable();
+  std::lock_guard lock(mu_);
+  Transaction tx(db_, true);
+  Stmt find(db_, "SELECT person_id FROM templates WHERE id=?", "find template");
+  find.bind(1, template_id);
+  if (!find.step()) throw Error(ErrorCode::kNotFound, "no template with id " + std::to_string(template_id));
+  const std::int64_t person_id = find.i64(0);
+  TemplateRemoval out;
+  out.template_id = template_id;
+  out.person = person_locked(person_id).value();
+  const std::int64_t rev = revision_locked() + 1;
+  Stmt(db_,
+       "INSERT INTO removed_templates(template_id, person_id, embedder, embedder_version, revision) "
+       "SELECT id, person_id, embedder, embedder_version, ? FROM templates WHERE id=?",
+       "log removal")
+      .bind(1, rev)
+      .bind(2, template_id)
+      .run();
+  Stmt(db_, "DELETE FROM templates WHERE id=?", "remove template").bind(1, template_id).run();
+  Stmt left(db_, "SELECT COUNT(*) FROM templates WHERE person_id=?", "count templates");
+  left.bind(1, person_id);
+  out.person_removed = left.step() && left.i64(0) == 0;
+  if (out.person_removed) Stmt(db_, "DELETE FROM people WHERE id=?", "remove person").bind(1, person_id).run();
+  bump_revision(rev);
+  tx.commit();
+  return out;
 }
 
 void SqliteGallery::for_each_template(const EmbedderId& embedder, const std::function<void(const Template&)>& fn,
