@@ -76,21 +76,23 @@
     throw new ApiError(res.status, title, detail, problem.code || '', res.headers.get('retry-after'));
   }
 
+  // {title, detail, hint} of an error: the problem's title and status, its detail, and what to do about it.
   function describe(err) {
-    if (!(err instanceof ApiError)) return { title: 'Something went wrong', detail: String(err && err.message || err) };
-    let detail = err.detail || '';
-    if (err.status === 401) detail = 'The API key was not accepted (401). Enter a valid key above.' + (detail ? ' ' + detail : '');
-    else if (err.status === 403) detail = 'This API key is not allowed to do that (403).' + (detail ? ' ' + detail : '');
-    if (err.retryAfter) detail += ` Try again in ${err.retryAfter} s.`;
+    if (!(err instanceof ApiError)) return { title: 'Something went wrong', detail: String(err && err.message || err), hint: '' };
+    let hint = '';
+    if (err.status === 401) hint = 'The API key was not accepted: enter a valid key at the top of the page.';
+    else if (err.status === 403) hint = 'This API key lacks the scope for this action.';
+    else if (err.status === 0) hint = 'Is facekit serve running?';
+    if (err.retryAfter) hint += `${hint ? ' ' : ''}Try again in ${err.retryAfter} s.`;
     const status = err.status ? ` (${err.status})` : '';
-    return { title: err.title + status, detail };
+    return { title: err.title + status, detail: err.detail || '', hint };
   }
 
   // ---- the error area -----------------------------------------------------------------------------------
   function showError(err, context) {
     const d = describe(err);
     $('error-title').textContent = (context ? context + ': ' : '') + d.title;
-    $('error-detail').textContent = d.detail;
+    $('error-detail').textContent = [d.detail, d.hint].filter(Boolean).join(' — ');
     $('error').dataset.status = err instanceof ApiError ? String(err.status) : '';
     $('error').hidden = false;
     if (err instanceof ApiError && err.status === 401) openKeyPanel();
@@ -99,10 +101,12 @@
   function clearError() { $('error').hidden = true; }
   $('error-close').addEventListener('click', clearError);
 
+  // A status line; data-state tells a test (or a style) what it says, data-seq counts the finished actions.
   function setStatus(id, text, state) {
     const n = $(id);
     n.textContent = text || '';
     n.dataset.state = state || 'idle';
+    if (state === 'done' || state === 'error' || state === 'loaded') n.dataset.seq = String((Number(n.dataset.seq) || 0) + 1);
   }
 
   // ---- the API key --------------------------------------------------------------------------------------
@@ -114,9 +118,11 @@
     $('api-key').value = apiKey;
   }
 
-  function hasScope(s) {
-    const scopes = keyInfo && keyInfo.key && Array.isArray(keyInfo.key.scopes) ? keyInfo.key.scopes : [];
-    return scopes.includes('admin') || scopes.includes(s);
+  // A key's scopes as a list, whether the server sends ["a","b"] or "a,b".
+  function scopesOf(key) {
+    const s = key && key.scopes;
+    if (Array.isArray(s)) return s.map(String);
+    return typeof s === 'string' ? s.split(/[\s,]+/).filter(Boolean) : [];
   }
 
   function renderServerStatus(st) {
@@ -159,8 +165,8 @@
     try {
       const st = await refreshStatus();
       const k = st.key || {};
-      const scopes = Array.isArray(k.scopes) ? k.scopes.join(', ') : '';
-      status.textContent = `Key “${k.name || '?'}” · ${scopes}`;
+      const scopes = scopesOf(k).join(', ');
+      status.textContent = `Key “${k.name || '?'}”${scopes ? ' · ' + scopes : ''}`;
       status.dataset.state = 'ok';
       $('key-message').textContent = '';
       $('key-message').dataset.state = 'ok';
@@ -182,15 +188,22 @@
         status.textContent = 'Key with limited scopes';
       } else {
         const d = describe(err);
-        msg = `The key could not be checked: ${d.title}${d.detail ? ' — ' + d.detail : ''}`;
+        msg = `The key could not be checked: ${d.title}${d.detail ? ': ' + d.detail : ''}`;
         status.dataset.state = 'error';
         status.textContent = 'Key not checked';
       }
       $('key-message').textContent = msg;
       $('key-message').dataset.state = status.dataset.state;
       openKeyPanel();
-      if (status.dataset.state !== 'forbidden') showError(err, 'API key');
-      return status.dataset.state === 'forbidden';
+      if (status.dataset.state === 'forbidden') {
+        clearError();
+        $('people-list').replaceChildren();
+        $('people-count').textContent = '';
+        setStatus('people-status', 'This key may not list people (that needs the "read" scope).', 'error');
+      } else {
+        showError(err, 'API key');
+      }
+      return false;
     }
   }
 
@@ -255,10 +268,10 @@
     const ctx = canvas.getContext('2d');
     ctx.drawImage(img, 0, 0);
     const line = Math.max(2, Math.round(Math.max(w, h) / 320));
-    const fontPx = Math.max(14, Math.round(Math.max(w, h) / 45));
-    ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
+    const basePx = Math.max(14, Math.round(Math.max(w, h) / 45));
     ctx.textBaseline = 'top';
-    faces.forEach((face, i) => {
+    // the boxes first, then the labels over them
+    const boxes = faces.map((face, i) => {
       const b = face.box || {};
       const x0 = Number(b.x_min) || 0, y0 = Number(b.y_min) || 0;
       const x1 = Number(b.x_max) || 0, y1 = Number(b.y_max) || 0;
@@ -267,9 +280,21 @@
       ctx.lineWidth = line;
       ctx.strokeStyle = color;
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      return { i, x0, y0, x1, y1, lab, live, color };
+    });
+    for (const { i, x0, y0, x1, y1, lab, live, color } of boxes) {
+      // a label no wider than about twice its box: the full one, else number and name, else the number
+      // (the table beside the picture has everything)
+      const fontPx = Math.max(12, Math.min(basePx, Math.round((y1 - y0) / 4)));
+      ctx.font = `600 ${fontPx}px system-ui, sans-serif`;
       let text = `${i + 1}. ${lab.name}`;
       if (lab.similarity !== undefined) text += ` ${fmt(lab.similarity, 2)}`;
       if (live.state) text += ` · ${live.state}`;
+      const room = Math.max(2 * (x1 - x0), 6 * fontPx);
+      for (const shorter of [`${i + 1}. ${lab.name}`, `${i + 1}`]) {
+        if (ctx.measureText(text).width <= room) break;
+        text = shorter;
+      }
       const tw = ctx.measureText(text).width + fontPx * 0.6, th = fontPx * 1.35;
       let ty = y0 - th;
       if (ty < 0) ty = Math.min(h - th, y1);
@@ -278,7 +303,7 @@
       ctx.fillRect(tx, ty, tw, th);
       ctx.fillStyle = '#111';
       ctx.fillText(text, tx + fontPx * 0.3, ty + fontPx * 0.18);
-    });
+    }
   }
 
   // ---- identify -----------------------------------------------------------------------------------------
@@ -418,7 +443,7 @@
       frameNo += 1;
       setStatus('camera-status', `Frame ${frameNo} captured.`, 'on');
       identify(blob, `camera frame ${frameNo}`);
-      $('identify').scrollIntoView({ behavior: 'smooth', block: 'start' });
+      $('identify').scrollIntoView({ block: 'start' });
     } catch (err) { showError(err, 'Camera'); }
   });
   $('camera-enrol').addEventListener('click', async () => {
@@ -460,7 +485,8 @@
 
   function qualityCell(q) {
     if (!q || typeof q !== 'object') return { verdict: '', node: el('span', { class: 'muted', text: '—' }) };
-    const verdict = typeof q.verdict === 'string' ? q.verdict : '';
+    // "verdict" (good / fair / poor); "level" is the same word in facekit's own JSON
+    const verdict = typeof q.verdict === 'string' ? q.verdict : typeof q.level === 'string' ? q.level : '';
     return { verdict, node: el('span', { class: `badge q-${verdict}`, dataset: { testid: 'enrol-verdict' }, text: verdict || '?' }) };
   }
 
@@ -475,14 +501,15 @@
     $('enrol-submit').disabled = true;
     $('enrol-results').hidden = false;
     const allowPoor = $('enrol-allow-poor').checked;
-    let added = 0;
+    let added = 0, lastRow = null;
     for (const item of items) {
       const result = el('td', { dataset: { testid: 'enrol-result' }, text: 'uploading…' });
       const quality = el('td', {}, el('span', { class: 'muted', text: '…' }));
       const details = el('td', { dataset: { testid: 'enrol-detail' } });
       const row = el('tr', { dataset: { testid: 'enrol-row', state: 'busy', subject: name } },
         el('td', { class: 'file', dataset: { testid: 'enrol-file' }, text: item.name }), result, quality, details);
-      $('enrol-rows').prepend(row);
+      if (lastRow) lastRow.after(row); else $('enrol-rows').prepend(row);
+      lastRow = row;
       const form = new FormData();
       form.append('file', item.blob, item.name);
       const url = `/api/v1/recognition/faces?subject=${encodeURIComponent(name)}` + (allowPoor ? '&allow_poor=true' : '');
@@ -491,13 +518,21 @@
         const q = qualityCell(answer.quality);
         row.dataset.state = 'ok';
         row.dataset.verdict = q.verdict;
-        result.textContent = `added to ${answer.subject !== undefined ? answer.subject : name}`;
+        row.dataset.duplicate = String(answer.duplicate === true);
+        const who = answer.subject !== undefined ? String(answer.subject) : name;
+        result.textContent = answer.duplicate === true ? `already enrolled for ${who}` : `added to ${who}`;
         result.className = 'ok';
         quality.replaceChildren(q.node);
         const reasons = answer.quality && Array.isArray(answer.quality.reasons) ? answer.quality.reasons : [];
+        const facts = [];
+        const qa = answer.quality || {};
+        if (typeof qa.score === 'number') facts.push(`score ${fmt(qa.score, 2)}`);
+        if (typeof qa.face_size === 'number') facts.push(`face ${Math.round(qa.face_size)} px`);
+        if (answer.duplicate === true) facts.push('a duplicate of a photo already enrolled');
         details.replaceChildren(reasons.length
           ? el('ul', { class: 'reasons' }, reasons.map((r) => el('li', { text: String(r) })))
-          : el('span', { class: 'muted', text: 'no quality issue' }));
+          : el('span', { class: 'muted', text: 'no quality issue' }),
+        facts.length ? el('div', { class: 'muted small', text: facts.join(' · ') }) : null);
         added += 1;
       } catch (err) {
         row.dataset.state = 'error';
@@ -508,7 +543,7 @@
         result.className = 'bad';
         quality.replaceChildren(el('span', { class: 'muted', text: '—' }));
         details.replaceChildren(el('span', { class: 'bad', dataset: { testid: 'enrol-error' }, text: d.detail || d.title }),
-          el('div', { class: 'muted small', text: d.title }));
+          el('div', { class: 'muted small', text: [d.title, d.hint].filter(Boolean).join(' · ') }));
         if (err instanceof ApiError && (err.status === 401 || err.status === 403 || err.status === 0 || err.status >= 500)) {
           showError(err, 'Enrol');
         }
@@ -551,7 +586,7 @@
     $('people-list').replaceChildren(...items.map((p) => p.li));
     $('people-empty').hidden = names.length > 0;
     $('people-count').textContent = `(${names.length})`;
-    setStatus('people-status', '', 'done');
+    setStatus('people-status', '', 'listed');
     await Promise.all(items.map((p) => loadFaces(p, seq)));
     if (seq === peopleSeq) setStatus('people-status', '', 'loaded');
   }

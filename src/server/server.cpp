@@ -664,12 +664,16 @@ struct Server::Impl {
   void rename_subject(Call& c) {
     const std::string old_name = subject_in_path(c), new_name = subject_in_body(c);
     check_person_name(new_name);
+    const auto declared = state->declared_subjects();
+    const auto person = engine.gallery().find_person(old_name);
+    if (!person && !std::count(declared.begin(), declared.end(), old_name))
+      throw Error(ErrorCode::kNotFound, "no subject '" + old_name + "'");
     if (new_name == old_name) return reply(c, {{"updated", true}});
     if (engine.gallery().find_person(new_name) ||
         std::count(state->declared_subjects().begin(), state->declared_subjects().end(), new_name))
       throw HttpError(409, "conflict", "Conflict", "subject '" + new_name + "' exists");
-    if (auto p = engine.gallery().find_person(old_name)) {
-      engine.rename(std::to_string(p->id), new_name);
+    if (person) {
+      engine.rename(std::to_string(person->id), new_name);
     } else if (state->forget_subject(old_name)) {
       state->declare_subject(new_name);
     } else {
@@ -1113,7 +1117,9 @@ struct Server::Impl {
   void install_routes() {
     for (const auto& r : route_table()) {
       // OpenAPI path -> the regex httplib matches: {param} becomes one path segment.
-      const std::string pattern = std::regex_replace(std::string(r.path), std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
+      // A subject name may hold '/' (httplib decodes %2F before matching), so {subject} takes the rest of the path.
+      std::string pattern = std::regex_replace(std::string(r.path), std::regex(R"(\{subject\})"), "(.+)");
+      pattern = std::regex_replace(pattern, std::regex(R"(\{[a-z_]+\})"), "([^/]+)");
       auto h = [this, &r](const httplib::Request& req, httplib::Response& res) { handle(r, req, res); };
       const std::string m = r.method;
       if (m == "GET") http.Get(pattern, h);

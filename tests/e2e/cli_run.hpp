@@ -91,8 +91,15 @@ inline std::vector<std::vector<size_t>> cluster_faces(const std::vector<facekit:
   return cl;
 }
 
-/// Starts `facekit ARGS` in the background (no shell), stdout and stderr to /dev/null; its pid, or -1.
-inline pid_t spawn_cli(const std::vector<std::string>& args) {
+/// A whole file's bytes ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// Starts `facekit ARGS` in the background (no shell), stdout to /dev/null and stderr to `err` (default
+/// /dev/null); its pid, or -1.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::filesystem::path& err = "/dev/null") {
   std::vector<std::string> all = {FACEKIT_CLI};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -101,7 +108,7 @@ inline pid_t spawn_cli(const std::vector<std::string>& args) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, FACEKIT_CLI, &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
