@@ -20,7 +20,9 @@ struct ServeArgs {
   server::ServerOptions server;
   std::int64_t max_pixels = 40'000'000;
   bool no_batching = false;
-  int batch_window_us = EmbedderOptions{}.batch_window_us;
+  // 0: a pass takes the faces that queued while the previous one ran. Measured on LFW photos with 64 clients on
+  // 2 cores: 69.8 photos/s against 69.1 with a 2 ms window (docs/server.md).
+  int batch_window_us = 0;
   std::string port_file;
 };
 
@@ -132,7 +134,8 @@ void add_serve_commands(CLI::App& app, Common& c, Commands& out) {
       ->check(CLI::Range(std::int64_t(1), std::int64_t(1) << 30))->capture_default_str();
   serve->add_option("--max-faces", so.max_faces, "faces per image (the best-scoring kept)")
       ->check(CLI::Range(1, 1000))->capture_default_str();
-  serve->add_option("--workers", so.workers, "requests doing model work at once")->check(CLI::Range(1, 256))->capture_default_str();
+  serve->add_option("--workers", so.workers, "requests detecting faces at once (0: one per hardware thread)")
+      ->check(CLI::Range(0, 256))->capture_default_str();
   serve->add_option("--queue", so.queue, "requests waiting for a worker before 503")->check(CLI::Range(0, 100000))->capture_default_str();
   serve->add_option("--queue-timeout-ms", so.queue_timeout_ms, "longest wait for a worker before 503")
       ->check(CLI::Range(1, 600000))->capture_default_str();

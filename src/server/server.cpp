@@ -348,8 +348,12 @@ struct Server::Impl {
   std::filesystem::path web_dir;
   std::string openapi;
 
+  static ServerOptions resolved(ServerOptions o) {
+    if (o.workers <= 0) o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return o;
+  }
   Impl(Engine& e, ServerOptions o)
-      : engine(e), opt(std::move(o)), admission(opt.workers, opt.queue, opt.queue_timeout_ms) {}
+      : engine(e), opt(resolved(std::move(o))), admission(opt.workers, opt.queue, opt.queue_timeout_ms) {}
 
   /// What a handler gets.
   struct Call {
@@ -479,6 +483,8 @@ struct Server::Impl {
     if (out.size() > 64) throw Error(ErrorCode::kInvalidArgument, "at most 64 images per request");
     return out;
   }
+
+  bool batching() const { return engine.options().pipeline.embedding.batch_across_calls; }
 
   Image decode(Call& c, const Upload& u) {
     const auto t0 = Clock::now();
@@ -669,8 +675,7 @@ struct Server::Impl {
     if (!person && !std::count(declared.begin(), declared.end(), old_name))
       throw Error(ErrorCode::kNotFound, "no subject '" + old_name + "'");
     if (new_name == old_name) return reply(c, {{"updated", true}});
-    if (engine.gallery().find_person(new_name) ||
-        std::count(state->declared_subjects().begin(), state->declared_subjects().end(), new_name))
+    if (engine.gallery().find_person(new_name) || std::count(declared.begin(), declared.end(), new_name))
       throw HttpError(409, "conflict", "Conflict", "subject '" + new_name + "' exists");
     if (person) {
       engine.rename(std::to_string(person->id), new_name);
@@ -747,7 +752,7 @@ struct Server::Impl {
     std::vector<Person> people;
     if (auto s = c.field("subject"); s && !s->empty()) {
       if (auto p = engine.gallery().find_person(*s)) people.push_back(*p);
-      else if (!std::count(state->declared_subjects().begin(), state->declared_subjects().end(), *s))
+      else if (const auto declared = state->declared_subjects(); !std::count(declared.begin(), declared.end(), *s))
         throw Error(ErrorCode::kNotFound, "no subject '" + *s + "'");
     } else {
       people = engine.people();
@@ -824,7 +829,11 @@ struct Server::Impl {
     {
       auto slot = admission.enter();
       const auto faces = detect(c, img);
+      // With dynamic batching the embedding waits at the batcher, not in a worker slot, so that the faces of
+      // many requests meet there (the batcher runs one pass at a time: it bounds itself).
+      if (batching()) slot.reset();
       r = engine.identify(img, faces);
+      if (!slot && (plugins.quality || plugins.liveness)) slot = admission.enter();
       if (plugins.quality || plugins.liveness) {
         const auto t0 = Clock::now();
         AnalyzeOptions ao;
@@ -1012,7 +1021,9 @@ struct Server::Impl {
     IdentifyResult r;
     {
       auto slot = admission.enter();
-      r = engine.identify(img, detect(c, img));
+      const auto faces = detect(c, img);
+      if (batching()) slot.reset();
+      r = engine.identify(img, faces);
     }
     json preds = json::array();
     for (const auto& f : r.faces) {

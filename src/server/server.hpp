@@ -23,8 +23,8 @@ struct ServerOptions {
   std::filesystem::path web_dir;
   std::size_t max_body_bytes = 10u << 20;  ///< a larger body: 413
   int max_faces = 20;                      ///< faces per image (the best-scoring kept)
-  int workers = 4;                         ///< requests doing model work at once
-  int queue = 64;                          ///< requests waiting for a worker; one more: 503
+  int workers = 0;                         ///< requests doing model work at once; 0: one per hardware thread
+  int queue = 256;                         ///< requests waiting for a worker; one more: 503
   int queue_timeout_ms = 10000;            ///< the longest wait for a worker; then 503
   int http_threads = 256;                  ///< connections served at once
   int read_timeout_s = 10;                 ///< a client sending slower is cut off

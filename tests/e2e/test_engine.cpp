@@ -273,3 +273,40 @@ TEST_F(EngineTest, IdentifyIsConsistentWhileEnrolmentsAndRemovalsRun) {
 }
 
 }  // namespace
+
+// Dynamic batching (EmbedderOptions::batch_across_calls): chips from concurrent callers share forward passes,
+// and every caller gets the embedding the plain embedder gives for its own faces.
+TEST(BatchingEmbedder, ConcurrentCallersGetTheirOwnEmbeddings) {
+  const auto& groups = fk_test::actors().groups;
+  std::vector<facekit::Image> photos;
+  for (const auto& g : groups)
+    for (const auto& p : g) photos.push_back(facekit::load_image(p));
+  photos.push_back(facekit::load_image(fk_test::kDlibFaces / "bald_guys.jpg"));  // many faces in one call
+  facekit::PipelineOptions po;
+  po.embedding.batch_across_calls = true;
+  po.embedding.batch_window_us = 5000;
+  const facekit::FacePipeline batched(po);
+  const auto& plain = fk_test::shared_pipeline();
+  std::vector<std::vector<facekit::AnalyzedFace>> want(photos.size()), got(photos.size());
+  size_t faces = 0;
+  for (size_t i = 0; i < photos.size(); ++i) faces += (want[i] = plain.analyze(photos[i])).size();
+  std::vector<std::thread> ts;
+  std::atomic<size_t> next{0};
+  for (int t = 0; t < 6; ++t)
+    ts.emplace_back([&] {
+      for (size_t i; (i = next++) < photos.size();) got[i] = batched.analyze(photos[i]);
+    });
+  for (auto& t : ts) t.join();
+  for (size_t i = 0; i < photos.size(); ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size()) << i;
+    for (size_t k = 0; k < got[i].size(); ++k) EXPECT_LT(facekit::l2_distance(got[i][k].embedding, want[i][k].embedding), 1e-3f);
+  }
+  const auto st = facekit::batching_stats(batched.embedder());
+  ASSERT_TRUE(st.has_value());
+  EXPECT_FALSE(facekit::batching_stats(plain.embedder()).has_value());
+  EXPECT_EQ(st->chips, faces);
+  EXPECT_LE(st->batches, st->calls);
+  std::uint64_t counted = 0;
+  for (auto n : st->batch_sizes) counted += n;
+  EXPECT_EQ(counted, st->batches);
+}
