@@ -41,7 +41,8 @@ function done(summary, latency, requests)
   local e = summary.errors
   local s = summary.duration / 1e6
   io.write(string.format('{"requests":%d,"duration_s":%.2f,"ok":%d,"ok_per_s":%.2f,"status_429":%d,' ..
-    '"status_503":%d,"other_status":%d,"socket_errors":%d,"p50_ms":%.1f,"p90_ms":%.1f,"p99_ms":%.1f,"max_ms":%.1f}\n',
-    summary.requests, s, a, a / s, b, c, d, e.connect + e.read + e.write + e.timeout,
+    '"status_503":%d,"other_status":%d,"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},' ..
+    '"p50_ms":%.1f,"p90_ms":%.1f,"p99_ms":%.1f,"max_ms":%.1f}\n',
+    summary.requests, s, a, a / s, b, c, d, e.connect, e.read, e.write, e.timeout,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
 end

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -16,7 +17,10 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -144,55 +148,66 @@ class Admission {
   class Slot {
    public:
     explicit Slot(Admission& a) : a_(a) {}
-    ~Slot() {
-      {
-        std::lock_guard lock(a_.mu_);
-        --a_.active_;
-      }
-      a_.cv_.notify_one();
-    }
+    ~Slot() { a_.release(); }
     Slot(const Slot&) = delete;
 
    private:
     Admission& a_;
   };
-  /// A worker slot, or HttpError(503) when the queue is full or the wait runs out.
+  /// A worker slot, or HttpError(503) when the queue is full or the wait runs out. Waiters are served first
+  /// come, first served, so that no request starves while later ones pass it.
   std::unique_ptr<Slot> enter() {
     std::unique_lock lock(mu_);
-    if (active_ >= workers_) {
-      if (waiting_ >= queue_) {
-        ++shed_;
-        throw HttpError(503, "overloaded", "Overloaded",
-                        "the server is busy (" + std::to_string(waiting_) + " requests waiting); try again", 1);
-      }
-      ++waiting_;
-      const bool got = cv_.wait_for(lock, timeout_, [&] { return active_ < workers_; });
-      --waiting_;
-      if (!got) {
-        ++shed_;
-        throw HttpError(503, "overloaded", "Overloaded", "no worker became free in time; try again", 1);
-      }
+    if (active_ < workers_ && waiters_.empty()) {
+      ++active_;
+      return std::make_unique<Slot>(*this);
     }
-    ++active_;
-    return std::make_unique<Slot>(*this);
+    if (static_cast<int>(waiters_.size()) >= queue_) {
+      ++shed_;
+      throw HttpError(503, "overloaded", "Overloaded",
+                      "the server is busy (" + std::to_string(waiters_.size()) + " requests waiting); try again", 1);
+    }
+    Waiter w;
+    waiters_.push_back(&w);
+    if (!w.cv.wait_for(lock, timeout_, [&] { return w.granted; })) {
+      waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &w));
+      ++shed_;
+      throw HttpError(503, "overloaded", "Overloaded", "no worker became free in time; try again", 1);
+    }
+    return std::make_unique<Slot>(*this);  // the slot was handed over by release()
   }
   void write(std::ostream& o) const {
     std::lock_guard lock(mu_);
     o << "# HELP facekit_work_active Requests doing model work.\n# TYPE facekit_work_active gauge\n"
       << "facekit_work_active " << active_ << "\n"
       << "# HELP facekit_work_waiting Requests waiting for a worker.\n# TYPE facekit_work_waiting gauge\n"
-      << "facekit_work_waiting " << waiting_ << "\n"
+      << "facekit_work_waiting " << waiters_.size() << "\n"
       << "# HELP facekit_work_shed_total Requests refused with 503 by the work queue.\n"
          "# TYPE facekit_work_shed_total counter\nfacekit_work_shed_total "
       << shed_ << "\n";
   }
 
  private:
+  struct Waiter {
+    bool granted = false;
+    std::condition_variable cv;
+  };
+  void release() {
+    std::lock_guard lock(mu_);
+    if (waiters_.empty()) {
+      --active_;
+      return;
+    }
+    Waiter* w = waiters_.front();  // the slot passes to the oldest waiter
+    waiters_.pop_front();
+    w->granted = true;
+    w->cv.notify_one();
+  }
   const int workers_, queue_;
   const std::chrono::milliseconds timeout_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  int active_ = 0, waiting_ = 0;
+  std::deque<Waiter*> waiters_;
+  int active_ = 0;
   std::uint64_t shed_ = 0;
 };
 
@@ -1206,6 +1221,28 @@ Server::Server(Engine& engine, ServerOptions options) : impl_(std::make_unique<I
 
 Server::~Server() { stop(); }
 
+namespace {
+
+/// cpp-httplib 0.11 listens with a backlog of 5: 200 clients connecting at once lose SYNs and retry after 1, 3,
+/// 7, 15 s (seen as a 16 s tail in bench/serve_load). Linux lets listen() be called again on the listening
+/// socket to raise its backlog; the socket is found among this process's descriptors by its port.
+void widen_backlog(int port) {
+  for (int fd = 0; fd < 4096; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) continue;
+    int p = -1;
+    if (addr.ss_family == AF_INET) p = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) p = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    if (p == port) ::listen(fd, SOMAXCONN);
+  }
+}
+
+}  // namespace
+
 int Server::start() {
   auto& m = *impl_;
   int port = m.opt.port;
@@ -1216,6 +1253,7 @@ int Server::start() {
     throw Error(ErrorCode::kInvalidArgument,
                 "cannot listen on " + m.opt.host + ":" + std::to_string(port) + " (in use, or not an address here)");
   }
+  widen_backlog(port);
   m.listener = std::thread([&m] { m.http.listen_after_bind(); });
   m.warmer = std::thread([&m] { m.warm(); });
   return port;

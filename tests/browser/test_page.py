@@ -47,7 +47,7 @@ ACTION_TIMEOUT_S = 120  # a request doing model work on a loaded 2-core machine
 SKIP_EXIT = 77
 
 PERSON = "Tom Cruise"
-RENAMED = 'Thomas <Mapother> & "co"'  # markup in a name must show as text, never as HTML (no '/': see below)
+RENAMED = 'Thomas <Mapother> & "co" / AC/DC'  # markup in a name shows as text, never as HTML; '/' is one path segment
 
 try:
     from selenium import webdriver
