@@ -512,16 +512,21 @@ TEST_F(Api, EnrolThenRecognizeUnderConcurrency) {
 }
 
 TEST_F(Api, FullQueueAnswers503) {
-  // A second server over the same engine with one worker and no queue: of concurrent requests, those that
-  // find the worker busy are shed at once.
+  // A second server with one worker and no queue: of concurrent requests, those that find the worker busy are
+  // shed at once. Its engine does not batch, so that a request holds the worker for its whole model work
+  // (detection and 24 embeddings: long enough for the others to find it busy).
+  facekit::EngineOptions eo = engine->options();
+  eo.pipeline.embedding.batch_across_calls = false;
+  facekit::Engine plain(eo);
   facekit::server::ServerOptions so;
   so.port = 0;
   so.workers = 1;
   so.queue = 0;
   so.state = dir / "shed.server.db";
   so.admin_key_file = dir / "shed.admin-key";
-  facekit::server::Server shed(*engine, so);
+  facekit::server::Server shed(plain, so);
   const int p = shed.start();
+  for (int i = 0; i < 600 && !shed.ready(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::string key = slurp(dir / "shed.admin-key");
   key.pop_back();
   std::atomic<int> ok{0}, busy{0}, other{0};
