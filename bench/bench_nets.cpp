@@ -44,6 +44,24 @@ void BM_DlibResNet(benchmark::State& state) {
 }
 BENCHMARK(BM_DlibResNet)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
 
+// The same network with bf16 weights and activations (oneDNN's AVX512-BF16 / AMX kernels where the CPU has them).
+void BM_DlibResNetBf16(benchmark::State& state) {
+  static const fk::detail::DlibResNet net = [] {
+    fk::detail::DlibResNet n(weights("dlib_resnet"), at::kCPU);
+    for (auto& [name, t] : n.tensors()) {
+      auto v = t;
+      v.set_data(t.to(at::kBFloat16).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+    }
+    return n;
+  }();
+  c10::InferenceMode guard;
+  const int64_t batch = state.range(0);
+  const auto x = at::randn({batch, 3, 150, 150}).to(at::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast);
+  for (auto _ : state) benchmark::DoNotOptimize(net.forward(x));
+  state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_DlibResNetBf16)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
+
 void BM_Landmark68(benchmark::State& state) {
   static const fk::detail::Landmark68Net net(weights("face_landmark_68"), at::kCPU);
   run_net(state, net, 112);

@@ -51,6 +51,7 @@ PipelineOptions pipeline_options(const Common& c) {
   o.detection.max_faces = c.max_faces;
   o.embedding.flip = !c.no_flip;
   o.embedding.jitter = c.jitter;
+  o.embedding.precision = c.precision;
   return o;
 }
 

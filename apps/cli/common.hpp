@@ -34,6 +34,7 @@ struct Common {
   bool no_flip = false;
   int jitter = 0;
   bool accept_damaged = false;  ///< use damaged images as decoded, with a warning on stderr
+  std::string precision = EmbedderOptions{}.precision;  ///< the embedder's arithmetic: fp32, bf16 or auto
 };
 
 /// The pipeline the global options describe. Throws Error(kInvalidArgument) for a --model or --detector that

@@ -32,6 +32,10 @@ int main(int argc, char** argv) {
             return {};
           },
           "INT: a multiple of 32 in [64, 2048]"));
+  app.add_option("--precision", c.precision,
+                 "embedder arithmetic: fp32, bf16 (dlib_resnet; fast on CPUs with AVX512-BF16 or AMX) or auto")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
   app.add_flag("--no-flip", c.no_flip, "do not average each face's embedding with its mirror image's");
   app.add_option("--jitter", c.jitter, "also average this many slightly perturbed copies of each face (0-8)")
       ->capture_default_str()->check(CLI::Range(0, 8));

@@ -1,4 +1,5 @@
 #include "facekit/embedder.hpp"
+#include "facekit/runtime.hpp"
 
 #include <opencv2/imgproc.hpp>
 
@@ -98,12 +99,25 @@ class DlibResNetEmbedder final : public NetEmbedder {
   DlibResNetEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
       : NetEmbedder(m, opt),
         net_(m.arch == "dlib_resnet29_tuned" ? DlibResNet::from_folded(load_trained_weights(m), nn::parse_device(opt.device))
-                                             : DlibResNet(load_model_weights(m), nn::parse_device(opt.device))) {}
+                                             : DlibResNet(load_model_weights(m), nn::parse_device(opt.device))),
+        bf16_(std::string(resolve_precision(opt.precision)) == "bf16") {
+    if (bf16_) {
+      // In place: tensors() are the network's live weights.
+      for (auto& [name, t] : net_.tensors()) {
+        at::Tensor live = t;
+        live.set_data(t.to(at::kBFloat16).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast
+                                                                  : at::MemoryFormat::Contiguous));
+      }
+    }
+  }
 
  private:
-  at::Tensor forward(const at::Tensor& x) const override { return net_.forward(x); }
+  at::Tensor forward(const at::Tensor& x) const override {
+    return bf16_ ? net_.forward(x.to(at::kBFloat16)) : net_.forward(x);
+  }
   const at::Device& device() const override { return net_.device(); }
   DlibResNet net_;
+  bool bf16_;
 };
 
 // facekit's small CNN trained from scratch (src/embed/small_cnn.hpp).
@@ -243,6 +257,10 @@ std::unique_ptr<Embedder> make_batching_embedder(std::unique_ptr<Embedder> inner
 std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
+  resolve_precision(options.precision);  // a bad value is refused whatever the model
+  if (options.precision == "bf16" && m.arch != "dlib_resnet29" && m.arch != "dlib_resnet29_tuned" && m.arch != "fusion")
+    throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (only dlib_resnet so far); use "
+                                             "--precision fp32 or auto");
   auto e = embedder_registry().create(m.arch, m, options);
   // A fusion aligns each member itself and has no chip to batch: its members, made with these options, batch.
   if (options.batch_across_calls && m.arch != "fusion") return detail::make_batching_embedder(std::move(e), options);

@@ -3,6 +3,10 @@
 #include "facekit/error.hpp"
 #include "facekit/runtime.hpp"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <ATen/Parallel.h>
 #include <opencv2/core/utility.hpp>
 
@@ -70,6 +74,28 @@ at::Device parse_device(const std::string& device) {
 }  // namespace facekit::nn
 
 namespace facekit {
+bool cpu_has_native_bf16() {
+#if defined(__x86_64__)
+  if (!__builtin_cpu_supports("avx512f")) return false;  // also false when the OS has not enabled AVX-512 state
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool amx_bf16 = (d >> 22) & 1u;
+  const unsigned max_sub = a;
+  bool avx512_bf16 = false;
+  if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) avx512_bf16 = (a >> 5) & 1u;
+  return avx512_bf16 || amx_bf16;
+#else
+  return false;
+#endif
+}
+
+const char* resolve_precision(const std::string& p) {
+  if (p == "fp32") return "fp32";
+  if (p == "bf16") return "bf16";
+  if (p == "auto") return cpu_has_native_bf16() ? "bf16" : "fp32";
+  throw Error(ErrorCode::kInvalidArgument, "precision must be fp32, bf16 or auto, not '" + p + "'");
+}
+
 void set_num_threads(int n) {
   if (n < 1) throw Error(ErrorCode::kInvalidArgument, "thread count must be >= 1");
   at::set_num_threads(n);
