@@ -549,6 +549,33 @@ TEST_F(Api, FullQueueAnswers503) {
   shed.stop();
 }
 
+TEST_F(Api, ReadyzSaysWhyWhenWarmUpFails) {
+  // A spoof checker that does not exist fails the warm-up: /readyz answers 503 naming it, /healthz stays 200.
+  facekit::EngineOptions eo = engine->options();
+  eo.spoof_checker = "no-such-checker";
+  facekit::Engine broken(eo);
+  facekit::server::ServerOptions so;
+  so.port = 0;
+  so.state = dir / "broken.server.db";
+  so.admin_key_file = dir / "broken.admin-key";
+  facekit::server::Server srv(broken, so);
+  const int p = srv.start();
+  httplib::Client c("127.0.0.1", p);
+  std::string detail;
+  for (int i = 0; i < 600; ++i) {
+    auto r = c.Get("/readyz");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 503);
+    detail = json::parse(r->body).value("detail", "");
+    if (detail.find("warm-up failed") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(detail.find("no-such-checker"), std::string::npos) << detail;
+  EXPECT_FALSE(srv.ready());
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  srv.stop();
+}
+
 TEST_F(Api, RoutesMatchTheOpenApiDocument) {
   const json doc = json::parse(slurp(facekit::share_dir() / "server/openapi.json"));
   std::set<std::pair<std::string, std::string>> in_doc, served;
