@@ -175,6 +175,8 @@ class Gallery {
   virtual std::vector<Person> people() const = 0;
   /// A person's templates, by id (embeddings included). Throws Error(kNotFound).
   virtual std::vector<Template> templates_of(std::int64_t person_id) const = 0;
+  /// One template by id. Throws Error(kNotFound).
+  virtual Template template_by_id(std::int64_t template_id) const = 0;
 
   /// Throws Error(kNotFound) for an unknown id, Error(kInvalidArgument) when the name is taken or empty.
   virtual void rename_person(std::int64_t id, const std::string& new_name) = 0;

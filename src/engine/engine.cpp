@@ -153,6 +153,15 @@ struct Engine::Impl {
     return r;
   }
 
+  /// Faces with their embeddings against the newest snapshot, with the stage times that found them.
+  IdentifyResult identify_analyzed(const std::vector<AnalyzedFace>& faces, const StageTimes& times) const {
+    std::vector<std::pair<Face, const Embedding*>> in;
+    for (const auto& f : faces) in.emplace_back(f.face, &f.embedding);
+    IdentifyResult r = identify_embeddings(in);
+    r.times = times;
+    return r;
+  }
+
   /// A person by id (all digits) or by name. New names cannot be all digits; a gallery written by an older
   /// facekit may hold one, and then a reference that is both one person's id and another's name is refused.
   Person resolve(const std::string& ref) const {
@@ -308,12 +317,7 @@ EnrollResult Engine::enroll(const std::string& name, const std::vector<EnrollPho
 IdentifyResult Engine::identify(const Image& rgb) const {
   impl_->gallery();  // a gallery that cannot be opened fails before the models load
   StageTimes times;
-  const auto faces = impl_->pipeline().analyze(rgb, &times);
-  std::vector<std::pair<Face, const Embedding*>> in;
-  for (const auto& f : faces) in.emplace_back(f.face, &f.embedding);
-  IdentifyResult r = impl_->identify_embeddings(in);
-  r.times = times;
-  return r;
+  return impl_->identify_analyzed(impl_->pipeline().analyze(rgb, &times), times);
 }
 
 IdentifyResult Engine::identify(const Image& rgb, const std::vector<Face>& faces) const {
@@ -321,11 +325,7 @@ IdentifyResult Engine::identify(const Image& rgb, const std::vector<Face>& faces
   StageTimes times;
   std::vector<AnalyzedFace> embedded;
   if (!faces.empty()) embedded = impl_->pipeline().embed(rgb, faces, &times);
-  std::vector<std::pair<Face, const Embedding*>> in;
-  for (const auto& f : embedded) in.emplace_back(f.face, &f.embedding);
-  IdentifyResult r = impl_->identify_embeddings(in);
-  r.times = times;
-  return r;
+  return impl_->identify_analyzed(embedded, times);
 }
 
 IdentifyResult Engine::identify(const Embedding& embedding) const {

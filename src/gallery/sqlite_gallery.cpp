@@ -261,6 +261,7 @@ class SqliteGallery final : public Gallery {
   std::optional<Person> find_person(const std::string& name) const override;
   std::vector<Person> people() const override;
   std::vector<Template> templates_of(std::int64_t person_id) const override;
+  Template template_by_id(std::int64_t template_id) const override;
   void rename_person(std::int64_t id, const std::string& new_name) override;
   void set_metadata(std::int64_t id, const std::string& metadata_json) override;
   void remove_person(std::int64_t id) override;
@@ -860,6 +861,14 @@ std::vector<Template> SqliteGallery::templates_of(std::int64_t person_id) const 
   while (s.step()) out.push_back(read_template(s));
   tx.commit();
   return out;
+}
+
+Template SqliteGallery::template_by_id(std::int64_t template_id) const {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, ("SELECT " + template_columns() + " FROM templates WHERE id=?").c_str(), "read template");
+  s.bind(1, template_id);
+  if (!s.step()) throw Error(ErrorCode::kNotFound, "no template with id " + std::to_string(template_id));
+  return read_template(s);
 }
 
 void SqliteGallery::rename_person(std::int64_t id, const std::string& new_name) {

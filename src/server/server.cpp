@@ -501,6 +501,22 @@ struct Server::Impl {
 
   bool batching() const { return engine.options().pipeline.embedding.batch_across_calls; }
 
+  /// Detection in a worker slot, then identification of the faces found (returned in `faces`). With dynamic
+  /// batching the embedding waits at the batcher, not in a worker slot, so that the faces of many requests meet
+  /// there (the batcher runs one pass at a time: it bounds itself); then `slot` comes back empty, else held.
+  IdentifyResult identify_faces(Call& c, const Image& img, std::unique_ptr<Admission::Slot>& slot,
+                                std::vector<Face>& faces) {
+    slot = admission.enter();
+    faces = detect(c, img);
+    if (batching()) slot.reset();
+    IdentifyResult r = engine.identify(img, faces);
+    c.times["calculator"] += r.times.embed_ms;
+    c.times["search"] += r.search_ms;
+    metrics.stage("embed", r.times.embed_ms);
+    metrics.stage("search", r.search_ms);
+    return r;
+  }
+
   Image decode(Call& c, const Upload& u) {
     const auto t0 = Clock::now();
     Image img = engine.decode(u.bytes, u.name);
@@ -565,14 +581,13 @@ struct Server::Impl {
     return best;
   }
 
-  json subjects_of(const Identification& id, int count, bool with_image) {
+  static json subjects_of(const Identification& id, int count) {
     json out = json::array();
     for (int i = 0; i < count && i < static_cast<int>(id.candidates.size()); ++i) {
       const auto& cd = id.candidates[i];
       out.push_back({{"subject", cd.name}, {"similarity", cd.similarity}, {"score", cd.score},
                      {"probability", cd.probability}});
     }
-    (void)with_image;
     return out;
   }
 
@@ -597,7 +612,7 @@ struct Server::Impl {
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string ext = name.substr(name.rfind('.') + 1);
-    const std::map<std::string, std::string> types{{"html", "text/html; charset=utf-8"},
+    static const std::map<std::string, std::string> types{{"html", "text/html; charset=utf-8"},
                                                    {"js", "text/javascript; charset=utf-8"},
                                                    {"css", "text/css; charset=utf-8"},
                                                    {"svg", "image/svg+xml"},
@@ -676,21 +691,25 @@ struct Server::Impl {
       throw HttpError(409, "conflict", "Conflict", "subject '" + name + "' exists");
     reply(c, {{"subject", name}}, 201);
   }
-  void list_subjects(Call& c) {
+  /// People in the gallery and subjects declared without faces, by name.
+  std::set<std::string> all_subjects() const {
     std::set<std::string> names;
     for (const auto& p : engine.people()) names.insert(p.name);
     for (auto& n : state->declared_subjects()) names.insert(n);
+    return names;
+  }
+  void list_subjects(Call& c) {
+    const auto names = all_subjects();
     reply(c, {{"subjects", std::vector<std::string>(names.begin(), names.end())}});
   }
   void rename_subject(Call& c) {
     const std::string old_name = subject_in_path(c), new_name = subject_in_body(c);
     check_person_name(new_name);
-    const auto declared = state->declared_subjects();
     const auto person = engine.gallery().find_person(old_name);
-    if (!person && !std::count(declared.begin(), declared.end(), old_name))
+    if (!person && !state->subject_declared(old_name))
       throw Error(ErrorCode::kNotFound, "no subject '" + old_name + "'");
     if (new_name == old_name) return reply(c, {{"updated", true}});
-    if (engine.gallery().find_person(new_name) || std::count(declared.begin(), declared.end(), new_name))
+    if (engine.gallery().find_person(new_name) || state->subject_declared(new_name))
       throw HttpError(409, "conflict", "Conflict", "subject '" + new_name + "' exists");
     if (person) {
       engine.rename(std::to_string(person->id), new_name);
@@ -717,11 +736,8 @@ struct Server::Impl {
     reply(c, {{"subject", name}});
   }
   void delete_all_subjects(Call& c) {
-    std::set<std::string> names;
-    for (const auto& p : engine.people()) names.insert(p.name);
-    for (auto& n : state->declared_subjects()) names.insert(n);
     int n = 0;
-    for (const auto& name : names) n += remove_subject(name) >= 0;
+    for (const auto& name : all_subjects()) n += remove_subject(name) >= 0;
     reply(c, {{"deleted", n}});
   }
 
@@ -767,7 +783,7 @@ struct Server::Impl {
     std::vector<Person> people;
     if (auto s = c.field("subject"); s && !s->empty()) {
       if (auto p = engine.gallery().find_person(*s)) people.push_back(*p);
-      else if (const auto declared = state->declared_subjects(); !std::count(declared.begin(), declared.end(), *s))
+      else if (!state->subject_declared(*s))
         throw Error(ErrorCode::kNotFound, "no subject '" + *s + "'");
     } else {
       people = engine.people();
@@ -839,35 +855,26 @@ struct Server::Impl {
   // ---- recognition ----------------------------------------------------------------------------------------
   json recognize_image(Call& c, const Upload& u, const Plugins& plugins, int count) {
     Image img = decode(c, u);
-    IdentifyResult r;
     std::vector<FaceAnalysis> extra;
-    {
-      auto slot = admission.enter();
-      const auto faces = detect(c, img);
-      // With dynamic batching the embedding waits at the batcher, not in a worker slot, so that the faces of
-      // many requests meet there (the batcher runs one pass at a time: it bounds itself).
-      if (batching()) slot.reset();
-      r = engine.identify(img, faces);
-      if (!slot && (plugins.quality || plugins.liveness)) slot = admission.enter();
-      if (plugins.quality || plugins.liveness) {
-        const auto t0 = Clock::now();
-        AnalyzeOptions ao;
-        ao.quality = plugins.quality;
-        ao.spoof = plugins.liveness;
-        extra = engine.analyze(img, faces, ao);
-        c.times["plugins"] += ms_since(t0);
-      }
+    std::unique_ptr<Admission::Slot> slot;
+    std::vector<Face> faces;
+    const IdentifyResult r = identify_faces(c, img, slot, faces);
+    if (plugins.quality || plugins.liveness) {
+      if (!slot) slot = admission.enter();
+      const auto t0 = Clock::now();
+      AnalyzeOptions ao;
+      ao.quality = plugins.quality;
+      ao.spoof = plugins.liveness;
+      extra = engine.analyze(img, faces, ao);
+      c.times["plugins"] += ms_since(t0);
     }
-    c.times["calculator"] += r.times.embed_ms;
-    c.times["search"] += r.search_ms;
-    metrics.stage("embed", r.times.embed_ms);
-    metrics.stage("search", r.search_ms);
+    slot.reset();
     json out = json::array();
     for (size_t i = 0; i < r.faces.size(); ++i) {
       const auto& f = r.faces[i];
       json j{{"box", compre_box(f.face)},
              {"landmarks", five_points(f.face)},
-             {"subjects", subjects_of(f.identification, count, true)},
+             {"subjects", subjects_of(f.identification, count)},
              {"unknown", !f.identification.known},
              {"threshold", f.identification.threshold}};
       if (!f.identification.candidates.empty()) {
@@ -911,10 +918,14 @@ struct Server::Impl {
   void verify_example(Call& c) {
     const std::int64_t id = image_id(subject_in_path(c));
     std::optional<Template> example;
-    engine.gallery().for_each_template(engine.embedder_id(), [&](const Template& t) {
-      if (t.id == id) example = t;
-    }, nullptr);
-    if (!example) throw Error(ErrorCode::kNotFound, "no face with image_id " + std::to_string(id));
+    try {
+      example = engine.gallery().template_by_id(id);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kNotFound) throw;
+    }
+    // Templates of another embedder cannot be compared with this engine's embeddings: not an example here.
+    if (!example || example->embedder != engine.embedder_id())
+      throw Error(ErrorCode::kNotFound, "no face with image_id " + std::to_string(id));
     const auto ups = uploads(c, "file");
     Image img = decode(c, ups.at(0));
     std::vector<AnalyzedFace> faces;
@@ -1014,7 +1025,7 @@ struct Server::Impl {
       const IdentifyResult r = engine.identify(v);
       const auto& id = r.faces.at(0).identification;
       out.push_back({{"embedding", v},
-                     {"similarities", subjects_of(id, count, false)},
+                     {"similarities", subjects_of(id, count)},
                      {"unknown", !id.known},
                      {"threshold", id.threshold}});
     }
@@ -1033,13 +1044,10 @@ struct Server::Impl {
     const auto ups = uploads(c, "image");
     const double min_conf = float_param(c, "min_confidence", -1, 0, 1);
     Image img = decode(c, ups.at(0));
-    IdentifyResult r;
-    {
-      auto slot = admission.enter();
-      const auto faces = detect(c, img);
-      if (batching()) slot.reset();
-      r = engine.identify(img, faces);
-    }
+    std::unique_ptr<Admission::Slot> slot;
+    std::vector<Face> faces;
+    const IdentifyResult r = identify_faces(c, img, slot, faces);
+    slot.reset();
     json preds = json::array();
     for (const auto& f : r.faces) {
       const auto& id = f.identification;

@@ -255,6 +255,13 @@ std::vector<std::string> StateStore::declared_subjects() const {
   return out;
 }
 
+bool StateStore::subject_declared(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM subjects WHERE name=?");
+  s.bind(1, name);
+  return s.step();
+}
+
 void StateStore::put_thumbnail(std::int64_t id, const std::string& jpeg) {
   std::lock_guard lock(mu_);
   Stmt(db_, "INSERT OR REPLACE INTO thumbnails(template_id, jpeg) VALUES(?,?)").bind(1, id).blob(2, jpeg).step();

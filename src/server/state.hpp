@@ -55,6 +55,7 @@ class StateStore {
   bool declare_subject(const std::string& name);
   bool forget_subject(const std::string& name);
   std::vector<std::string> declared_subjects() const;
+  bool subject_declared(const std::string& name) const;
 
   // ---- thumbnails ----
   void put_thumbnail(std::int64_t template_id, const std::string& jpeg);
