@@ -1,4 +1,7 @@
 // The manifest parser, apart from the file and path handling in manifest.cpp so that it can be fuzzed alone.
+#include <cmath>
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "core/json_depth.hpp"
@@ -7,11 +10,34 @@
 
 namespace facekit {
 
+namespace {
+
+/// Every number facekit reads from a manifest is small (sizes, indices, means, scales, thresholds, weights). One
+/// beyond the range of an int would be undefined (a float) or silently wrapped (an integer) when read into the
+/// int and float fields below, so any such number is refused here, once, wherever it stands in the parts read
+/// (scripts/fuzz found "size": 5.9e59); other fields (a trained model's "training" record) are kept as they
+/// are. The parser's depth limit bounds the recursion.
+void check_numbers(const nlohmann::json& j, const std::string& where) {
+  constexpr double kMax = 2147483647.0;
+  double v = 0;
+  if (j.is_number_float()) v = j.get<double>();
+  else if (j.is_number_unsigned()) v = static_cast<double>(j.get<std::uint64_t>());
+  else if (j.is_number_integer()) v = static_cast<double>(j.get<std::int64_t>());
+  else if (j.is_structured())
+    for (const auto& e : j) check_numbers(e, where);
+  if (!std::isfinite(v) || std::abs(v) > kMax)
+    throw Error(ErrorCode::kModelCorrupt, where + " is malformed: the number " + j.dump() + " is out of range");
+}
+
+}  // namespace
+
 ModelManifest parse_manifest(const std::string& text, const std::string& where, const std::filesystem::path& dir) {
   ModelManifest m;
   m.dir = dir;
   try {
     const auto j = parse_json_limited(text, where);
+    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof"})
+      if (j.contains(part)) check_numbers(j[part], where);
     m.name = j.at("name");
     m.kind = j.at("kind");
     m.arch = j.at("arch");

@@ -37,6 +37,22 @@ void expect_contains(const json& got, const json& want, const std::string& where
   }
 }
 
+TEST(ManifestParser, ANumberOutOfIntRangeIsRefused) {
+  // scripts/fuzz: "size": 5.9e59 read into an int was undefined behaviour.
+  const std::string base = R"({"name": "x", "kind": "detector", "arch": "ssd_mobilenetv1", "files": [], )";
+  for (const char* bad : {R"("input": {"size": 5.9e59}})", R"("input": {"size": 4294967297}})",
+                          R"("input": {"size": -3e9}})", R"("landmark_box": [1, 1, 1e300, 0]})"}) {
+    try {
+      fk::parse_manifest(base + bad, "m.json", ".");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const fk::Error& e) {
+      EXPECT_EQ(e.code(), fk::ErrorCode::kModelCorrupt) << bad;
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(fk::parse_manifest(base + R"("input": {"size": 416, "scale": 0.0078}})", "m.json", ".").input_size, 416);
+}
+
 TEST(ManifestWriter, EveryCommittedManifestSurvivesARoundTrip) {
   int checked = 0;
   for (const auto& name : fk::list_manifests()) {
