@@ -1,4 +1,4 @@
-// The core subcommands: detect, embed, verify, bench lfw, models.
+// The core subcommands: detect, embed, verify, bench fuse and crops, models.
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -91,78 +91,10 @@ int cmd_verify(const Common& c, const std::string& a, const std::string& b, bool
   } else {
     std::printf("%s\ndistance %.4f, threshold %.4f (%s)\n", r.same ? "same person" : "different people", r.distance,
                 r.threshold, model.c_str());
+    if (r.probability) std::printf("P(same person) %.3f (score calibration)\n", *r.probability);
     if (r.faces_in_a > 1 || r.faces_in_b > 1)
       std::fprintf(stderr, "note: %d and %d faces found; the largest face of each photo was compared\n",
                    r.faces_in_a, r.faces_in_b);
-  }
-  return 0;
-}
-
-int cmd_bench_lfw(const Common& c, const LfwOptions& lo, const std::string& json_out) {
-  FacePipeline pipe(pipeline_options(c));
-  std::unique_ptr<cli::ProgressBar> bar;
-  auto report = run_lfw(pipe, lo, [&](int done, int total) {
-    if (!bar) bar = std::make_unique<cli::ProgressBar>("lfw", total);
-    bar->update(done);
-  });
-  if (bar) bar->finish();
-  const auto& v = report.verification;
-  std::printf("LFW %d pairs (%zu folds), %d images, model %s%s, jitter %d, detector input %d\n", v.pairs,
-              v.folds.size(), report.images, pipe.embedder().manifest().name.c_str(), c.no_flip ? "" : " +flip",
-              c.jitter, c.detect_size);
-  std::printf("accuracy        %.2f%% +- %.2f%% (no-face pairs counted wrong)\n", 100 * v.accuracy_mean,
-              100 * v.accuracy_std);
-  std::printf("TAR@FAR=1e-3    %.2f%% (threshold %.4f)\n", 100 * v.tar_at_far_1e3, v.threshold_at_far_1e3);
-  std::printf("AUC             %.5f\n", v.auc);
-  std::printf("EER             %.2f%% (threshold %.4f)\n", 100 * v.eer, v.eer_threshold);
-  std::printf("no face         %d images, %d pairs\n", report.no_face, v.invalid_pairs);
-  std::printf("best threshold  %.4f (over all pairs)\n", v.best_threshold);
-  std::printf("median ms       detect %.2f, landmarks %.2f, align+embed %.2f (per image, %d worker%s)\n",
-              report.median_detect_ms, report.median_landmarks_ms, report.median_embed_ms,
-              lo.threads, lo.threads == 1 ? "" : "s");
-  std::printf("wall            %.1f s\n", report.wall_seconds);
-  if (!json_out.empty()) {
-    json errors = json::array();
-    for (const auto& e : report.errors)
-      errors.push_back({{"a", e.pair.a}, {"b", e.pair.b}, {"same", e.pair.same}, {"fold", e.pair.fold},
-                        {"distance", e.distance}, {"threshold", e.threshold}, {"face_found", e.valid}});
-    json folds = json::array();
-    for (const auto& f : v.folds) folds.push_back({{"threshold", f.threshold}, {"accuracy", f.accuracy}});
-    json images = json::array();
-    for (const auto& im : report.image_faces) {
-      json j = {{"image", im.path}, {"faces", im.faces}};
-      if (im.picked) j["picked"] = {{"box", json_view::box(im.picked->box)}, {"score", im.picked->score}};
-      images.push_back(std::move(j));
-    }
-    json j = {{"model", pipe.embedder().manifest().name},
-              {"flip", !c.no_flip},
-              {"jitter", c.jitter},
-              {"detector_input", c.detect_size},
-              {"pairs_file", (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).string()},
-              {"pairs", v.pairs},
-              {"images", report.images},
-              {"accuracy_mean", v.accuracy_mean},
-              {"accuracy_std", v.accuracy_std},
-              {"tar_at_far_1e-3", v.tar_at_far_1e3},
-              {"threshold_at_far_1e-3", v.threshold_at_far_1e3},
-              {"best_threshold", v.best_threshold},
-              {"auc", v.auc},
-              {"eer", v.eer},
-              {"eer_threshold", v.eer_threshold},
-              {"pick", to_string(lo.pick)},
-              {"images_picked", images},
-              {"no_face", report.no_face},
-              {"no_face_images", report.no_face_images},
-              {"invalid_pairs", v.invalid_pairs},
-              {"folds", folds},
-              {"errors", errors},
-              {"median_ms", {{"detect", report.median_detect_ms},
-                             {"landmarks", report.median_landmarks_ms},
-                             {"embed", report.median_embed_ms}}},
-              {"workers", lo.threads},
-              {"wall_seconds", report.wall_seconds}};
-    std::ofstream f(json_out);
-    if (!(f << j.dump(2) << "\n")) throw Error(ErrorCode::kInvalidArgument, "cannot write " + json_out);
   }
   return 0;
 }
@@ -338,18 +270,7 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   // Other command files add their benchmarks under this one: app.get_subcommand("bench").
   auto* bench = app.add_subcommand("bench", "benchmarks");
   bench->require_subcommand(1);
-  auto* lfw = bench->add_subcommand("lfw", "LFW pair verification, 10-fold protocol");
-  lfw->add_option("--root", st->lfw.root, "LFW folder (Name/Name_NNNN.jpg)")->required()->check(CLI::ExistingDirectory);
-  lfw->add_option("--pairs", st->lfw.pairs, "pairs file (default ROOT/pairs.txt)")->check(CLI::ExistingFile);
-  lfw->add_option("--json", st->json_out, "write the report as JSON");
-  lfw->add_option("--workers", st->lfw.threads, "images processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
-  lfw->add_option("--limit", st->lfw.limit_pairs, "use only this many pairs (quick runs)");
-  lfw->add_option("--face-cache", st->lfw.face_cache,
-                  "keep detections and landmarks in this file and reuse them (compare embedders quickly; same detector and --pick)");
-  lfw->add_option("--pick", st->lfw.pick, "which face of each photo: main (default), center or largest")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, FacePick>{
-          {"main", FacePick::kMain}, {"center", FacePick::kNearestCenter}, {"largest", FacePick::kLargest}}));
-  out.emplace_back(lfw, [&c, st] { return cmd_bench_lfw(c, st->lfw, st->json_out); });
+  // bench lfw and bench pairs: cmd_eval.cpp.
 
   struct FuseState {
     std::string models, name = "fusion", out;

@@ -35,6 +35,18 @@ CLI::Validator finite_range(double min, double max, bool min_open, bool max_open
       "FLOAT in " + range);
 }
 
+CLI::Validator input_size(bool zero_allowed) {
+  const std::string what = std::string(zero_allowed ? "0 or " : "") + "a multiple of 32 in [64, 2048]";
+  return CLI::Validator(
+      [zero_allowed, what](std::string& s) -> std::string {
+        int v = 0;
+        if (!CLI::detail::lexical_cast(s, v) || ((v != 0 || !zero_allowed) && (v < 64 || v > 2048 || v % 32)))
+          return "'" + s + "' is not " + what;
+        return {};
+      },
+      "INT: " + what);
+}
+
 CLI::Validator non_empty() {
   return CLI::Validator([](std::string& s) -> std::string { return s.empty() ? "must not be empty" : ""; }, "TEXT");
 }
@@ -48,10 +60,12 @@ PipelineOptions pipeline_options(const Common& c) {
   o.detector = c.detector;
   o.detection.min_score = c.min_score;
   o.detection.input_size = c.detect_size;
+  o.detection.large_face_input = c.large_face_input;
   o.detection.max_faces = c.max_faces;
   o.embedding.flip = !c.no_flip;
   o.embedding.jitter = c.jitter;
   o.embedding.precision = c.precision;
+  if (!c.calibration.empty()) o.calibration = load_calibration(c.calibration);
   return o;
 }
 

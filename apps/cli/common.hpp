@@ -30,11 +30,13 @@ struct Common {
   int threads = 1;
   float min_score = 0.5f;
   int detect_size = DetectorOptions{}.input_size;
+  int large_face_input = DetectorOptions{}.large_face_input;
   int max_faces = 100;
   bool no_flip = false;
   int jitter = 0;
   bool accept_damaged = false;  ///< use damaged images as decoded, with a warning on stderr
   std::string precision = EmbedderOptions{}.precision;  ///< the embedder's arithmetic: fp32, bf16 or auto
+  std::string calibration;  ///< a calibration file (facekit calibrate) instead of the manifest's map
 };
 
 /// The pipeline the global options describe. Throws Error(kInvalidArgument) for a --model or --detector that
@@ -61,6 +63,8 @@ void add_gallery_option(CLI::App* cmd, GalleryArgs& g);
 /// The engine of a gallery command: the global options' pipeline (models load only when used) and the gallery.
 EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool create, bool read_only = false);
 
+/// A network input size: a multiple of 32 in [64, 2048] (or 0, "the model's own", when `zero_allowed`).
+CLI::Validator input_size(bool zero_allowed);
 /// CLI11 validators that state the allowed range and refuse NaN and infinity (CLI::Range lets NaN through).
 CLI::Validator finite_range(double min, double max, bool min_open = false, bool max_open = false);
 /// Refuses an empty value (`--gallery ""` is not "the default").
@@ -94,6 +98,8 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
 /// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
 void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
+/// bench lfw, bench pairs, calibrate (after the core commands: it adds to "bench").
+void add_eval_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).
 void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 

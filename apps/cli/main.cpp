@@ -24,18 +24,18 @@ int main(int argc, char** argv) {
   app.add_option("--detect-size", c.detect_size,
                  "longest side of the SSD detector's input, a multiple of 32 in [64, 2048] (smaller: faster, misses small faces)")
       ->capture_default_str()
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            int v = 0;
-            if (!CLI::detail::lexical_cast(s, v) || v < 64 || v > 2048 || v % 32)
-              return "'" + s + "' is not a multiple of 32 in [64, 2048]";
-            return {};
-          },
-          "INT: a multiple of 32 in [64, 2048]"));
+      ->check(cli::input_size(false));
+  app.add_option("--large-face-input", c.large_face_input,
+                 "BlazeFace: input size of the second look for frame-filling faces (0 = the model's 256)")
+      ->capture_default_str()
+      ->check(cli::input_size(true));
   app.add_option("--precision", c.precision,
                  "embedder arithmetic: fp32, bf16 (dlib_resnet; fast on CPUs with AVX512-BF16 or AMX) or auto")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
+  app.add_option("--calibration", c.calibration,
+                 "distance -> P(same) map from this file (facekit calibrate) instead of the embedder's own")
+      ->check(CLI::ExistingFile);
   app.add_flag("--no-flip", c.no_flip, "do not average each face's embedding with its mirror image's");
   app.add_option("--jitter", c.jitter, "also average this many slightly perturbed copies of each face (0-8)")
       ->capture_default_str()->check(CLI::Range(0, 8));
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
 
   cli::Commands commands;
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
+  cli::add_eval_commands(app, c, commands);
   cli::add_gallery_commands(app, c, commands);
   cli::add_quality_commands(app, c, commands);
   cli::add_spoof_commands(app, c, commands);

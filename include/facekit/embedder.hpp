@@ -44,6 +44,10 @@ class Embedder {
   /// One embedding per face of a photo, each aligned from its landmarks as this embedder needs (a fusion of
   /// embedders aligns once per member). The default aligns with alignment() and calls embed().
   virtual std::vector<Embedding> embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const;
+  /// embed_faces() for several photos (faces[i] are the landmarks of the faces in images[i]), their chips
+  /// embedded together in batches of up to max_batch: a batch job's photos share the network's passes.
+  virtual std::vector<std::vector<Embedding>> embed_faces_batch(const std::vector<Image>& images,
+                                                                const std::vector<std::vector<Landmarks68>>& faces) const;
   /// One embedding per aligned chip (chips must be alignment().size square, RGB). A fusion embedder has no
   /// single chip and throws Error(kInvalidArgument): use embed_faces().
   virtual std::vector<Embedding> embed(const std::vector<Image>& chips) const = 0;

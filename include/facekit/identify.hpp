@@ -163,6 +163,10 @@ struct Candidate {
   float similarity = 0;   ///< cosine similarity of that template, 1 - distance^2 / 2
   float score = 0;        ///< the classifier's confidence (the open-set decision uses it)
   float probability = 0;  ///< share among the enrolled identities
+  /// P(same person) for `distance` from the embedder's score calibration (verification's map, fitted on
+  /// pairs): how likely this face and that template show one person, whoever else is enrolled. Absent
+  /// without a calibration.
+  std::optional<double> match_probability;
 };
 
 struct Identification {

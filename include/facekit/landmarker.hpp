@@ -19,6 +19,10 @@ class Landmarker {
   virtual ~Landmarker() = default;
   /// 68 points (image pixels) for each box, computed in one batch.
   virtual std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const = 0;
+  /// landmarks() for several photos: boxes[i] are the boxes in images[i]; the faces of all of them go through
+  /// the network together where the model allows (the default calls landmarks() for each photo).
+  virtual std::vector<std::vector<Landmarks68>> landmarks_batch(const std::vector<Image>& images,
+                                                                const std::vector<std::vector<Box>>& boxes) const;
   virtual const std::string& name() const = 0;
 };
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "facekit/calibration.hpp"
+
 namespace facekit {
 
 struct ModelFile {
@@ -40,6 +42,9 @@ struct ModelManifest {
   std::string metric;           ///< "euclidean" on L2-normalised embeddings
   float threshold = 0.f;        ///< same person when distance <= threshold
   std::string threshold_source; ///< how the threshold was calibrated
+  /// distance -> P(same person), fitted on labelled pairs ("embedding": {"calibration": {...}}); empty when
+  /// the manifest has none.
+  ScoreCalibration calibration;
 
   // Graph-model embedders: which placeholder and output node, and the channel order the model wants.
   std::string graph_input, graph_output;

@@ -1,6 +1,7 @@
 #pragma once
 // The recognition pipeline: detect -> 68 landmarks -> align -> embed, with verification on top.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,8 @@ struct PipelineOptions {
   float rescue_min_score = 0.3f;
   EmbedderOptions embedding;
   std::string device = defaults::kDevice;  ///< applied to every stage
+  /// distance -> P(same): this map instead of the embedder manifest's (a user's own, `facekit calibrate`).
+  std::optional<ScoreCalibration> calibration;
 };
 
 /// Milliseconds spent in each stage by one call (wall clock).
@@ -39,6 +42,9 @@ struct VerifyResult {
   float distance = 0;
   float threshold = 0;
   bool same = false;
+  /// P(same person) from the score calibration (PipelineOptions::calibration or the embedder's manifest);
+  /// absent when there is none.
+  std::optional<double> probability;
   AnalyzedFace a, b;
   int faces_in_a = 0, faces_in_b = 0;
 };
@@ -72,6 +78,16 @@ class FacePipeline {
   std::vector<AnalyzedFace> analyze(const Image& rgb, StageTimes* times = nullptr) const;
   /// One chosen face with landmarks, no embedding; throws Error(kNoFace) when there is none.
   Face detect_one(const Image& rgb, FacePick pick, StageTimes* times = nullptr, int* faces_found = nullptr) const;
+  /// detect_one() for several photos, with detection, landmarks and their network passes batched across the
+  /// photos (a batch job's: a benchmark, an enrolment of many photos): the face of each photo, or none where
+  /// it has none; `faces_found` receives each photo's count. Times are the batch's totals.
+  std::vector<std::optional<Face>> detect_one_batch(const std::vector<Image>& images, FacePick pick,
+                                                    std::vector<int>* faces_found = nullptr,
+                                                    StageTimes* times = nullptr) const;
+  /// embed() for several photos (faces[i] found in images[i]), their chips embedded together.
+  std::vector<std::vector<AnalyzedFace>> embed_batch(const std::vector<Image>& images,
+                                                     std::vector<std::vector<Face>> faces,
+                                                     StageTimes* times = nullptr) const;
   /// Embeddings of faces found earlier (landmarks required).
   std::vector<AnalyzedFace> embed(const Image& rgb, std::vector<Face> faces, StageTimes* times = nullptr) const;
   /// Embedding of one chosen face; throws Error(kNoFace) when there is none.
@@ -83,6 +99,8 @@ class FacePipeline {
   const Detector& detector() const;
   const Landmarker& landmarker() const;
   const Embedder& embedder() const;
+  /// The distance -> P(same) map in use (empty when neither the options nor the manifest give one).
+  const ScoreCalibration& calibration() const;
 
  private:
   struct Impl;

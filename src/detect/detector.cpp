@@ -20,6 +20,12 @@ Registry<Detector, const ModelManifest&, const DetectorOptions&>& detector_regis
   return *r;
 }
 
+std::vector<std::vector<Face>> Detector::detect_batch(const std::vector<Image>& images, const DetectorOptions& options) const {
+  std::vector<std::vector<Face>> out;
+  for (const auto& img : images) out.push_back(detect(img, options));
+  return out;
+}
+
 std::unique_ptr<Detector> create_detector(const std::string& name, const DetectorOptions& options) {
   const ModelManifest m = load_manifest(name);
   if (m.kind != "detector") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not a detector");

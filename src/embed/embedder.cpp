@@ -227,6 +227,12 @@ class FusionEmbedder final : public Embedder {
     }
     return out;
   }
+  std::vector<std::vector<Embedding>> embed_faces_batch(const std::vector<Image>& images,
+                                                        const std::vector<std::vector<Landmarks68>>& faces) const override {
+    std::vector<std::vector<Embedding>> out;
+    for (size_t i = 0; i < images.size(); ++i) out.push_back(embed_faces(images[i], faces.at(i)));
+    return out;
+  }
   std::vector<Embedding> embed(const std::vector<Image>&) const override {
     throw Error(ErrorCode::kInvalidArgument,
                 "fusion embedder " + manifest_.name + " aligns each member itself: call embed_faces()");
@@ -248,6 +254,20 @@ std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector
   std::vector<Image> chips;
   for (const auto& lm : faces) chips.push_back(align_face(rgb, lm, alignment()));
   return embed(chips);
+}
+
+std::vector<std::vector<Embedding>> Embedder::embed_faces_batch(const std::vector<Image>& images,
+                                                                const std::vector<std::vector<Landmarks68>>& faces) const {
+  if (images.size() != faces.size()) throw Error(ErrorCode::kInvalidArgument, "embed_faces_batch: one face list per image");
+  std::vector<Image> chips;
+  for (size_t i = 0; i < images.size(); ++i)
+    for (const auto& lm : faces[i]) chips.push_back(align_face(images[i], lm, alignment()));
+  std::vector<Embedding> all = chips.empty() ? std::vector<Embedding>{} : embed(chips);
+  std::vector<std::vector<Embedding>> out(images.size());
+  size_t k = 0;
+  for (size_t i = 0; i < images.size(); ++i)
+    for (size_t j = 0; j < faces[i].size(); ++j) out[i].push_back(std::move(all.at(k++)));
+  return out;
 }
 
 namespace detail {

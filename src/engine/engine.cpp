@@ -46,6 +46,7 @@ struct Engine::Impl {
   EngineOptions opt;
   EmbedderId eid;
   int embedding_dim = 0;  // from the manifest; 0 when it does not say
+  ScoreCalibration calibration;  // distance -> P(same): the options' map, else the manifest's
 
   mutable std::once_flag pipeline_once;
   mutable std::unique_ptr<FacePipeline> pipe;
@@ -148,7 +149,11 @@ struct Engine::Impl {
       r.people = 0;  // no template of this embedder
     }
     const auto t0 = std::chrono::steady_clock::now();
-    for (const auto& [face, e] : faces) r.faces.push_back({face, id.identify(*e), *e});
+    for (const auto& [face, e] : faces) {
+      r.faces.push_back({face, id.identify(*e), *e});
+      if (!calibration.empty())
+        for (auto& c : r.faces.back().identification.candidates) c.match_probability = calibration.probability_at(c.distance);
+    }
     r.search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   }
@@ -194,6 +199,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
   const ModelManifest em = load_manifest(m.opt.pipeline.embedder);
   m.eid = {em.name, em.version};
   m.embedding_dim = em.embedding_dim;
+  m.calibration = m.opt.pipeline.calibration ? *m.opt.pipeline.calibration : em.calibration;
   m.opt.enroll.image_limits = m.opt.image_limits;
   if (m.opt.identify.top_k < 1) throw Error(ErrorCode::kInvalidArgument, "top_k must be at least 1");
 }
@@ -205,6 +211,7 @@ Engine::Engine(EngineOptions options, FacePipeline pipeline) : impl_(std::make_u
   const ModelManifest& em = m.pipe->embedder().manifest();
   m.eid = {em.name, em.version};
   m.embedding_dim = em.embedding_dim;
+  m.calibration = m.opt.pipeline.calibration ? *m.opt.pipeline.calibration : em.calibration;
   m.opt.pipeline.embedder = em.name;
   m.opt.enroll.image_limits = m.opt.image_limits;
   if (m.opt.identify.top_k < 1) throw Error(ErrorCode::kInvalidArgument, "top_k must be at least 1");

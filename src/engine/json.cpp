@@ -86,8 +86,10 @@ json template_info(const Template& t) {
 }
 
 json candidate(const Candidate& c) {
-  return {{"person_id", c.person_id}, {"name", c.name},   {"distance", c.distance},
-          {"similarity", c.similarity}, {"score", c.score}, {"probability", c.probability}};
+  json j = {{"person_id", c.person_id}, {"name", c.name},   {"distance", c.distance},
+            {"similarity", c.similarity}, {"score", c.score}, {"probability", c.probability}};
+  if (c.match_probability) j["match_probability"] = *c.match_probability;
+  return j;
 }
 
 json gallery_stats(const GalleryStats& st, const std::string& uuid) {
@@ -136,7 +138,7 @@ json spoof_report(const std::string& image, const Image& rgb, const SpoofChecker
 }
 
 json verification(const VerifyResult& r, const std::string& model) {
-  return versioned({{"same", r.same},
+  json j = versioned({{"same", r.same},
                     {"distance", r.distance},
                     {"threshold", r.threshold},
                     {"model", model},
@@ -144,6 +146,8 @@ json verification(const VerifyResult& r, const std::string& model) {
                     {"faces_in_b", r.faces_in_b},
                     {"face_a", face(r.a.face)},
                     {"face_b", face(r.b.face)}});
+  if (r.probability) j["probability"] = *r.probability;  // P(same) from the embedder's score calibration
+  return j;
 }
 
 json enrolment(const EnrollResult& r, bool augmented, const std::string& embedder, const std::string& gallery) {

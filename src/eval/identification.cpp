@@ -211,7 +211,8 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
                              // (a cache from before a detection change must not be reused).
                              " nms=" + std::to_string(det.nms_iou) + "," + std::to_string(det.nms_containment) +
                              " large=" + std::to_string(det.large_face_fraction) + "," +
-                             std::to_string(det.large_face_containment) + " root=" + fs::weakly_canonical(root).string();
+                             std::to_string(det.large_face_containment) + "," + std::to_string(det.large_face_input) +
+                             " root=" + fs::weakly_canonical(root).string();
   const fs::path file = cache_dir(cache) / ("lfw-" + file_safe(eid.str()) + "-" + std::to_string(fnv1a(recipe) % 1000000007ull) + ".bin");
   CacheMap map;
   if (cache.enabled) load_cache(file, recipe, dim, map);

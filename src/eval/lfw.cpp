@@ -74,7 +74,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
                   const std::function<void(int, int)>& progress) {
   const auto t_start = std::chrono::steady_clock::now();
   const fs::path pairs_file = options.pairs.empty() ? options.root / "pairs.txt" : options.pairs;
-  auto pairs = read_lfw_pairs(pairs_file);
+  auto pairs = read_pairs(pairs_file, options.folds > 0 ? options.folds : 10);
   int folds = 0;
   for (const auto& p : pairs) folds = std::max(folds, p.fold + 1);
   if (options.limit_pairs > 0 && static_cast<size_t>(options.limit_pairs) < pairs.size()) {
@@ -104,33 +104,60 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
   std::vector<int> found(images.size(), 0);
   std::vector<StageTimes> times(images.size());
   std::vector<char> ok(images.size(), 0);
+  // Photos go through the networks in batches of options.batch (BlazeFace batches photos of one input shape,
+  // the embedder their chips); the workers take whole batches.
+  const size_t per = static_cast<size_t>(std::max(1, options.batch));
+  const size_t chunks = (images.size() + per - 1) / per;
   detail::parallel_for(
-      images.size(), options.threads,
-      [&](size_t i) {
-        try {
-          const Image img = load_image(options.root / images[i]);
-          StageTimes t;
-          auto c = cached.find(images[i]);
-          if (c != cached.end()) {
-            faces[i] = c->second.face;
-            found[i] = c->second.faces;
+      chunks, options.threads,
+      [&](size_t c) {
+        const size_t begin = c * per, end = std::min(images.size(), begin + per);
+        std::vector<Image> imgs;
+        for (size_t i = begin; i < end; ++i) {
+          try {
+            imgs.push_back(load_image(options.root / images[i]));
+          } catch (const Error& e) {
+            throw Error(e.code(), images[i] + ": " + e.what());
+          }
+        }
+        StageTimes t;
+        std::vector<Image> todo;
+        std::vector<size_t> todo_at;
+        for (size_t i = begin; i < end; ++i) {
+          auto hit = cached.find(images[i]);
+          if (hit != cached.end()) {
+            faces[i] = hit->second.face;
+            found[i] = hit->second.faces;
           } else {
-            try {
-              faces[i] = pipeline.detect_one(img, options.pick, &t, &found[i]);
-            } catch (const Error& e) {
-              if (e.code() != ErrorCode::kNoFace) throw;
-            }
+            todo.push_back(imgs[i - begin]);
+            todo_at.push_back(i);
           }
-          if (faces[i]) {
-            emb[i] = pipeline.embed(img, {*faces[i]}, &t).at(0).embedding;
-            ok[i] = 1;
-          }
-          times[i] = t;
-        } catch (const Error& e) {
-          throw Error(e.code(), images[i] + ": " + e.what());
+        }
+        if (!todo.empty()) {
+          std::vector<int> n;
+          auto picked = pipeline.detect_one_batch(todo, options.pick, &n, &t);
+          for (size_t k = 0; k < todo.size(); ++k) faces[todo_at[k]] = std::move(picked[k]), found[todo_at[k]] = n[k];
+        }
+        std::vector<Image> with;
+        std::vector<std::vector<Face>> with_faces;
+        std::vector<size_t> with_at;
+        for (size_t i = begin; i < end; ++i)
+          if (faces[i]) with.push_back(imgs[i - begin]), with_faces.push_back({*faces[i]}), with_at.push_back(i);
+        if (!with.empty()) {
+          auto e = pipeline.embed_batch(with, std::move(with_faces), &t);
+          for (size_t k = 0; k < with.size(); ++k) emb[with_at[k]] = std::move(e[k].at(0).embedding), ok[with_at[k]] = 1;
+        }
+        // Per-photo times: the batch's stage times shared out over the photos that went through each stage.
+        for (size_t i = begin; i < end; ++i) {
+          times[i].faces = found[i] > 0 && !todo.empty() && cached.find(images[i]) == cached.end() ? 1 : 0;
+          times[i].detect_ms = todo.empty() ? 0 : t.detect_ms / todo.size();
+          times[i].landmarks_ms = todo.empty() ? 0 : t.landmarks_ms / todo.size();
+          times[i].embed_ms = with.empty() ? 0 : t.embed_ms / with.size();
         }
       },
-      progress);
+      [&](int chunks_done, int) {
+        if (progress) progress(static_cast<int>(std::min(images.size(), chunks_done * per)), static_cast<int>(images.size()));
+      });
   if (!options.face_cache.empty() && cached.size() < images.size()) {
     for (size_t i = 0; i < images.size(); ++i) cached[images[i]] = {faces[i], std::max(found[i], faces[i] ? 1 : 0)};
     detail::write_face_cache(options.face_cache, cached);
@@ -168,6 +195,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
   }
   r.verification = evaluate_verification(scored, folds);
   r.scored = scored;
+  r.pairs = pairs;
   for (size_t i = 0; i < pairs.size(); ++i) {
     const auto& s = scored[i];
     const float t = r.verification.folds[s.fold].threshold;

@@ -58,6 +58,21 @@ double tar_at_far(const std::vector<ScoredPair>& pairs, double far, float* thres
   return static_cast<double>(tp) / n_pos;
 }
 
+std::vector<FarPoint> tar_at_fars(const std::vector<ScoredPair>& pairs, const std::vector<double>& fars) {
+  const int impostors = static_cast<int>(std::count_if(pairs.begin(), pairs.end(), [](auto& p) { return !p.same; }));
+  std::vector<FarPoint> out;
+  for (double far : fars) {
+    FarPoint f;
+    f.far = far;
+    f.tar = tar_at_far(pairs, far, &f.threshold);
+    f.impostors = impostors;
+    f.allowed_false_accepts = static_cast<int>(std::floor(far * impostors + 1e-9));
+    f.supported = f.allowed_false_accepts >= 1;
+    out.push_back(f);
+  }
+  return out;
+}
+
 namespace {
 // Distances with every invalid pair placed where it is wrong at any threshold: a same-person pair never
 // accepted, a different-person pair always accepted (no-face pairs count as errors, as in the accuracy).
@@ -76,6 +91,31 @@ double roc_auc(const std::vector<ScoredPair>& pairs) {
   split_scores(pairs, pos, neg);
   // The chance that a different pair is farther apart than a same pair, ties counting half.
   return detail::mann_whitney_auc(neg, std::move(pos));
+}
+
+std::vector<OperatingPoint> roc_curve(const std::vector<ScoredPair>& pairs) {
+  std::vector<double> pos, neg;
+  split_scores(pairs, pos, neg);
+  std::sort(pos.begin(), pos.end());
+  std::sort(neg.begin(), neg.end());
+  std::vector<double> cuts(pos);
+  cuts.insert(cuts.end(), neg.begin(), neg.end());
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  std::vector<OperatingPoint> out;
+  const auto at = [&](double t) {
+    OperatingPoint r;
+    r.threshold = static_cast<float>(t);
+    r.tar = static_cast<double>(std::upper_bound(pos.begin(), pos.end(), t) - pos.begin()) / pos.size();
+    r.far = static_cast<double>(std::upper_bound(neg.begin(), neg.end(), t) - neg.begin()) / neg.size();
+    return r;
+  };
+  // Below every distance: nothing accepted but the invalid different pairs (which are always accepted).
+  const double below = cuts.front() == -std::numeric_limits<double>::infinity() ? cuts.front() : std::nextafter(cuts.front(), -1e30);
+  out.push_back(at(below));
+  for (double t : cuts)
+    if (std::isfinite(t)) out.push_back(at(t));
+  return out;
 }
 
 double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold) {
@@ -122,6 +162,7 @@ VerificationReport evaluate_verification(const std::vector<ScoredPair>& pairs, i
   for (const auto& f : r.folds) var += (f.accuracy - r.accuracy_mean) * (f.accuracy - r.accuracy_mean);
   r.accuracy_std = folds > 1 ? std::sqrt(var / folds) : 0;
   r.tar_at_far_1e3 = tar_at_far(pairs, 1e-3, &r.threshold_at_far_1e3);
+  r.tar_at_far = tar_at_fars(pairs);
   if (std::any_of(pairs.begin(), pairs.end(), [](auto& p) { return p.same; }) &&
       std::any_of(pairs.begin(), pairs.end(), [](auto& p) { return !p.same; })) {
     r.auc = roc_auc(pairs);

@@ -113,36 +113,6 @@ std::vector<RocPoint> pad_roc(const std::vector<float>& bona, const std::vector<
   return pts;
 }
 
-void draw_pad_roc(const std::filesystem::path& png, const std::vector<std::pair<std::string, std::vector<RocPoint>>>& curves,
-                  const std::string& title) {
-  const int size = 640, left = 70, right = 20, top = 40, bottom = 60, w = size - left - right, h = size - top - bottom;
-  cv::Mat img(size, size, CV_8UC3, cv::Scalar(255, 255, 255));
-  auto at = [&](double x, double y) { return cv::Point(left + int(std::lround(x * w)), top + int(std::lround((1 - y) * h))); };
-  for (int i = 0; i <= 10; ++i) {
-    const double v = i / 10.0;
-    cv::line(img, at(v, 0), at(v, 1), {225, 225, 225}, 1);
-    cv::line(img, at(0, v), at(1, v), {225, 225, 225}, 1);
-    cv::putText(img, cv::format("%.1f", v), at(v, 0) + cv::Point(-10, 18), cv::FONT_HERSHEY_SIMPLEX, 0.4, {0, 0, 0}, 1, cv::LINE_AA);
-    cv::putText(img, cv::format("%.1f", v), at(0, v) + cv::Point(-32, 4), cv::FONT_HERSHEY_SIMPLEX, 0.4, {0, 0, 0}, 1, cv::LINE_AA);
-  }
-  cv::rectangle(img, at(0, 1), at(1, 0), {0, 0, 0}, 1);
-  cv::line(img, at(0, 0), at(1, 1), {170, 170, 170}, 1, cv::LINE_AA);  // chance
-  cv::putText(img, "APCER (attacks accepted)", {left + w / 2 - 100, size - 18}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
-  cv::putText(img, "1 - BPCER", {4, top - 12}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
-  cv::putText(img, title, {left + 80, top - 14}, cv::FONT_HERSHEY_SIMPLEX, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
-  const cv::Scalar colours[] = {{230, 25, 75}, {60, 140, 60}, {0, 100, 200}, {0, 0, 0}, {245, 130, 48}, {145, 30, 180}};
-  for (size_t c = 0; c < curves.size(); ++c) {
-    const cv::Scalar col = colours[c % std::size(colours)];
-    std::vector<cv::Point> poly;
-    for (const auto& p : curves[c].second) poly.push_back(at(p.apcer, 1 - p.bpcer));
-    cv::polylines(img, poly, false, col, 2, cv::LINE_AA);
-    const cv::Point legend(left + w - 200, top + h - 20 - 22 * int(curves.size() - 1 - c));
-    cv::line(img, legend, legend + cv::Point(24, 0), col, 3);
-    cv::putText(img, curves[c].first, legend + cv::Point(30, 5), cv::FONT_HERSHEY_SIMPLEX, 0.5, col, 1, cv::LINE_AA);
-  }
-  save_image(png, img);  // colours above are RGB, as save_image expects
-}
-
 std::vector<float> fit_logistic(const std::vector<std::vector<float>>& x, const std::vector<bool>& y, double c) {
   if (x.empty() || x.size() != y.size()) throw Error(ErrorCode::kInvalidArgument, "logistic fit needs one label per row");
   const size_t pos = std::count(y.begin(), y.end(), true), neg = y.size() - pos;

@@ -10,6 +10,8 @@
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
 #include "gallery/atomic_file.hpp"
+#include "model/calibration_json.hpp"
+#include "core/json_depth.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -146,6 +148,27 @@ void save_manifest(const fs::path& file, const ModelManifest& m, const std::stri
   const std::string text = manifest_to_json(m, extra_json);
   if (!file.parent_path().empty()) fs::create_directories(file.parent_path());
   write_file_atomically(file, [&](std::ostream& os) { os << text; });
+}
+
+ScoreCalibration load_calibration(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(ErrorCode::kNotFound, "cannot read calibration file " + file.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    const auto j = parse_json_limited(text.str(), file.string());
+    return calibration_from_json(j.at("calibration"), file.string());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kInvalidArgument, file.string() + " is not a calibration file: " + e.what());
+  } catch (const Error& e) {
+    throw Error(ErrorCode::kInvalidArgument, e.what());
+  }
+}
+
+void save_calibration(const fs::path& file, const ScoreCalibration& c, const std::string& embedder) {
+  const nlohmann::json j = {{"embedder", embedder}, {"calibration", calibration_to_json(c)}};
+  if (!file.parent_path().empty()) fs::create_directories(file.parent_path());
+  write_file_atomically(file, [&](std::ostream& os) { os << j.dump(2) << "\n"; });
 }
 
 }  // namespace facekit

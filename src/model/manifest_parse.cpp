@@ -7,6 +7,7 @@
 #include "core/json_depth.hpp"
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "model/calibration_json.hpp"
 
 namespace facekit {
 
@@ -30,6 +31,45 @@ void check_numbers(const nlohmann::json& j, const std::string& where) {
 }
 
 }  // namespace
+
+ScoreCalibration calibration_from_json(const nlohmann::json& c, const std::string& where) {
+  ScoreCalibration k;
+  k.method = c.at("method");
+  k.fitted_on = c.value("fitted_on", "");
+  k.pairs = c.value("pairs", 0);
+  k.fit_prior = c.value("fit_prior", 0.5);
+  const auto bad = [&](const std::string& why) { return Error(ErrorCode::kModelCorrupt, where + ": calibration " + why); };
+  if (k.method == "platt") {
+    k.a = c.at("a");
+    k.b = c.at("b");
+    if (!std::isfinite(k.a) || !std::isfinite(k.b)) throw bad("a and b must be finite");
+  } else if (k.method == "isotonic") {
+    k.distance = c.at("distance").get<std::vector<float>>();
+    k.probability = c.at("probability").get<std::vector<float>>();
+    if (k.distance.empty() || k.distance.size() != k.probability.size()) throw bad("needs as many probabilities as distances");
+    for (size_t i = 0; i < k.distance.size(); ++i) {
+      if (!(k.probability[i] >= 0 && k.probability[i] <= 1)) throw bad("probabilities must lie in [0, 1]");
+      if (i > 0 && !(k.distance[i] > k.distance[i - 1] && k.probability[i] <= k.probability[i - 1]))
+        throw bad("distances must rise and probabilities must not");
+    }
+  } else {
+    throw bad("method must be \"platt\" or \"isotonic\"");
+  }
+  if (!(k.fit_prior > 0 && k.fit_prior < 1)) throw bad("fit_prior must lie in (0, 1)");
+  return k;
+}
+
+nlohmann::json calibration_to_json(const ScoreCalibration& k) {
+  nlohmann::json c = {{"method", k.method}, {"fitted_on", k.fitted_on}, {"pairs", k.pairs}, {"fit_prior", k.fit_prior}};
+  if (k.method == "platt") {
+    c["a"] = k.a;
+    c["b"] = k.b;
+  } else {
+    c["distance"] = k.distance;
+    c["probability"] = k.probability;
+  }
+  return c;
+}
 
 ModelManifest parse_manifest(const std::string& text, const std::string& where, const std::filesystem::path& dir) {
   ModelManifest m;
@@ -64,6 +104,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
       m.metric = e.at("metric");
       m.threshold = e.at("threshold");
       m.threshold_source = e.value("threshold_source", "");
+      if (e.contains("calibration")) m.calibration = calibration_from_json(e["calibration"], where);
     }
     for (const char* key : {"graph", "onnx"})  // the network's input and output names, channel order
       if (j.contains(key)) {
@@ -115,6 +156,7 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
                       {"metric", m.metric},
                       {"threshold", m.threshold},
                       {"threshold_source", m.threshold_source}};
+  if (!m.calibration.empty()) j["embedding"]["calibration"] = calibration_to_json(m.calibration);
   if (!m.graph_input.empty() || !m.graph_output.empty())
     j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};
   if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;

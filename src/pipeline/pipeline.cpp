@@ -14,6 +14,7 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 
 struct FacePipeline::Impl {
   float rescue_min_score = 0;
+  ScoreCalibration calibration;
   std::unique_ptr<Detector> detector;
   std::unique_ptr<Landmarker> landmarker;
   std::unique_ptr<Embedder> embedder;
@@ -30,6 +31,7 @@ FacePipeline::FacePipeline(const PipelineOptions& options) : impl_(std::make_uni
   impl_->detector = create_detector(options.detector, d);
   impl_->landmarker = create_landmarker(options.landmarker, l);
   impl_->embedder = create_embedder(options.embedder, e);
+  impl_->calibration = options.calibration ? *options.calibration : impl_->embedder->manifest().calibration;
 }
 
 FacePipeline::FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<Landmarker> landmarker,
@@ -41,6 +43,7 @@ FacePipeline::FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<L
   impl_->detector = std::move(detector);
   impl_->landmarker = std::move(landmarker);
   impl_->embedder = std::move(embedder);
+  impl_->calibration = options.calibration ? *options.calibration : impl_->embedder->manifest().calibration;
 }
 
 FacePipeline::~FacePipeline() = default;
@@ -50,6 +53,7 @@ FacePipeline& FacePipeline::operator=(FacePipeline&&) noexcept = default;
 const Detector& FacePipeline::detector() const { return *impl_->detector; }
 const Landmarker& FacePipeline::landmarker() const { return *impl_->landmarker; }
 const Embedder& FacePipeline::embedder() const { return *impl_->embedder; }
+const ScoreCalibration& FacePipeline::calibration() const { return impl_->calibration; }
 
 std::vector<Face> FacePipeline::detect(const Image& rgb, StageTimes* times) const {
   auto t0 = Clock::now();
@@ -114,34 +118,79 @@ int main_face_index(const std::vector<Face>& faces, cv::Size size) {
   return best;
 }
 
-Face FacePipeline::detect_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
-  auto t0 = Clock::now();
-  auto faces = impl_->detector->detect(rgb);
-  const float rescue = impl_->rescue_min_score;
-  if (faces.empty() && rescue > 0 && rescue < impl_->detector->options().min_score) {
-    DetectorOptions relaxed = impl_->detector->options();
-    relaxed.min_score = rescue;
-    relaxed.zoom_out_retries = {1.5f, 2.f, 3.f, 4.f};
-    faces = impl_->detector->detect(rgb, relaxed);
-  }
-  if (times) times->detect_ms += ms_since(t0);
-  if (faces_found) *faces_found = static_cast<int>(faces.size());
-  if (faces.empty()) throw Error(ErrorCode::kNoFace, "no face found");
+namespace {
+Face pick_face(const std::vector<Face>& faces, const Image& rgb, FacePick pick) {
   const cv::Point2f c(rgb.cols / 2.f, rgb.rows / 2.f);
   auto better = [&](const Face& a, const Face& b) {
     if (pick == FacePick::kLargest) return a.box.area() > b.box.area();
     const auto da = a.box.center() - c, db = b.box.center() - c;
     return da.dot(da) < db.dot(db);
   };
-  Face best = pick == FacePick::kMain ? faces[main_face_index(faces, rgb.size())]
-                                      : *std::min_element(faces.begin(), faces.end(), better);
+  return pick == FacePick::kMain ? faces[main_face_index(faces, rgb.size())]
+                                 : *std::min_element(faces.begin(), faces.end(), better);
+}
+}  // namespace
+
+Face FacePipeline::detect_one(const Image& rgb, FacePick pick, StageTimes* times, int* faces_found) const {
+  std::vector<int> found;
+  auto one = detect_one_batch({rgb}, pick, &found, times);
+  if (faces_found) *faces_found = found.at(0);
+  if (!one.at(0)) throw Error(ErrorCode::kNoFace, "no face found");
+  return std::move(*one[0]);
+}
+
+std::vector<std::optional<Face>> FacePipeline::detect_one_batch(const std::vector<Image>& images, FacePick pick,
+                                                                std::vector<int>* faces_found, StageTimes* times) const {
+  auto t0 = Clock::now();
+  auto all = impl_->detector->detect_batch(images);
+  const float rescue = impl_->rescue_min_score;
+  for (size_t i = 0; i < images.size(); ++i)
+    if (all[i].empty() && rescue > 0 && rescue < impl_->detector->options().min_score) {
+      DetectorOptions relaxed = impl_->detector->options();
+      relaxed.min_score = rescue;
+      relaxed.zoom_out_retries = {1.5f, 2.f, 3.f, 4.f};
+      all[i] = impl_->detector->detect(images[i], relaxed);
+    }
+  if (times) times->detect_ms += ms_since(t0);
+  if (faces_found) {
+    faces_found->clear();
+    for (const auto& f : all) faces_found->push_back(static_cast<int>(f.size()));
+  }
+  std::vector<std::optional<Face>> out(images.size());
+  std::vector<std::vector<Box>> boxes(images.size());
+  for (size_t i = 0; i < images.size(); ++i)
+    if (!all[i].empty()) {
+      out[i] = pick_face(all[i], images[i], pick);
+      boxes[i] = {out[i]->box};
+    }
   t0 = Clock::now();
-  best.landmarks = impl_->landmarker->landmarks(rgb, {best.box}).at(0);
+  const auto lms = impl_->landmarker->landmarks_batch(images, boxes);
+  for (size_t i = 0; i < images.size(); ++i)
+    if (out[i]) out[i]->landmarks = lms[i].at(0);
   if (times) {
     times->landmarks_ms += ms_since(t0);
-    times->faces += 1;
+    times->faces += static_cast<int>(std::count_if(out.begin(), out.end(), [](auto& f) { return f.has_value(); }));
   }
-  return best;
+  return out;
+}
+
+std::vector<std::vector<AnalyzedFace>> FacePipeline::embed_batch(const std::vector<Image>& images,
+                                                                 std::vector<std::vector<Face>> faces,
+                                                                 StageTimes* times) const {
+  if (images.size() != faces.size()) throw Error(ErrorCode::kInvalidArgument, "embed_batch: one face list per image");
+  std::vector<std::vector<Landmarks68>> lms(images.size());
+  for (size_t i = 0; i < images.size(); ++i)
+    for (const auto& f : faces[i]) {
+      if (!f.landmarks) throw Error(ErrorCode::kInvalidArgument, "embed() needs faces with landmarks");
+      lms[i].push_back(*f.landmarks);
+    }
+  const auto t0 = Clock::now();
+  auto embs = impl_->embedder->embed_faces_batch(images, lms);
+  if (times) times->embed_ms += ms_since(t0);
+  std::vector<std::vector<AnalyzedFace>> out(images.size());
+  for (size_t i = 0; i < images.size(); ++i)
+    for (size_t j = 0; j < faces[i].size(); ++j) out[i].push_back({std::move(faces[i][j]), std::move(embs[i][j])});
+  return out;
 }
 
 std::vector<AnalyzedFace> FacePipeline::embed(const Image& rgb, std::vector<Face> faces, StageTimes* times) const {
@@ -171,6 +220,7 @@ VerifyResult FacePipeline::verify(const Image& a, const Image& b) const {
   r.distance = l2_distance(r.a.embedding, r.b.embedding);
   r.threshold = impl_->embedder->threshold();
   r.same = r.distance <= r.threshold;
+  if (!impl_->calibration.empty()) r.probability = impl_->calibration.probability_at(r.distance);
   return r;
 }
 

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "cli_run.hpp"
 #include "facekit/error.hpp"
@@ -142,4 +143,72 @@ TEST(Cli, EmbedJsonIsUnitLength) {
   double n = 0;
   for (double v : e) n += v * v;
   EXPECT_NEAR(n, 1.0, 1e-4);
+}
+
+// bench pairs and calibrate on a pair list of the package photos: each photo against a half-size copy of
+// itself (same) and against other photos (different).
+TEST(Cli, BenchPairsAndCalibrateOnACsvList) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("fk_pairs_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::vector<fs::path> photos;
+  for (const char* n : {"Tom_Cruise_avp_2014_4.jpg", "2008_002470.jpg", "2009_004587.jpg", "2008_001009.jpg",
+                        "2007_007763.jpg", "2008_007676.jpg"})
+    photos.push_back(fk_test::kDlibFaces / n);
+  std::ofstream csv(dir / "pairs.csv");
+  csv << "a,b,same\n";
+  for (size_t i = 0; i < photos.size(); ++i) {
+    const cv::Mat img = cv::imread(photos[i].string());
+    cv::Mat half;
+    cv::resize(img, half, {img.cols / 2, img.rows / 2}, 0, 0, cv::INTER_AREA);
+    const std::string copy = "copy" + std::to_string(i) + ".jpg";
+    cv::imwrite((dir / copy).string(), half);
+    csv << photos[i].string() << "," << copy << ",1\n";
+    csv << photos[i].string() << "," << photos[(i + 1) % photos.size()].string() << ",0\n";
+  }
+  csv.close();
+  const auto p = [&](const char* f) { return fk_test::quoted(dir / f); };
+  const auto r = fk_test::run_cli("bench pairs --pairs " + p("pairs.csv") + " --folds 2 --json " + p("r.json") +
+                                  " --scores " + p("s.csv") + " --plot " + p("roc.png"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("TAR@FAR=1e-01   -"), std::string::npos) << r.out;  // 6 impostors cannot resolve 1e-1
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "r.json"));
+  EXPECT_EQ(j["pairs"], 12);
+  EXPECT_EQ(j["folds"].size(), 2u);
+  EXPECT_GT(j["auc"].get<double>(), 0.9);
+  ASSERT_EQ(j["tar_at_far"].size(), 5u);
+  EXPECT_EQ(j["tar_at_far"][0]["impostors"], 6);
+  EXPECT_FALSE(j["tar_at_far"][0]["supported"].get<bool>());
+  EXPECT_TRUE(j.contains("calibration"));  // the dlib ResNet's manifest has a map
+  std::ifstream scores(dir / "s.csv");
+  int rows = 0;
+  for (std::string line; std::getline(scores, line);) ++rows;
+  EXPECT_EQ(rows, 13);
+  EXPECT_FALSE(cv::imread((dir / "roc.png").string()).empty());
+  // An earlier run overlaid on the plot.
+  const auto again = fk_test::run_cli("--no-flip bench pairs --pairs " + p("pairs.csv") + " --folds 2 --plot " +
+                                      p("roc2.png") + " --compare " + p("s.csv") + "=flip");
+  EXPECT_EQ(again.status, 0) << again.err;
+  EXPECT_FALSE(cv::imread((dir / "roc2.png").string()).empty());
+
+  const auto cal = fk_test::run_cli("calibrate --pairs " + p("pairs.csv") + " --out " + p("cal.json"));
+  ASSERT_EQ(cal.status, 0) << cal.err;
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir / "cal.json"))["calibration"]["method"], "platt");
+  const auto v = fk_test::run_cli("--calibration " + p("cal.json") + " verify --json " +
+                                  fk_test::quoted(photos[0]) + " " + p("copy0.jpg"));
+  ASSERT_EQ(v.status, 0) << v.err;
+  const auto vj = nlohmann::json::parse(v.out);
+  EXPECT_GT(vj["probability"].get<double>(), 0.5);
+
+  // A malformed line is refused with its number; a bad calibration file too.
+  std::ofstream(dir / "bad.csv") << "a.jpg,b.jpg,1\na.jpg,b.jpg,perhaps\n";
+  const auto bad = fk_test::run_cli("bench pairs --pairs " + p("bad.csv"));
+  EXPECT_EQ(bad.status, 3);
+  EXPECT_NE(bad.err.find("bad.csv:2:"), std::string::npos) << bad.err;
+  std::ofstream(dir / "badcal.json") << "{\"calibration\": {\"method\": \"platt\", \"a\": 1}}";
+  EXPECT_EQ(fk_test::run_cli("--calibration " + p("badcal.json") + " verify " + fk_test::quoted(photos[0]) + " " +
+                             fk_test::quoted(photos[0])).status,
+            3);
+  fs::remove_all(dir);
 }

@@ -9,12 +9,15 @@
 #include <set>
 #include <thread>
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "actors.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/embedder.hpp"
 #include "facekit/engine.hpp"
+#include "facekit/model.hpp"
 #include "facekit/landmarker.hpp"
 #include "facekit/error.hpp"
 #include "facekit/json.hpp"
@@ -67,6 +70,14 @@ TEST_F(EngineTest, VerifyEnrolIdentifyRenameRemove) {
   ASSERT_TRUE(who.faces[0].identification.known);
   EXPECT_EQ(who.faces[0].identification.candidates[0].name, "first");
   EXPECT_EQ(who.people, 2);
+  // The embedder's score calibration (dlib ResNet: fitted on LFW View 1): P(same) for each candidate's distance,
+  // high for the enrolled person, and verify() carries the same map.
+  const auto& best = who.faces[0].identification.candidates[0];
+  ASSERT_TRUE(best.match_probability.has_value());
+  EXPECT_GT(*best.match_probability, 0.5);
+  const auto v = e.verify(a0, a1);
+  ASSERT_TRUE(v.probability.has_value());
+  EXPECT_NEAR(*v.probability, fk::load_manifest("dlib_resnet").calibration.probability_at(v.distance), 1e-12);
 
   // A rename is seen by the next identify (a new snapshot), and so is a removal.
   e.rename("first", "renamed");

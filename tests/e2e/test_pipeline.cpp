@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include <unistd.h>
 
@@ -272,4 +273,70 @@ TEST(EmbeddingCache, TwoFaceSetsWithTheSamePathsDoNotShareEmbeddings) {
   EXPECT_LT(fk::l2_distance(a[0].variants[0], again[0].variants[0]), 1e-6);
   EXPECT_GT(fk::l2_distance(a[0].variants[0], b[0].variants[0]), pipeline().embedder().threshold());
   fs::remove_all(tmp);
+}
+
+// Batch-aware stages (issue 18): a batch of photos gives what the photos give one at a time. The package
+// photos mix sizes and aspects, and the crops add frame-filling faces (BlazeFace's second look) of one shape,
+// so the batch holds shared-shape groups, singletons and both passes.
+TEST(Pipeline, BatchedStagesGiveWhatSinglePhotosGive) {
+  std::vector<fk::Image> imgs;
+  for (const auto& dir : {kFaces, kDemo})
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().extension() == ".jpg") imgs.push_back(fk::load_image(e.path()));
+  ASSERT_GE(imgs.size(), 10u);
+  const size_t photos = imgs.size();
+  for (size_t i = 0; i < photos; ++i) {  // a centred square crop of each photo's main face region
+    const auto faces = pipeline().detector().detect(imgs[i]);
+    if (faces.empty()) continue;
+    const auto& b = faces[0].box;
+    const float side = std::max(b.width, b.height) * 1.1f;
+    cv::Rect r(static_cast<int>(b.x + b.width / 2 - side / 2), static_cast<int>(b.y + b.height / 2 - side / 2),
+               static_cast<int>(side), static_cast<int>(side));
+    r &= cv::Rect(0, 0, imgs[i].cols, imgs[i].rows);
+    cv::Mat crop;
+    cv::resize(imgs[i](r), crop, {160, 160});
+    imgs.push_back(crop);
+  }
+  const auto& det = pipeline().detector();
+  const auto batched = det.detect_batch(imgs);
+  ASSERT_EQ(batched.size(), imgs.size());
+  int faces = 0;
+  for (size_t i = 0; i < imgs.size(); ++i) {
+    const auto one = det.detect(imgs[i]);
+    ASSERT_EQ(batched[i].size(), one.size()) << "photo " << i;
+    for (size_t k = 0; k < one.size(); ++k) {
+      EXPECT_NEAR(batched[i][k].box.x, one[k].box.x, 0.05f);
+      EXPECT_NEAR(batched[i][k].box.width, one[k].box.width, 0.05f);
+      EXPECT_NEAR(batched[i][k].score, one[k].score, 1e-4f);
+    }
+    faces += static_cast<int>(one.size());
+  }
+  EXPECT_GT(faces, 40);
+
+  std::vector<int> found;
+  const auto picked = pipeline().detect_one_batch(imgs, fk::FacePick::kMain, &found);
+  std::vector<fk::Image> with;
+  std::vector<std::vector<fk::Face>> with_faces;
+  for (size_t i = 0; i < imgs.size(); ++i) {
+    int n = 0;
+    std::optional<fk::Face> one;
+    try {
+      one = pipeline().detect_one(imgs[i], fk::FacePick::kMain, nullptr, &n);
+    } catch (const fk::Error& e) {
+      EXPECT_EQ(e.code(), fk::ErrorCode::kNoFace);
+    }
+    EXPECT_EQ(found[i], n);
+    ASSERT_EQ(picked[i].has_value(), one.has_value()) << "photo " << i;
+    if (!one) continue;
+    for (int p = 0; p < 68; ++p) EXPECT_NEAR((*picked[i]->landmarks)[p].x, (*one->landmarks)[p].x, 0.05f);
+    with.push_back(imgs[i]);
+    with_faces.push_back({*one});
+  }
+  const auto embedded = pipeline().embed_batch(with, with_faces);
+  for (size_t i = 0; i < with.size(); ++i) {
+    const auto single = pipeline().embed(with[i], with_faces[i]);
+    double dot = 0;
+    for (size_t d = 0; d < single[0].embedding.size(); ++d) dot += single[0].embedding[d] * embedded[i][0].embedding[d];
+    EXPECT_GT(dot, 0.9999) << "photo " << i;
+  }
 }
