@@ -31,10 +31,10 @@ struct DetectorOptions {
   float large_face_fraction = 0.4f;
   /// BlazeFace: the input size of that second look (longer side of the 2x canvas, a multiple of 32 from 64;
   /// 0 = the model's own, 256). It only has to find faces of at least large_face_fraction of the photo, which
-  /// are large on the canvas even at 192: (192/256)^2 = 0.56 of the first pass's work. Measured against 256
-  /// (docs/results.md): LFW View 2 99.15% vs 99.17%, cfp-dev FP 84.71% vs 82.71%, the same faces in every
-  /// tight-crop variant; 160 and 128 lost rank-1 on outline crops and LFW accuracy.
-  int large_face_input = 192;
+  /// stay large on the canvas: at 160, (160/256)^2 = 0.39 of the first pass's work. Against 256 (docs/results.md):
+  /// LFW View 2 unchanged (99.17%), cfp-dev FP 84.80% vs 82.71%, the same faces in every tight-crop variant,
+  /// rank-1 on outline crops 1.1 points lower; 192 framed an ID-style crop too loosely, 128 lost LFW accuracy.
+  int large_face_input = 160;
   /// BlazeFace: a weaker box overlapping such a large face by more than this fraction of its own area is a
   /// fragment of it, and is dropped.
   float large_face_containment = 0.3f;

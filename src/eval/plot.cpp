@@ -206,9 +206,9 @@ void write_reliability_plot(const std::filesystem::path& png, const std::vector<
 
 void draw_pad_roc(const std::filesystem::path& png,
                   const std::vector<std::pair<std::string, std::vector<RocPoint>>>& curves, const std::string& title) {
-  const int W = 680, H = 640;
+  const int W = 640, H = 640;
   cv::Mat img(H, W, CV_8UC3, cv::Scalar::all(255));
-  const Panel p{cv::Rect(100, 70, 520, 460), 0, 1, 0, 1};
+  const Panel p{cv::Rect(90, 50, 520, 520), 0, 1, 0, 1};
   frame(img, p, title, "APCER (attacks accepted)", "1 - BPCER (bona fide accepted)", false, false, 0.1);
   cv::line(img, p.px(0, 0), p.px(1, 1), cv::Scalar::all(170), 1, cv::LINE_AA);  // chance
   std::vector<std::string> labels;
