@@ -113,12 +113,7 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
     Common cm = c;
     cm.model = m;
     FacePipeline pipe(pipeline_options(cm));
-    std::unique_ptr<ProgressBar> bar;
-    auto r = run_lfw(pipe, lo, [&](int done, int total) {
-      if (!bar) bar = std::make_unique<ProgressBar>(m, total);
-      bar->update(done);
-    });
-    if (bar) bar->finish();
+    auto r = score_pairs(pipe, lo, m);
     std::printf("%-16s accuracy %.2f%% (threshold %.4f)\n", m.c_str(), 100 * r.verification.accuracy_mean,
                 r.verification.best_threshold);
     scored.push_back(std::move(r.scored));

@@ -17,16 +17,6 @@
 #include "progress.hpp"
 
 namespace facekit::cli {
-namespace {
-
-using nlohmann::json;
-namespace fs = std::filesystem;
-
-struct PairsArgs {
-  LfwOptions lo;
-  std::string json_out, scores, plot, label;
-  std::vector<std::string> compare;  // earlier runs' score files, FILE or FILE=LABEL
-};
 
 LfwReport score_pairs(const FacePipeline& pipe, const LfwOptions& lo, const std::string& bar_name) {
   std::unique_ptr<ProgressBar> bar;
@@ -37,6 +27,17 @@ LfwReport score_pairs(const FacePipeline& pipe, const LfwOptions& lo, const std:
   if (bar) bar->finish();
   return report;
 }
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct PairsArgs {
+  LfwOptions lo;
+  std::string json_out, scores, plot, label;
+  std::vector<std::string> compare;  // earlier runs' score files, FILE or FILE=LABEL
+};
 
 std::vector<LabelledScore> labelled(const std::vector<ScoredPair>& s) {
   std::vector<LabelledScore> out;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "facekit/engine.hpp"
+#include "facekit/eval.hpp"
 #include "facekit/image.hpp"
 #include "facekit/json.hpp"
 #include "facekit/liveness.hpp"
@@ -98,6 +99,8 @@ using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 void add_core_commands(CLI::App& app, Common& c, Commands& out);
 /// enroll, identify, people, gallery, bench identify, bench gallery-scale (cmd_gallery.cpp).
 void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
+/// run_lfw with a progress bar named `bar_name` on stderr (bench lfw, bench pairs, bench fuse, calibrate).
+LfwReport score_pairs(const FacePipeline& pipe, const LfwOptions& lo, const std::string& bar_name);
 /// bench lfw, bench pairs, calibrate (after the core commands: it adds to "bench").
 void add_eval_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).

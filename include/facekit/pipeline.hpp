@@ -26,6 +26,10 @@ struct PipelineOptions {
   std::optional<ScoreCalibration> calibration;
 };
 
+/// The distance -> P(same) map a pipeline with these options uses for this embedder: options.calibration when
+/// given, else the embedder manifest's (empty when it has none).
+const ScoreCalibration& calibration_for(const PipelineOptions& options, const ModelManifest& embedder);
+
 /// Milliseconds spent in each stage by one call (wall clock).
 struct StageTimes {
   double detect_ms = 0, landmarks_ms = 0;

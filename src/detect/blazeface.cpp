@@ -2,7 +2,7 @@
 // anchors generated as MediaPipe does, box and 6-keypoint decoding, weighted NMS, any number of faces.
 #include <algorithm>
 #include <map>
-#include <memory>
+#include <numeric>
 #include <sstream>
 
 #include <opencv2/imgproc.hpp>
@@ -19,7 +19,11 @@ namespace {
 class BlazeFaceDetector final : public Detector {
  public:
   BlazeFaceDetector(const ModelManifest& m, const DetectorOptions& opt)
-      : manifest_(m), opt_(opt), net_(m, opt.device) {
+      : manifest_(m), opt_(opt), graph_(checked_path(m), nn::parse_device(opt.device)) {
+    std::stringstream ss(m.graph_output);
+    for (std::string s; std::getline(ss, s, ',');) outputs_.push_back(s);
+    if (outputs_.size() != 4)
+      throw Error(ErrorCode::kModelCorrupt, m.name + ": graph.output must list scores16,boxes16,scores8,boxes8");
     if (opt.large_face_input != 0 && (opt.large_face_input < 64 || opt.large_face_input % 32))
       throw Error(ErrorCode::kInvalidArgument, "large_face_input must be 0 or a multiple of 32 from 64");
   }
@@ -39,13 +43,13 @@ class BlazeFaceDetector final : public Detector {
     nms.weighted = true;
     nms.max_keep = opt.max_faces;
     std::vector<size_t> all(images.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    std::iota(all.begin(), all.end(), size_t{0});
     auto result = detect_pass(images, all, 1.f, opt, nms);
     // A face filling most of the frame is larger than BlazeFace's anchors reach: the photo itself gives
     // fragments (an eye, half a face) or nothing. When a face is large, or none was found, look again with
     // the photo centred on a canvas twice its size, where such a face is anchor-sized. A large face found
     // there replaces the fragments it contains, unless the first pass already has that face (IoU): the first
-    // pass saw it at twice the resolution. The second look runs at opt.large_face_input (192 of the model's
+    // pass saw it at twice the resolution. The second look runs at opt.large_face_input (160 of the model's
     // 256): it only needs the large faces, which stay large on the canvas.
     auto large_in = [&](const Image& rgb) {
       const float longer = static_cast<float>(std::max(rgb.cols, rgb.rows));
@@ -89,24 +93,6 @@ class BlazeFaceDetector final : public Detector {
   const std::string& name() const override { return manifest_.name; }
 
  private:
-  // aspect ratio (longer side of the canvas = the model's size) and pad only up to the coarse grid's stride,
-  // with the anchor grids sized to match. A 640x480 photo becomes 256x192 instead of 256x256: a quarter less
-  // work. (The graph's own Reshape nodes assume the square grid, so the manifest names the convolutions before
-  // them.) Boxes are in the photo's pixels, as the network draws them (not yet adjusted for the landmarker).
-  // A network with its manifest and the four outputs BlazeFace's decoding reads.
-  struct Net {
-    Net(const ModelManifest& m, const std::string& device)
-        : manifest(m), graph(checked_path(m), nn::parse_device(device)) {
-      std::stringstream ss(m.graph_output);
-      for (std::string s; std::getline(ss, s, ',');) outputs.push_back(s);
-      if (outputs.size() != 4)
-        throw Error(ErrorCode::kModelCorrupt, m.name + ": graph.output must list scores16,boxes16,scores8,boxes8");
-    }
-    ModelManifest manifest;
-    graph::GraphModel graph;
-    std::vector<std::string> outputs;
-  };
-
   // Where a photo sits in the network's input for one pass.
   struct Placement {
     cv::Mat input;       // the canvas the network sees (RGB, iw x ih)
@@ -120,7 +106,7 @@ class BlazeFaceDetector final : public Detector {
   // sized to match. A 640x480 photo becomes 256x192 instead of 256x256: a quarter less work. (The graph's own
   // Reshape nodes assume the square grid, so the manifest names the convolutions before them.)
   Placement place(const Image& rgb, float zoom, int in) const {
-    const int coarse = net_.manifest.input_size / 8;  // the coarse grid's stride is the network's own
+    const int coarse = manifest_.input_size / 8;  // the coarse grid's stride is the network's own
     Placement p;
     const double s = static_cast<double>(in) / (zoom * std::max(rgb.cols, rgb.rows));
     const int rw = std::max(1, static_cast<int>(std::lround(rgb.cols * s)));
@@ -144,7 +130,7 @@ class BlazeFaceDetector final : public Detector {
   std::vector<std::vector<Face>> detect_pass(const std::vector<Image>& images, const std::vector<size_t>& which,
                                              float zoom, const DetectorOptions& opt, const NmsOptions& nms,
                                              int input_size = 0) const {
-    const auto& m = net_.manifest;
+    const auto& m = manifest_;
     const int in = input_size > 0 ? input_size : m.input_size, fine = m.input_size / 16, coarse = m.input_size / 8;
     std::vector<Placement> placed;
     for (size_t i : which) placed.push_back(place(images[i], zoom, in));
@@ -153,7 +139,7 @@ class BlazeFaceDetector final : public Detector {
     // Photos per network call. On a CPU, BlazeFace's 128x128 maps of a few photos already overflow the caches:
     // `bench lfw --batch 8` (600 pairs, one run) gave 119.8, 120.0, 108.1 and 105.0 photos/s with 1, 2, 4 and
     // 8 photos per call. A GPU wants many.
-    const size_t kMaxBatch = net_.graph.device().is_cpu() ? 2 : 32;
+    const size_t kMaxBatch = graph_.device().is_cpu() ? 2 : 32;
     std::vector<std::pair<std::pair<int, int>, std::vector<size_t>>> calls;
     for (const auto& [shape, members] : by_shape)
       for (size_t k = 0; k < members.size(); k += kMaxBatch)
@@ -172,8 +158,8 @@ class BlazeFaceDetector final : public Detector {
       std::vector<cv::Mat> inputs;
       for (size_t j : members) inputs.push_back(placed[j].input);
       const int64_t n = static_cast<int64_t>(members.size());
-      at::Tensor x = nn::images_to_batch(inputs, m.mean, m.scale, net_.graph.device()).permute({0, 2, 3, 1});
-      const auto o = net_.graph.run({{m.graph_input, x}}, net_.outputs);
+      at::Tensor x = nn::images_to_batch(inputs, m.mean, m.scale, graph_.device()).permute({0, 2, 3, 1});
+      const auto o = graph_.run({{m.graph_input, x}}, outputs_);
       const at::Tensor scores = at::cat({o[0].reshape({n, -1}), o[2].reshape({n, -1})}, 1).to(at::kCPU).contiguous();
       const at::Tensor regs = at::cat({o[1].reshape({n, -1, 16}), o[3].reshape({n, -1, 16})}, 1).to(at::kCPU).contiguous();
       if (scores.size(1) != static_cast<int64_t>(anchors.size()) || regs.size(1) != scores.size(1))
@@ -222,7 +208,8 @@ class BlazeFaceDetector final : public Detector {
 
   ModelManifest manifest_;
   DetectorOptions opt_;
-  Net net_;
+  graph::GraphModel graph_;
+  std::vector<std::string> outputs_;
 };
 
 }  // namespace

@@ -199,7 +199,7 @@ Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>()) {
   const ModelManifest em = load_manifest(m.opt.pipeline.embedder);
   m.eid = {em.name, em.version};
   m.embedding_dim = em.embedding_dim;
-  m.calibration = m.opt.pipeline.calibration ? *m.opt.pipeline.calibration : em.calibration;
+  m.calibration = calibration_for(m.opt.pipeline, em);
   m.opt.enroll.image_limits = m.opt.image_limits;
   if (m.opt.identify.top_k < 1) throw Error(ErrorCode::kInvalidArgument, "top_k must be at least 1");
 }
@@ -211,7 +211,7 @@ Engine::Engine(EngineOptions options, FacePipeline pipeline) : impl_(std::make_u
   const ModelManifest& em = m.pipe->embedder().manifest();
   m.eid = {em.name, em.version};
   m.embedding_dim = em.embedding_dim;
-  m.calibration = m.opt.pipeline.calibration ? *m.opt.pipeline.calibration : em.calibration;
+  m.calibration = calibration_for(m.opt.pipeline, em);
   m.opt.pipeline.embedder = em.name;
   m.opt.enroll.image_limits = m.opt.image_limits;
   if (m.opt.identify.top_k < 1) throw Error(ErrorCode::kInvalidArgument, "top_k must be at least 1");

@@ -148,12 +148,12 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
           for (size_t k = 0; k < with.size(); ++k) emb[with_at[k]] = std::move(e[k].at(0).embedding), ok[with_at[k]] = 1;
         }
         // Per-photo times: the batch's stage times shared out over the photos that went through each stage.
-        for (size_t i = begin; i < end; ++i) {
-          times[i].faces = found[i] > 0 && !todo.empty() && cached.find(images[i]) == cached.end() ? 1 : 0;
-          times[i].detect_ms = todo.empty() ? 0 : t.detect_ms / todo.size();
-          times[i].landmarks_ms = todo.empty() ? 0 : t.landmarks_ms / todo.size();
-          times[i].embed_ms = with.empty() ? 0 : t.embed_ms / with.size();
+        for (size_t i : todo_at) {  // detected in this run
+          times[i].faces = found[i] > 0 ? 1 : 0;
+          times[i].detect_ms = t.detect_ms / todo.size();
+          times[i].landmarks_ms = t.landmarks_ms / todo.size();
         }
+        for (size_t i : with_at) times[i].embed_ms = t.embed_ms / with.size();
       },
       [&](int chunks_done, int) {
         if (progress) progress(static_cast<int>(std::min(images.size(), chunks_done * per)), static_cast<int>(images.size()));

@@ -84,6 +84,27 @@ void split_scores(const std::vector<ScoredPair>& pairs, std::vector<double>& pos
   }
   if (pos.empty() || neg.empty()) throw Error(ErrorCode::kInvalidArgument, "ROC figures need same and different pairs");
 }
+
+// Both kinds of distance sorted, and every distinct distance: the thresholds where an ROC changes.
+struct Sweep {
+  std::vector<double> pos, neg, cuts;
+  explicit Sweep(const std::vector<ScoredPair>& pairs) {
+    split_scores(pairs, pos, neg);
+    cuts = pos;
+    cuts.insert(cuts.end(), neg.begin(), neg.end());
+    std::sort(pos.begin(), pos.end());
+    std::sort(neg.begin(), neg.end());
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  }
+  // Accepted (distance <= t) shares of the same and of the different pairs.
+  double same_accepted(double t) const {
+    return static_cast<double>(std::upper_bound(pos.begin(), pos.end(), t) - pos.begin()) / pos.size();
+  }
+  double different_accepted(double t) const {
+    return static_cast<double>(std::upper_bound(neg.begin(), neg.end(), t) - neg.begin()) / neg.size();
+  }
+};
 }  // namespace
 
 double roc_auc(const std::vector<ScoredPair>& pairs) {
@@ -94,46 +115,32 @@ double roc_auc(const std::vector<ScoredPair>& pairs) {
 }
 
 std::vector<OperatingPoint> roc_curve(const std::vector<ScoredPair>& pairs) {
-  std::vector<double> pos, neg;
-  split_scores(pairs, pos, neg);
-  std::sort(pos.begin(), pos.end());
-  std::sort(neg.begin(), neg.end());
-  std::vector<double> cuts(pos);
-  cuts.insert(cuts.end(), neg.begin(), neg.end());
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  const Sweep sw(pairs);
   std::vector<OperatingPoint> out;
   const auto at = [&](double t) {
     OperatingPoint r;
     r.threshold = static_cast<float>(t);
-    r.tar = static_cast<double>(std::upper_bound(pos.begin(), pos.end(), t) - pos.begin()) / pos.size();
-    r.far = static_cast<double>(std::upper_bound(neg.begin(), neg.end(), t) - neg.begin()) / neg.size();
+    r.tar = sw.same_accepted(t);
+    r.far = sw.different_accepted(t);
     return r;
   };
   // Below every distance: nothing accepted but the invalid different pairs (which are always accepted).
-  const double below = cuts.front() == -std::numeric_limits<double>::infinity() ? cuts.front() : std::nextafter(cuts.front(), -1e30);
-  out.push_back(at(below));
-  for (double t : cuts)
+  const double first = sw.cuts.front();
+  out.push_back(at(first == -std::numeric_limits<double>::infinity() ? first : std::nextafter(first, -1e30)));
+  for (double t : sw.cuts)
     if (std::isfinite(t)) out.push_back(at(t));
   return out;
 }
 
 double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold) {
-  std::vector<double> pos, neg;
-  split_scores(pairs, pos, neg);
-  std::vector<double> cuts(pos);
-  cuts.insert(cuts.end(), neg.begin(), neg.end());
-  std::sort(pos.begin(), pos.end());
-  std::sort(neg.begin(), neg.end());
-  std::sort(cuts.begin(), cuts.end());
-  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  const Sweep sw(pairs);
   // Accept d <= t. FRR falls and FAR rises as t grows; the EER is where they cross, taken as the mean of the
   // two rates at the threshold where they are closest.
   double best_gap = 2, eer = 1, best_t = 0;
-  for (double t : cuts) {
+  for (double t : sw.cuts) {
     if (!std::isfinite(t)) continue;
-    const double frr = static_cast<double>(pos.end() - std::upper_bound(pos.begin(), pos.end(), t)) / pos.size();
-    const double far = static_cast<double>(std::upper_bound(neg.begin(), neg.end(), t) - neg.begin()) / neg.size();
+    const double frr = static_cast<double>(sw.pos.end() - std::upper_bound(sw.pos.begin(), sw.pos.end(), t)) / sw.pos.size();
+    const double far = sw.different_accepted(t);
     if (std::abs(far - frr) < best_gap) best_gap = std::abs(far - frr), eer = (far + frr) / 2, best_t = t;
   }
   if (threshold) *threshold = static_cast<float>(best_t);

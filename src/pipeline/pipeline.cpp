@@ -12,6 +12,10 @@ using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 }  // namespace
 
+const ScoreCalibration& calibration_for(const PipelineOptions& options, const ModelManifest& embedder) {
+  return options.calibration ? *options.calibration : embedder.calibration;
+}
+
 struct FacePipeline::Impl {
   float rescue_min_score = 0;
   ScoreCalibration calibration;
@@ -31,7 +35,7 @@ FacePipeline::FacePipeline(const PipelineOptions& options) : impl_(std::make_uni
   impl_->detector = create_detector(options.detector, d);
   impl_->landmarker = create_landmarker(options.landmarker, l);
   impl_->embedder = create_embedder(options.embedder, e);
-  impl_->calibration = options.calibration ? *options.calibration : impl_->embedder->manifest().calibration;
+  impl_->calibration = calibration_for(options, impl_->embedder->manifest());
 }
 
 FacePipeline::FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<Landmarker> landmarker,
@@ -43,7 +47,7 @@ FacePipeline::FacePipeline(std::unique_ptr<Detector> detector, std::unique_ptr<L
   impl_->detector = std::move(detector);
   impl_->landmarker = std::move(landmarker);
   impl_->embedder = std::move(embedder);
-  impl_->calibration = options.calibration ? *options.calibration : impl_->embedder->manifest().calibration;
+  impl_->calibration = calibration_for(options, impl_->embedder->manifest());
 }
 
 FacePipeline::~FacePipeline() = default;
