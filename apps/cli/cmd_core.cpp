@@ -37,20 +37,39 @@ void draw_faces(Image& img, const std::vector<Face>& faces) {
   }
 }
 
-int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_json, const std::string& draw) {
+int cmd_detect(const Common& c, const std::vector<std::string>& files, bool as_json, const std::string& draw,
+               const std::string& attributes) {
   if (!draw.empty() && files.size() != 1) throw Error(ErrorCode::kInvalidArgument, "--draw takes exactly one input image");
-  const Engine engine(engine_options(c));
+  EngineOptions eo = engine_options(c);
+  if (!attributes.empty()) eo.attribute_estimator = attributes;
+  const Engine engine(eo);
+  if (!attributes.empty()) engine.attribute_estimator();  // an unknown model fails before any photo is read
   json out = json::array();
   for (const auto& f : files) {
     Image img = engine.load(f);
     const auto faces = engine.detect(img);
+    std::vector<FaceAttributes> attrs;
+    if (!attributes.empty()) attrs = engine.attributes(img, faces);
     if (as_json) {
-      out.push_back(json_view::detection(f, img, faces));
+      out.push_back(attributes.empty() ? json_view::detection(f, img, faces)
+                                       : json_view::detection(f, img, faces, attrs, attributes));
     } else {
       std::printf("%s: %zu face%s\n", f.c_str(), faces.size(), faces.size() == 1 ? "" : "s");
-      for (const auto& face : faces)
-        std::printf("  box x=%.1f y=%.1f w=%.1f h=%.1f score=%.3f\n", face.box.x, face.box.y, face.box.width,
+      for (size_t i = 0; i < faces.size(); ++i) {
+        const Face& face = faces[i];
+        std::printf("  box x=%.1f y=%.1f w=%.1f h=%.1f score=%.3f", face.box.x, face.box.y, face.box.width,
                     face.box.height, face.score);
+        if (!attrs.empty()) {
+          const auto& a = attrs[i];
+          // Estimates, said as such: the network's guess with its probability.
+          std::printf("  estimated:");
+          if (!a.age_group.empty())
+            std::printf(" age %.0f (%s %.2f)", a.age, a.age_group.front().label.c_str(), a.age_group.front().probability);
+          for (const auto* v : {&a.gender, &a.group})
+            if (!v->empty()) std::printf(" %s %.2f", v->front().label.c_str(), v->front().probability);
+        }
+        std::printf("\n");
+      }
     }
     if (!draw.empty()) {
       draw_faces(img, faces);
@@ -235,7 +254,7 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   struct State {
     std::vector<std::string> files;
     bool as_json = false;
-    std::string draw, img_a, img_b, json_out;
+    std::string draw, img_a, img_b, json_out, attributes;
     float threshold = std::numeric_limits<float>::quiet_NaN();  // NaN: the model's calibrated threshold
     LfwOptions lfw;
   };
@@ -246,7 +265,13 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   detect->add_option("images", st->files, "image files")->required();
   detect->add_flag("--json", st->as_json, "print JSON");
   detect->add_option("--draw", st->draw, "write the image with faces drawn on it");
-  out.emplace_back(detect, [&c, st] { return cmd_detect(c, st->files, st->as_json, st->draw); });
+  auto with_attributes = std::make_shared<bool>(false);
+  detect->add_flag("--attributes", *with_attributes, "also estimate age, gender and group per face (estimates: docs/bias.md)");
+  st->attributes = defaults::kAttributeEstimator;
+  detect->add_option("--attribute-model", st->attributes, "the attribute model")->capture_default_str();
+  out.emplace_back(detect, [&c, st, with_attributes] {
+    return cmd_detect(c, st->files, st->as_json, st->draw, *with_attributes ? st->attributes : std::string());
+  });
 
   auto* embed = app.add_subcommand("embed", "print the embedding of every face");
   embed->add_option("images", st->files, "image files")->required();

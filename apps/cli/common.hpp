@@ -103,6 +103,8 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out);
 LfwReport score_pairs(const FacePipeline& pipe, const LfwOptions& lo, const std::string& bar_name);
 /// bench lfw, bench pairs, calibrate (after the core commands: it adds to "bench").
 void add_eval_commands(CLI::App& app, Common& c, Commands& out);
+/// bench bias (cmd_bias.cpp; after the core commands: it adds to "bench").
+void add_bias_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).
 void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "facekit/attributes.hpp"
 #include "facekit/gallery.hpp"
 #include "facekit/identify.hpp"
 #include "facekit/image.hpp"
@@ -45,6 +46,9 @@ struct EngineOptions {
   /// The passive anti-spoofing checker (a manifest name); it loads on the first spoof() or analyze() that asks.
   std::string spoof_checker = defaults::kSpoofChecker;
   SpoofOptions spoof;        ///< its device follows pipeline.device
+  /// Age, gender and group estimates (a manifest name, kind "attributes"); it loads on the first call that
+  /// asks (attributes(), analyze() with attributes).
+  std::string attribute_estimator = defaults::kAttributeEstimator;
   /// How load() and enrolment read image files and bytes: size limits, damaged files refused.
   ImageLimits image_limits;
   /// identify() asks the gallery for its revision (one query, serialised on the store's connection) at most
@@ -59,12 +63,14 @@ struct FaceAnalysis {
   FaceQuality quality;
   std::optional<SpoofResult> spoof;   ///< when asked for
   std::optional<Embedding> embedding; ///< when asked for
+  std::optional<FaceAttributes> attributes; ///< when asked for: estimates, see attributes.hpp
 };
 
 struct AnalyzeOptions {
   bool quality = true;
   bool spoof = false;
   bool embedding = false;
+  bool attributes = false;
   /// The photo is expected to hold a face: when none reaches the detector's score, search again at the
   /// pipeline's rescue score and keep the best (as quality checks of enrolment photos do).
   bool rescue = false;
@@ -155,6 +161,9 @@ class Engine {
   /// Passive anti-spoofing of every face (or of the whole image taken as one face crop).
   std::vector<SpoofedFace> spoof(const Image& rgb, bool whole_image = false) const;
   const SpoofChecker& spoof_checker() const;
+  /// Estimated age, gender and group of faces found by detect() (one forward pass for all of them).
+  std::vector<FaceAttributes> attributes(const Image& rgb, const std::vector<Face>& faces) const;
+  const AttributeEstimator& attribute_estimator() const;
   /// Active liveness of a video or frame folder, with the spoof checker's score on every frame unless
   /// `passive` is false.
   ActiveLivenessResult liveness(FrameSource& source, ActiveLivenessOptions options = {}, bool passive = true,

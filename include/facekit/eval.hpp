@@ -158,6 +158,7 @@ struct LfwImage {
   std::string path;  ///< relative to the root
   int faces = 0;     ///< faces the detector found
   std::optional<Face> picked;  ///< the face compared (none: no face found)
+  Embedding embedding;         ///< its embedding (empty: no face)
 };
 
 /// A pair the protocol got wrong, with the threshold of its fold.

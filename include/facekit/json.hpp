@@ -21,6 +21,8 @@ json box(const Box& b);
 /// box, score, and when known landmarks68 ([x, y] x 68) and landmarks5.
 json face(const Face& f);
 json quality(const FaceQuality& q);
+/// {model, estimated: true, age, age_group, gender, group, probabilities: {age_group, gender, group}}
+json attributes(const FaceAttributes& a, const std::string& model);
 /// score, state, thresholds, per-signal scores and states, the scored crop.
 json spoof(const SpoofResult& r, const SpoofThresholds& t);
 json person(const Person& p);
@@ -34,6 +36,9 @@ std::string iso_time(std::int64_t t);
 // ---- documents ----------------------------------------------------------------------------------------------
 /// {image, width, height, faces: [face]}
 json detection(const std::string& image, const Image& rgb, const std::vector<Face>& faces);
+/// The same with each face's "attributes" (attrs[i] belongs to faces[i]).
+json detection(const std::string& image, const Image& rgb, const std::vector<Face>& faces,
+               const std::vector<FaceAttributes>& attrs, const std::string& model);
 /// {image, model, faces: [face + embedding]}
 json embeddings(const std::string& image, const std::string& model, const std::vector<AnalyzedFace>& faces);
 /// {image, width, height, faces: [{box, detection_score, quality}]}

@@ -48,7 +48,7 @@ struct ModelManifest {
 
   // Graph-model embedders: which placeholder and output node, and the channel order the model wants.
   std::string graph_input, graph_output;
-  std::string channels = "rgb";  ///< "rgb" or "bgr"
+  std::string channels = "rgb";  ///< "rgb" or "bgr"; "grey" (one luma channel) for attribute estimators only
 
   // Detectors whose boxes follow another convention than the landmark net's: (width scale, height scale,
   // centre shift x, centre shift y), the shifts in units of the box size.
@@ -71,6 +71,19 @@ struct ModelManifest {
     float threshold = 0.5f, live_threshold = 0.5f, spoof_threshold = 0.5f;
     std::string threshold_source;
   } spoof;
+  // Attribute estimators (kind "attributes"): the crop, and one output node per categorical attribute with its
+  // labels in output order.
+  struct Attributes {
+    float crop_scale = 1.f;  ///< the face box is made square (its longer side) and scaled by this about its centre
+    std::string crop_scale_source;  ///< how crop_scale was chosen
+    /// Then this part of that square is resized to the input: top, left, bottom, right as fractions.
+    std::array<float, 4> crop{0, 0, 1, 1};
+    std::string age_output, gender_output, group_output;
+    std::vector<std::string> age_labels, gender_labels, group_labels;
+    std::vector<float> age_centres;  ///< years, one per age label
+    /// arch "combined": which member model gives each attribute ("age", "gender", "group" -> model name).
+    std::map<std::string, std::string> sources;
+  } attributes;
   /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
   /// loaded from one (a model written by `facekit train`).
   std::filesystem::path dir;

@@ -28,6 +28,7 @@ inline constexpr const char* kEmbedder = "dlib_resnet";
 inline constexpr const char* kSpoofChecker = "spoof-combined";
 inline constexpr const char* kQualityAssessor = "classic";
 inline constexpr const char* kClassifier = "knn";
+inline constexpr const char* kAttributeEstimator = "attributes";  ///< gender from "gender", age and group from "gear"
 inline constexpr const char* kDevice = "cpu";
 }  // namespace defaults
 

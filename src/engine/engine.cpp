@@ -54,6 +54,8 @@ struct Engine::Impl {
   mutable std::unique_ptr<QualityAssessor> assessor;
   mutable std::once_flag spoof_once;
   mutable std::unique_ptr<SpoofChecker> checker;
+  mutable std::once_flag attributes_once;
+  mutable std::unique_ptr<AttributeEstimator> estimator;
 
   mutable std::mutex gallery_mu;  // opening the gallery
   mutable std::unique_ptr<Gallery> store;
@@ -90,6 +92,14 @@ struct Engine::Impl {
       checker = create_spoof_checker(opt.spoof_checker, so);
     });
     return *checker;
+  }
+  const AttributeEstimator& attributes() const {
+    std::call_once(attributes_once, [&] {
+      AttributeOptions ao;
+      ao.device = opt.pipeline.device;
+      estimator = create_attribute_estimator(opt.attribute_estimator, ao);
+    });
+    return *estimator;
   }
   Gallery& gallery() const {
     std::lock_guard lock(gallery_mu);
@@ -251,12 +261,15 @@ std::vector<FaceAnalysis> Engine::analyze(const Image& rgb, const std::vector<Fa
   std::vector<FaceAnalysis> out;
   std::vector<AnalyzedFace> embedded;
   if (o.embedding && !faces.empty()) embedded = pipe.embed(rgb, faces);
+  std::vector<FaceAttributes> attrs;
+  if (o.attributes && !faces.empty()) attrs = attributes(rgb, faces);
   for (size_t i = 0; i < faces.size(); ++i) {
     FaceAnalysis a;
     a.face = faces[i];
     if (o.quality) a.quality = impl_->quality().assess(rgb, faces[i]);
     if (o.spoof) a.spoof = impl_->spoof().check(rgb, faces[i]);
     if (o.embedding) a.embedding = embedded.at(i).embedding;
+    if (o.attributes) a.attributes = attrs.at(i);
     out.push_back(std::move(a));
   }
   return out;
@@ -288,6 +301,12 @@ std::vector<SpoofedFace> Engine::spoof(const Image& rgb, bool whole_image) const
 }
 
 const SpoofChecker& Engine::spoof_checker() const { return impl_->spoof(); }
+
+std::vector<FaceAttributes> Engine::attributes(const Image& rgb, const std::vector<Face>& faces) const {
+  return impl_->attributes().estimate_batch(std::vector<const Image*>(faces.size(), &rgb), faces);
+}
+
+const AttributeEstimator& Engine::attribute_estimator() const { return impl_->attributes(); }
 
 ActiveLivenessResult Engine::liveness(FrameSource& source, ActiveLivenessOptions o, bool passive,
                                       int max_frames) const {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <ctime>
 
+#include "facekit/error.hpp"
+
 namespace facekit::json_view {
 
 namespace {
@@ -105,6 +107,33 @@ json detection(const std::string& image, const Image& rgb, const std::vector<Fac
   json fj = json::array();
   for (const auto& f : faces) fj.push_back(face(f));
   return versioned({{"image", image}, {"width", rgb.cols}, {"height", rgb.rows}, {"faces", fj}});
+}
+
+json attributes(const FaceAttributes& a, const std::string& model) {
+  const auto top = [](const std::vector<LabelScore>& v) { return v.empty() ? std::string() : v.front().label; };
+  const auto probs = [](const std::vector<LabelScore>& v) {
+    json o = json::object();
+    for (const auto& l : v) o[l.label] = l.probability;
+    return o;
+  };
+  // Only what the model gives: a gender-only model has no age or group.
+  json j = {{"model", model}, {"estimated", true}, {"probabilities", json::object()}};
+  if (!a.age_group.empty()) {
+    j["age"] = a.age;
+    j["age_group"] = top(a.age_group);
+    j["probabilities"]["age_group"] = probs(a.age_group);
+  }
+  if (!a.gender.empty()) j["gender"] = top(a.gender), j["probabilities"]["gender"] = probs(a.gender);
+  if (!a.group.empty()) j["group"] = top(a.group), j["probabilities"]["group"] = probs(a.group);
+  return j;
+}
+
+json detection(const std::string& image, const Image& rgb, const std::vector<Face>& faces,
+               const std::vector<FaceAttributes>& attrs, const std::string& model) {
+  if (attrs.size() != faces.size()) throw Error(ErrorCode::kInvalidArgument, "one attribute set per face is needed");
+  json d = detection(image, rgb, faces);
+  for (size_t i = 0; i < faces.size(); ++i) d["faces"][i]["attributes"] = attributes(attrs[i], model);
+  return d;
 }
 
 json embeddings(const std::string& image, const std::string& model, const std::vector<AnalyzedFace>& faces) {

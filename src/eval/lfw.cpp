@@ -165,7 +165,7 @@ LfwReport run_lfw(const FacePipeline& pipeline, const LfwOptions& options,
 
   LfwReport r;
   r.images = static_cast<int>(images.size());
-  for (size_t i = 0; i < images.size(); ++i) r.image_faces.push_back({images[i], found[i], faces[i]});
+  for (size_t i = 0; i < images.size(); ++i) r.image_faces.push_back({images[i], found[i], faces[i], ok[i] ? emb[i] : Embedding{}});
   std::vector<double> det, lm, em;
   for (size_t i = 0; i < images.size(); ++i) {
     if (!ok[i]) {

@@ -9,6 +9,7 @@
 #include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/spoof_eval.hpp"
+#include "facekit/bias.hpp"
 
 namespace facekit {
 namespace {
@@ -219,6 +220,73 @@ void draw_pad_roc(const std::filesystem::path& png,
     labels.push_back(curves[c].first);
   }
   legend(img, p, labels, true);
+  save(png, img);
+}
+
+}  // namespace facekit
+
+namespace facekit {
+
+void write_bias_plot(const std::filesystem::path& png, const BiasReport& r) {
+  const size_t G = r.groups.size();
+  if (G == 0) throw Error(ErrorCode::kInvalidArgument, "no groups to plot");
+  // Both rates on log axes: from one decade under the smallest non-zero value (or interval end) to 1.
+  const auto lower_edge = [&](Rate GroupRates::*a, Rate GroupRates::*b) {
+    double lo = 1;
+    for (const auto& g : r.groups)
+      for (const Rate* x : {&(g.*a), &(g.*b)})
+        for (double v : {x->value, x->boot_low, x->wilson_low})
+          if (v > 0) lo = std::min(lo, v);
+    return std::max(-6.0, std::floor(std::log10(lo)) - 0.5);
+  };
+  const double fmr0 = lower_edge(&GroupRates::fmr, &GroupRates::own_fmr);
+  const double fnmr0 = lower_edge(&GroupRates::fnmr, &GroupRates::own_fnmr);
+  const int W = 1320, H = 600;
+  cv::Mat img(H, W, CV_8UC3, cv::Scalar::all(255));
+  char title[200];
+  std::snprintf(title, sizeof title, "%s: global threshold %.4f (FMR %.0e on all impostor pairs)", r.attribute.c_str(),
+                r.threshold, r.target_fmr);
+  text(img, title, {W / 2, 24}, 0.6, kInk, 1);
+  const double gx0 = -0.5, gx1 = static_cast<double>(G) - 0.5;
+  const Panel fmr{cv::Rect(90, 70, 520, 430), gx0, gx1, fmr0, 0};
+  const Panel fnmr{cv::Rect(760, 70, 520, 430), gx0, gx1, fnmr0, 0};
+  // frame() draws log ticks on y only when the x range holds no integer decade.
+  frame(img, {fmr.r, 0.1, 0.9, fmr0, 0}, "FMR, impostor pairs within the group", "", "false match rate (log)", true, true, 0);
+  frame(img, {fnmr.r, 0.1, 0.9, fnmr0, 0}, "FNMR, genuine pairs within the group", "", "false non-match rate (log)", true,
+        true, 0);
+  const auto draw = [&](const Panel& p, double y0, const Rate& global, const Rate& own, size_t i) {
+    const auto ly = [&](double v) { return v > 0 ? std::max(std::log10(v), y0) : y0; };
+    const auto one = [&](const Rate& x, double at, size_t c, bool filled) {
+      if (x.pairs == 0) return;
+      // Whisker: the bootstrap interval; where no error was seen, up to Wilson's upper bound.
+      const double hi = x.errors > 0 ? x.boot_high : x.wilson_high;
+      cv::line(img, p.px(at, ly(x.boot_low)), p.px(at, ly(hi)), colour(c), 2, cv::LINE_AA);
+      const cv::Point m = p.px(at, ly(x.value));
+      if (filled) cv::circle(img, m, 6, colour(c), cv::FILLED, cv::LINE_AA);
+      else cv::rectangle(img, m - cv::Point(6, 6), m + cv::Point(6, 6), colour(c), 2, cv::LINE_AA);
+    };
+    one(global, static_cast<double>(i) - 0.12, 0, true);
+    one(own, static_cast<double>(i) + 0.12, 1, false);
+  };
+  for (size_t i = 0; i < G; ++i) {
+    const auto& g = r.groups[i];
+    draw(fmr, fmr0, g.fmr, g.own_fmr, i);
+    draw(fnmr, fnmr0, g.fnmr, g.own_fnmr, i);
+    for (const Panel* p : {&fmr, &fnmr}) {
+      const cv::Point at = p->px(static_cast<double>(i), p->y0) + cv::Point(0, 20);
+      text(img, g.group, at, 0.45, kInk, 1);
+      const Rate& n = p == &fmr ? g.fmr : g.fnmr;
+      text(img, "n=" + std::to_string(n.pairs), at + cv::Point(0, 18), 0.38, kInk, 1);
+    }
+  }
+  legend(img, fmr, {"global threshold (bootstrap interval)", "the group's own threshold"}, false);
+  text(img, "0 is drawn at the bottom edge; where no error was seen the whisker reaches Wilson's upper bound",
+       {W / 2, H - 40}, 0.42, kInk, 1);
+  char spread[240];
+  std::snprintf(spread, sizeof spread, "FMR max/min %.2f (%s / %s)   FNMR max/min %.2f (%s / %s)", r.fmr_spread.ratio,
+                r.fmr_spread.max_group.c_str(), r.fmr_spread.min_group.c_str(), r.fnmr_spread.ratio,
+                r.fnmr_spread.max_group.c_str(), r.fnmr_spread.min_group.c_str());
+  text(img, spread, {W / 2, H - 16}, 0.45, kInk, 1);
   save(png, img);
 }
 

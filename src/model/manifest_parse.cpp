@@ -76,7 +76,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
   m.dir = dir;
   try {
     const auto j = parse_json_limited(text, where);
-    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof"})
+    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof", "attributes"})
       if (j.contains(part)) check_numbers(j[part], where);
     m.name = j.at("name");
     m.kind = j.at("kind");
@@ -111,8 +111,8 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
         m.graph_input = j[key].value("input", "");
         m.graph_output = j[key].value("output", "");
         m.channels = j[key].value("channels", "rgb");
-        if (m.channels != "rgb" && m.channels != "bgr")
-          throw Error(ErrorCode::kModelCorrupt, where + ": channels must be \"rgb\" or \"bgr\"");
+        if (m.channels != "rgb" && m.channels != "bgr" && m.channels != "grey")
+          throw Error(ErrorCode::kModelCorrupt, where + ": channels must be \"rgb\", \"bgr\" or \"grey\"");
       }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     m.box_adjust_source = j.value("landmark_box_source", "");
@@ -132,6 +132,31 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
       m.spoof.live_threshold = t.at("live");
       m.spoof.spoof_threshold = t.at("spoof");
       m.spoof.threshold_source = t.value("source", "");
+    }
+    if (j.contains("attributes")) {
+      const auto& a = j["attributes"];
+      auto& t = m.attributes;
+      t.crop_scale = a.value("crop_scale", 1.f);
+      t.crop_scale_source = a.value("crop_scale_source", "");
+      if (a.contains("crop")) t.crop = a["crop"].get<std::array<float, 4>>();
+      if (a.contains("sources")) t.sources = a["sources"].get<std::map<std::string, std::string>>();
+      // Each attribute is optional (a gender-only model has one); at least one is needed.
+      const auto read = [&](const char* key, std::string& node, std::vector<std::string>& labels) {
+        if (!a.contains(key)) return;
+        node = a.at(key).at("output");
+        labels = a.at(key).at("labels").get<std::vector<std::string>>();
+        if (labels.empty()) throw Error(ErrorCode::kModelCorrupt, where + ": attributes." + key + " has no labels");
+      };
+      read("age", t.age_output, t.age_labels);
+      read("gender", t.gender_output, t.gender_labels);
+      read("group", t.group_output, t.group_labels);
+      if (t.age_output.empty() && t.gender_output.empty() && t.group_output.empty() && t.sources.empty())
+        throw Error(ErrorCode::kModelCorrupt, where + ": attributes names no output");
+      if (a.contains("age")) t.age_centres = a.at("age").at("centres").get<std::vector<float>>();
+      if (t.age_centres.size() != t.age_labels.size())
+        throw Error(ErrorCode::kModelCorrupt, where + ": attributes.age needs one centre per label");
+      if (!(t.crop_scale > 0) || !(t.crop[0] < t.crop[2]) || !(t.crop[1] < t.crop[3]))
+        throw Error(ErrorCode::kModelCorrupt, where + ": attributes crop is empty");
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kModelCorrupt, where + " is malformed: " + e.what());
@@ -178,6 +203,17 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
     sp["thresholds"] = {{"decision", s.threshold}, {"live", s.live_threshold}, {"spoof", s.spoof_threshold},
                         {"source", s.threshold_source}};
     j["spoof"] = sp;
+  }
+  if (m.kind == "attributes") {
+    const auto& a = m.attributes;
+    json aj = {{"crop_scale", a.crop_scale}, {"crop", a.crop}};
+    if (!a.crop_scale_source.empty()) aj["crop_scale_source"] = a.crop_scale_source;
+    if (!a.age_output.empty())
+      aj["age"] = {{"output", a.age_output}, {"labels", a.age_labels}, {"centres", a.age_centres}};
+    if (!a.gender_output.empty()) aj["gender"] = {{"output", a.gender_output}, {"labels", a.gender_labels}};
+    if (!a.group_output.empty()) aj["group"] = {{"output", a.group_output}, {"labels", a.group_labels}};
+    if (!a.sources.empty()) aj["sources"] = a.sources;
+    j["attributes"] = aj;
   }
   const json extra = json::parse(extra_json);
   if (!extra.is_object()) throw Error(ErrorCode::kInvalidArgument, "a manifest's extra fields must be a JSON object");

@@ -147,6 +147,104 @@ TEST(Cli, EmbedJsonIsUnitLength) {
 
 // bench pairs and calibrate on a pair list of the package photos: each photo against a half-size copy of
 // itself (same) and against other photos (different).
+TEST(Cli, BenchBiasWithGivenAndEstimatedGroups) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("fk_bias_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  // Six people in LFW's layout (Pn/Pn_0001.jpg the photo, Pn_0002.jpg a half-size copy); P0-P2 in one group,
+  // P3-P5 in the other.
+  std::ofstream csv((fs::create_directories(dir), dir / "pairs.csv"));
+  std::ofstream groups(dir / "groups.csv");
+  csv << "a,b,same\n";
+  groups << "image,team\n";
+  const char* names[] = {"Tom_Cruise_avp_2014_4.jpg", "2008_002470.jpg", "2009_004587.jpg", "2008_001009.jpg",
+                         "2007_007763.jpg", "2008_007676.jpg"};
+  for (int i = 0; i < 6; ++i) {
+    const std::string who = "P" + std::to_string(i);
+    fs::create_directories(dir / who);
+    const cv::Mat img = cv::imread((fk_test::kDlibFaces / names[i]).string());
+    cv::Mat half;
+    cv::resize(img, half, {img.cols / 2, img.rows / 2}, 0, 0, cv::INTER_AREA);
+    cv::imwrite((dir / who / (who + "_0001.jpg")).string(), img);
+    cv::imwrite((dir / who / (who + "_0002.jpg")).string(), half);
+    csv << who << "/" << who << "_0001.jpg," << who << "/" << who << "_0002.jpg,1\n";
+    const std::string next = "P" + std::to_string((i + 1) % 6);
+    csv << who << "/" << who << "_0001.jpg," << next << "/" << next << "_0002.jpg,0\n";
+    groups << who << "," << (i < 3 ? "red" : "blue") << "\n";
+  }
+  csv.close();
+  groups.close();
+  const auto p = [&](const char* f) { return fk_test::quoted(dir / f); };
+  const auto r = fk_test::run_cli("bench bias --pairs " + p("pairs.csv") + " --groups " + p("groups.csv") +
+                                  " --all-pairs --target-fmr 0.05 --json " + p("r.json") + " --html " + p("report"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(std::ifstream(dir / "r.json"));
+  EXPECT_FALSE(j["groups_estimated"].get<bool>());
+  ASSERT_EQ(j["attributes"].size(), 1u);
+  const auto& a = j["attributes"][0];
+  EXPECT_EQ(a["attribute"], "team");
+  // 12 photos: 66 pairs, 6 genuine; within a group 15 pairs, 3 genuine, 12 impostors; 36 across.
+  EXPECT_EQ(a["fmr"]["pairs"], 60);
+  EXPECT_EQ(a["fnmr"]["pairs"], 6);
+  ASSERT_EQ(a["groups"].size(), 2u);
+  for (const auto& g : a["groups"]) {
+    EXPECT_EQ(g["fmr"]["pairs"], 12);
+    EXPECT_EQ(g["fnmr"]["pairs"], 3);
+  }
+  EXPECT_EQ(a["cross_group_impostors"][0]["fmr"]["pairs"], 36);
+  EXPECT_FALSE(cv::imread((dir / "report" / "team.png").string()).empty());
+  std::ifstream html(dir / "report" / "index.html");
+  const std::string page((std::istreambuf_iterator<char>(html)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page.find("team.png"), std::string::npos);
+  EXPECT_EQ(page.find("are estimates"), std::string::npos);  // given groups are not called estimates
+
+  // Estimated groups: said to be estimates, with the model's reliability, and written out for correction.
+  const auto e = fk_test::run_cli("bench bias --pairs " + p("pairs.csv") + " --estimate-groups --json " + p("e.json") +
+                                  " --html " + p("est") + " --write-groups " + p("est.csv"));
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_NE(e.out.find("ESTIMATED"), std::string::npos) << e.out;
+  const auto ej = nlohmann::json::parse(std::ifstream(dir / "e.json"));
+  EXPECT_TRUE(ej["groups_estimated"].get<bool>());
+  ASSERT_EQ(ej["reliability"].size(), 3u);
+  ASSERT_EQ(ej["attributes"].size(), 3u);  // gender, group, age
+  for (const auto& r : ej["reliability"]) EXPECT_EQ(r["photos"], 12);  // every person has two photos
+  std::ifstream est_page(dir / "est" / "index.html");
+  const std::string page2((std::istreambuf_iterator<char>(est_page)), std::istreambuf_iterator<char>());
+  EXPECT_NE(page2.find("are estimates"), std::string::npos);
+  const auto back = fk_test::run_cli("bench bias --pairs " + p("pairs.csv") + " --groups " + p("est.csv"));
+  EXPECT_EQ(back.status, 0) << back.err;
+
+  // Both or neither source of groups is refused; a malformed groups file names its line.
+  EXPECT_EQ(fk_test::run_cli("bench bias --pairs " + p("pairs.csv")).status, 3);
+  std::ofstream(dir / "bad.csv") << "image,team\nP0,red,extra\n";
+  const auto bad = fk_test::run_cli("bench bias --pairs " + p("pairs.csv") + " --groups " + p("bad.csv"));
+  EXPECT_EQ(bad.status, 3);
+  EXPECT_NE(bad.err.find("bad.csv:2:"), std::string::npos) << bad.err;
+  fs::remove_all(dir);
+}
+
+TEST(Cli, DetectEstimatesAttributesWhenAsked) {
+  const auto r = fk_test::run_cli("detect --attributes --json " + fk_test::quoted(fk_test::kDlibFaces / "Tom_Cruise_avp_2014_4.jpg"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j[0]["faces"].size(), 1u);
+  const auto& a = j[0]["faces"][0]["attributes"];
+  EXPECT_EQ(a["model"], "attributes");
+  EXPECT_TRUE(a["estimated"].get<bool>());
+  EXPECT_EQ(a["gender"], "male");
+  EXPECT_GT(a["probabilities"]["gender"]["male"].get<double>(), 0.5);
+  double sum = 0;
+  for (const auto& [k, v] : a["probabilities"]["group"].items()) sum += v.get<double>();
+  EXPECT_NEAR(sum, 1.0, 1e-3);
+  EXPECT_GT(a["age"].get<double>(), 15);
+  EXPECT_LT(a["age"].get<double>(), 65);
+  // Without the flag there are none; an unknown model is refused.
+  const auto plain = nlohmann::json::parse(fk_test::run_cli("detect --json " + fk_test::quoted(fk_test::kDlibFaces / "Tom_Cruise_avp_2014_4.jpg")).out);
+  EXPECT_FALSE(plain[0]["faces"][0].contains("attributes"));
+  EXPECT_NE(fk_test::run_cli("detect --attributes --attribute-model nosuch " +
+                             fk_test::quoted(fk_test::kDlibFaces / "Tom_Cruise_avp_2014_4.jpg")).status, 0);
+}
+
 TEST(Cli, BenchPairsAndCalibrateOnACsvList) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("fk_pairs_" + std::to_string(::getpid()));
