@@ -317,8 +317,10 @@ std::string thumbnail_of(const Image& rgb, const Face& f) {
 }
 
 struct Plugins {
-  bool landmarks = false, calculator = false, quality = false, liveness = false;
+  bool landmarks = false, calculator = false, quality = false, liveness = false, age = false, gender = false;
   std::vector<std::string> unsupported;
+  bool attributes() const { return age || gender; }
+  bool analysis() const { return quality || liveness || attributes(); }
 };
 
 Plugins parse_plugins(const std::string& csv) {
@@ -333,9 +335,20 @@ Plugins parse_plugins(const std::string& csv) {
     else if (s == "calculator") p.calculator = true;
     else if (s == "quality") p.quality = true;
     else if (s == "liveness") p.liveness = true;
+    else if (s == "age") p.age = true;
+    else if (s == "gender") p.gender = true;
     else p.unsupported.push_back(s);
   }
   return p;
+}
+
+// An age bucket label of the attribute model ("26-30", "61+") as CompreFace's {low, high}; high is null when
+// the bucket is open.
+json age_range(const std::string& label) {
+  int low = 0, high = 0;
+  if (std::sscanf(label.c_str(), "%d-%d", &low, &high) == 2) return {{"low", low}, {"high", high}};
+  if (std::sscanf(label.c_str(), "%d+", &low) == 1) return {{"low", low}, {"high", nullptr}};
+  return {{"low", nullptr}, {"high", nullptr}};
 }
 
 std::string lowercase(std::string s) {
@@ -561,11 +574,26 @@ struct Server::Impl {
       l["live"] = l.value("state", "") == "live";
       out["liveness"] = l;
     }
+    // CompreFace's shapes, plus the estimate in years and a reminder that these are a model's guesses.
+    if (a && a->attributes && p.age && !a->attributes->age_group.empty()) {
+      const auto& top = a->attributes->age_group.front();
+      json g = age_range(top.label);
+      g["probability"] = top.probability;
+      g["years"] = a->attributes->age;
+      g["estimated"] = true;
+      out["age"] = g;
+    }
+    if (a && a->attributes && p.gender && !a->attributes->gender.empty()) {
+      const auto& top = a->attributes->gender.front();
+      out["gender"] = {{"value", top.label}, {"probability", top.probability}, {"estimated", true}};
+    }
   }
   json plugin_versions(const Plugins& p) const {
     json v{{"detector", engine.options().pipeline.detector}, {"calculator", engine.embedder_id().str()}};
     if (p.liveness) v["liveness"] = engine.options().spoof_checker;
     if (p.quality) v["quality"] = "classic";
+    if (p.age) v["age"] = engine.options().attribute_estimator;
+    if (p.gender) v["gender"] = engine.options().attribute_estimator;
     return v;
   }
 
@@ -859,12 +887,13 @@ struct Server::Impl {
     std::unique_ptr<Admission::Slot> slot;
     std::vector<Face> faces;
     const IdentifyResult r = identify_faces(c, img, slot, faces);
-    if (plugins.quality || plugins.liveness) {
+    if (plugins.analysis()) {
       if (!slot) slot = admission.enter();
       const auto t0 = Clock::now();
       AnalyzeOptions ao;
       ao.quality = plugins.quality;
       ao.spoof = plugins.liveness;
+      ao.attributes = plugins.attributes();
       extra = engine.analyze(img, faces, ao);
       c.times["plugins"] += ms_since(t0);
     }
@@ -984,10 +1013,11 @@ struct Server::Impl {
       {
         auto slot = admission.enter();
         faces = detect(c, img);
-        if (plugins.quality || plugins.liveness || plugins.calculator) {
+        if (plugins.analysis() || plugins.calculator) {
           AnalyzeOptions ao;
           ao.quality = plugins.quality;
           ao.spoof = plugins.liveness;
+          ao.attributes = plugins.attributes();
           ao.embedding = plugins.calculator;
           const auto t0 = Clock::now();
           extra = engine.analyze(img, faces, ao);

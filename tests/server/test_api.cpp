@@ -320,7 +320,7 @@ TEST_F(Api, RecognizeKnownUnknownPluginsAndBatch) {
   const auto& a = actors().groups;
   const std::string id = add("Actor0", slurp(a[0][0]));
   auto c = client();
-  auto r = c.Post("/api/v1/recognition/recognize?face_plugins=landmarks,calculator,quality,liveness,age,gender",
+  auto r = c.Post("/api/v1/recognition/recognize?face_plugins=landmarks,calculator,quality,liveness,age,gender,mask",
                   file(slurp(a[0][1])));
   ASSERT_EQ(r->status, 200) << r->body;
   json j = body(r);
@@ -336,7 +336,18 @@ TEST_F(Api, RecognizeKnownUnknownPluginsAndBatch) {
   EXPECT_TRUE(f["quality"].contains("level"));
   EXPECT_TRUE(f["liveness"].contains("live"));
   EXPECT_TRUE(f["execution_time"].contains("detector"));
-  EXPECT_EQ(j["plugins_unsupported"], json::array({"age", "gender"}));
+  // Age and gender in CompreFace's shapes, from the attribute model (estimates).
+  ASSERT_TRUE(f.contains("age")) << f.dump();
+  EXPECT_GE(f["age"]["low"].get<int>(), 0);
+  EXPECT_TRUE(f["age"]["high"].is_null() || f["age"]["high"].get<int>() >= f["age"]["low"].get<int>());
+  EXPECT_GT(f["age"]["probability"].get<double>(), 0.0);
+  EXPECT_GT(f["age"]["years"].get<double>(), 0.0);
+  ASSERT_TRUE(f.contains("gender")) << f.dump();
+  EXPECT_TRUE(f["gender"]["value"] == "male" || f["gender"]["value"] == "female") << f["gender"];
+  EXPECT_GE(f["gender"]["probability"].get<double>(), 0.5);
+  EXPECT_TRUE(f["gender"]["estimated"].get<bool>());
+  EXPECT_EQ(j["plugins_versions"]["gender"], "attributes");
+  EXPECT_EQ(j["plugins_unsupported"], json::array({"mask"}));
   for (const char* k : {"probability", "x_min", "y_min", "x_max", "y_max"}) EXPECT_TRUE(f["box"].contains(k)) << k;
 
   // Someone not enrolled: unknown, with the nearest candidate still listed (CompreFace clients threshold it).
@@ -388,8 +399,10 @@ TEST_F(Api, VerifyDetectAndEmbeddings) {
   expect_problem(c.Post("/api/v1/verification/verify", nosrc), 400, "no_face");
   expect_problem(c.Post("/api/v1/verification/verify", file(tom(), "source_image")), 400, "invalid_argument");
 
-  auto d = body(c.Post("/api/v1/detection/detect?face_plugins=calculator", file(slurp(kDlibFaces / "bald_guys.jpg"))));
+  auto d = body(c.Post("/api/v1/detection/detect?face_plugins=calculator,gender", file(slurp(kDlibFaces / "bald_guys.jpg"))));
   ASSERT_GE(d["result"].size(), 4u);
+  for (const auto& face : d["result"]) EXPECT_TRUE(face.contains("gender")) << face.dump();
+  EXPECT_FALSE(d["result"][0].contains("age"));
   const auto emb = d["result"][0]["embedding"];
   ASSERT_EQ(emb.size(), 128u);
 
