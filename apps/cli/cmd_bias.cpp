@@ -51,6 +51,8 @@ json report_json(const BiasReport& r, std::int64_t left_out) {
   json cross = json::array();
   for (const auto& c : r.cross) cross.push_back({{"groups", {c.group_a, c.group_b}}, {"fmr", rate_json(c.fmr)}});
   return {{"attribute", r.attribute},
+          {"resampled", r.resampled == Resample::kSubjects ? "subjects" : "pairs"},
+          {"subjects", r.subjects},
           {"threshold", r.threshold},
           {"target_fmr", r.target_fmr},
           {"fmr", rate_json(r.fmr)},
@@ -93,6 +95,10 @@ void print_report(const BiasReport& r, std::int64_t left_out) {
   std::printf("\n== %s: threshold %.4f (FMR %.1e over %lld impostor pairs: measured %s, FNMR %s of %lld genuine)\n",
               r.attribute.c_str(), r.threshold, r.target_fmr, static_cast<long long>(r.fmr.pairs), pct(r.fmr.value, 4).c_str(),
               pct(r.fnmr.value, 2).c_str(), static_cast<long long>(r.fnmr.pairs));
+  if (r.resampled == Resample::kSubjects)
+    std::printf("intervals: bootstrap over the %d people (a person's pairs move together)\n", r.subjects);
+  else
+    std::printf("intervals: bootstrap over pairs (people not named, or --resample pairs): narrower than over people\n");
   std::printf("%-10s %10s %8s %-26s %9s %8s %-22s | own thr   FMR       FNMR\n", "group", "impostors", "FMR",
               "  95% interval", "genuine", "FNMR", "  95% interval");
   for (const auto& g : r.groups)
@@ -141,8 +147,12 @@ void write_html(const fs::path& dir, const json& doc, const std::vector<BiasRepo
     << "), embedder " << html_escape(doc["embedder"].get<std::string>()) << ". One global threshold, set where the false "
     << "match rate over every impostor pair is " << doc["target_fmr"].get<double>()
     << "; each group's rates at it, with " << doc["confidence"].get<double>() * 100
-    << "% intervals (percentile bootstrap over pairs, " << doc["bootstrap"].get<int>()
-    << " resamples; where no error was seen, Wilson's interval, marked W).</p>\n";
+    << "% intervals (percentile bootstrap, " << doc["bootstrap"].get<int>() << " resamples, "
+    << (doc["resample"] == "subjects"
+            ? "over people: each resample draws the people with replacement and keeps the pairs between them, so "
+              "one person's pairs move together"
+            : "over pairs, as if independent: narrower than the uncertainty over people")
+    << "; where no error was seen, Wilson's interval, marked W).</p>\n";
   if (estimated)
     h << "<p class=warn><b>The groups are estimates.</b> They come from an attribute model (" <<
         html_escape(doc["groups_source"].get<std::string>()) << "), not from the people themselves. A wrong label moves "
@@ -221,6 +231,7 @@ int cmd_bench_bias(const Common& c, BiasArgs a) {
               {"embedder", pipe.embedder().manifest().name},
               {"target_fmr", a.bias.target_fmr},
               {"bootstrap", a.bias.bootstrap},
+              {"resample", a.bias.resample == Resample::kSubjects ? "subjects" : "pairs"},
               {"confidence", a.bias.confidence},
               {"seed", a.bias.seed},
               {"groups_estimated", table.estimated},
@@ -254,6 +265,7 @@ int cmd_bench_bias(const Common& c, BiasArgs a) {
       std::printf("\n== %s: no photo has a label; skipped\n", table.attributes[k].c_str());
       continue;
     }
+    a.bias.threads = a.lo.threads;
     BiasReport r = bias_report(pairs, names, table.attributes[k], a.bias);
     print_report(r, left_out);
     rj.push_back(report_json(r, left_out));
@@ -297,6 +309,9 @@ void add_bias_commands(CLI::App& app, Common& c, Commands& out) {
   b->add_option("--bootstrap", a->bias.bootstrap, "resamples per interval (0: none)")->capture_default_str()->check(CLI::Range(0, 100000));
   b->add_option("--confidence", a->bias.confidence, "of the intervals")->capture_default_str()->check(finite_range(0, 1, true, true));
   b->add_option("--seed", a->bias.seed, "the bootstrap's seed")->capture_default_str();
+  b->add_option("--resample", a->bias.resample, "what the bootstrap resamples: subjects (people; pairs' folders) or pairs")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, Resample>{{"subjects", Resample::kSubjects}, {"pairs", Resample::kPairs}}))
+      ->default_str("subjects");
   b->add_option("--json", a->json_out, "write the report as JSON");
   b->add_option("--html", a->html, "write an HTML report with plots into this folder");
   b->add_option("--write-groups", a->write_groups, "write the groups used (e.g. the estimates, to correct and pass back with --groups)");

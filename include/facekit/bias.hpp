@@ -25,6 +25,18 @@ struct GroupedPair {
   bool same = false;
   bool valid = true;  ///< false: a face was missing (failure to acquire)
   int group_a = 0, group_b = 0;
+  /// The people (subjects) of the two images, any ids >= 0 (e.g. folder indices); -1: unknown. When every
+  /// valid pair names both, the intervals resample people instead of pairs.
+  int subject_a = -1, subject_b = -1;
+};
+
+/// What the bootstrap resamples.
+enum class Resample {
+  /// People, with replacement: a pair counts once per drawn copy of each of its people (m_a x m_b times for
+  /// an impostor pair, m_a for a genuine one). Pairs that share a person move together, as they do when a
+  /// different population is sampled. Used when every valid pair names its subjects, else pairs.
+  kSubjects,
+  kPairs,  ///< pairs, as if independent (narrower: one person is in many impostor pairs)
 };
 
 struct BiasOptions {
@@ -33,9 +45,11 @@ struct BiasOptions {
   int bootstrap = 1000;       ///< resamples behind each interval; 0: no intervals
   double confidence = 0.95;   ///< of the intervals
   std::uint64_t seed = 1;     ///< the bootstrap's; the same seed gives the same intervals
+  Resample resample = Resample::kSubjects;
+  int threads = 2;            ///< for the subject bootstrap (the intervals do not depend on it)
 };
 
-/// A rate with its interval: percentile bootstrap over the pairs (the threshold held fixed), and Wilson's
+/// A rate with its interval: percentile bootstrap (over people or pairs; the threshold held fixed), and Wilson's
 /// score interval, which stays informative when no error was seen (the bootstrap then gives [0, 0]).
 struct Rate {
   std::int64_t errors = 0, pairs = 0;
@@ -73,6 +87,8 @@ struct Spread {
 struct BiasReport {
   std::string attribute;
   double target_fmr = 0;
+  Resample resampled = Resample::kPairs;  ///< what the bootstrap intervals resampled
+  int subjects = 0;                       ///< people behind the pairs (0: not named)
   float threshold = 0;  ///< the global one
   Rate fmr, fnmr;       ///< over every valid pair
   std::int64_t mixed_genuine = 0;  ///< genuine pairs whose two images were put in different groups

@@ -227,6 +227,10 @@ std::vector<GroupedPair> grouped_pairs(const LfwReport& report, const GroupTable
   const auto index = [&](const std::string& l) {
     return static_cast<int>(std::lower_bound(groups.begin(), groups.end(), l) - groups.begin());
   };
+  std::map<std::string, int> subject_ids;  // person folder -> subject id, for the bootstrap over people
+  const auto subject = [&](const std::string& image) {
+    return subject_ids.emplace(person_of(image), static_cast<int>(subject_ids.size())).first->second;
+  };
   std::vector<GroupedPair> out;
   std::int64_t dropped = 0;
   if (!all_pairs) {
@@ -239,18 +243,18 @@ std::vector<GroupedPair> grouped_pairs(const LfwReport& report, const GroupTable
         continue;
       }
       const auto& s = report.scored.at(i);
-      out.push_back({s.distance, s.same, s.valid, index(la), index(lb)});
+      out.push_back({s.distance, s.same, s.valid, index(la), index(lb), subject(p.a), subject(p.b)});
     }
   } else {
     // Every pair of distinct images: genuine when both are in one folder. A photo without a face makes every
     // pair it is in a failure to acquire.
     const auto& im = report.image_faces;
     std::vector<int> g(im.size());
-    std::vector<std::string> person(im.size());
+    std::vector<int> person(im.size());
     for (size_t i = 0; i < im.size(); ++i) {
       const std::string& l = label[im[i].path];
       g[i] = l.empty() ? -1 : index(l);
-      person[i] = person_of(im[i].path);
+      person[i] = subject(im[i].path);
     }
     out.reserve(im.size() * (im.size() - 1) / 2);
     for (size_t i = 0; i < im.size(); ++i)
@@ -265,6 +269,8 @@ std::vector<GroupedPair> grouped_pairs(const LfwReport& report, const GroupTable
         q.distance = q.valid ? l2_distance(im[i].embedding, im[j].embedding) : 0.f;
         q.group_a = g[i];
         q.group_b = g[j];
+        q.subject_a = person[i];
+        q.subject_b = person[j];
         out.push_back(q);
       }
   }

@@ -115,6 +115,68 @@ TEST(BiasReport, RatesPerGroupAtOneGlobalThreshold) {
   EXPECT_LT(a.fmr.boot_low, a.fmr.boot_high);
   EXPECT_EQ(b.fmr.boot_high, 0.0);
   EXPECT_NEAR(b.fmr.wilson_high, 0.4899, 1e-4);
+  // The pairs name no people: the bootstrap falls back to pairs.
+  EXPECT_EQ(r.resampled, fk::Resample::kPairs);
+  EXPECT_EQ(r.subjects, 0);
+}
+
+// Ten people, every impostor pair between them; every false match involves person 0 (9 of the 45 pairs).
+std::vector<fk::GroupedPair> one_person_makes_the_errors() {
+  std::vector<fk::GroupedPair> p;
+  for (int a = 0; a < 10; ++a)
+    for (int b = a + 1; b < 10; ++b) {
+      auto q = imp(a == 0 ? 0.1f : 1.0f, 0, 0);
+      q.subject_a = a, q.subject_b = b;
+      p.push_back(q);
+    }
+  for (int a = 0; a < 10; ++a) {  // one genuine pair per person; person 0's is missed
+    auto q = gen(a == 0 ? 1.5f : 0.2f, 0, 0);
+    q.subject_a = q.subject_b = a;
+    p.push_back(q);
+  }
+  return p;
+}
+
+TEST(BiasReport, ResamplingPeopleMovesAPersonsPairsTogether) {
+  fk::BiasOptions o;
+  o.target_fmr = 0.2;  // floor(0.2 x 45) = 9 may pass: person 0's nine pairs at 0.1
+  const auto p = one_person_makes_the_errors();
+  const auto s = fk::bias_report(p, {"A"}, "t", o);
+  EXPECT_EQ(s.resampled, fk::Resample::kSubjects);
+  EXPECT_EQ(s.subjects, 10);
+  EXPECT_EQ(s.fmr.errors, 9);
+  EXPECT_DOUBLE_EQ(s.fmr.value, 0.2);
+  EXPECT_DOUBLE_EQ(s.fnmr.value, 0.1);
+  // A resample leaves person 0 out with probability 0.9^10 = 0.35: then no false match (and no missed genuine
+  // pair) is seen, so both intervals reach 0. Over independent pairs, Binomial(45, 0.2) puts its 2.5% quantile
+  // at 4/45.
+  EXPECT_EQ(s.fmr.boot_low, 0.0);
+  EXPECT_EQ(s.fnmr.boot_low, 0.0);
+  EXPECT_GT(s.fmr.boot_high, 0.2);
+  o.resample = fk::Resample::kPairs;
+  const auto q = fk::bias_report(p, {"A"}, "t", o);
+  EXPECT_EQ(q.resampled, fk::Resample::kPairs);
+  EXPECT_NEAR(q.fmr.boot_low, 4.0 / 45, 1.5 / 45);
+  EXPECT_GT(q.fmr.boot_low, 0.0);
+  // The same figures from any number of threads.
+  o.resample = fk::Resample::kSubjects;
+  o.threads = 1;
+  const auto t1 = fk::bias_report(p, {"A"}, "t", o);
+  o.threads = 3;
+  const auto t3 = fk::bias_report(p, {"A"}, "t", o);
+  EXPECT_EQ(t1.fmr.boot_high, t3.fmr.boot_high);
+  EXPECT_EQ(t1.groups[0].fnmr.boot_high, t3.groups[0].fnmr.boot_high);
+  EXPECT_EQ(t1.fmr.boot_high, s.fmr.boot_high);
+}
+
+TEST(BiasReport, APairWithoutItsPeopleMakesTheBootstrapResamplePairs) {
+  auto p = one_person_makes_the_errors();
+  p[3].subject_b = -1;
+  fk::BiasOptions o;
+  o.target_fmr = 0.2;
+  EXPECT_EQ(fk::bias_report(p, {"A"}, "t", o).resampled, fk::Resample::kPairs);
+  p[3].valid = false;  // a failure to acquire is in no rate: its people do not matter
+  EXPECT_EQ(fk::bias_report(p, {"A"}, "t", o).resampled, fk::Resample::kSubjects);
 }
 
 TEST(BiasReport, TheSameSeedGivesTheSameIntervals) {
@@ -196,6 +258,11 @@ TEST(GroupedPairs, EveryPairOfThePhotosOrTheListedOnes) {
   EXPECT_EQ(left, 0);
   EXPECT_EQ(listed[1].group_a, 0);
   EXPECT_EQ(listed[1].group_b, 1);
+  // Each folder is one person for the bootstrap over people.
+  EXPECT_EQ(listed[0].subject_a, listed[0].subject_b);
+  EXPECT_EQ(listed[1].subject_a, listed[0].subject_a);
+  EXPECT_NE(listed[1].subject_b, listed[1].subject_a);
+  EXPECT_GE(listed[1].subject_b, 0);
   const auto all = fk::grouped_pairs(rep, t, 0, true, names);
   ASSERT_EQ(all.size(), 10u);  // 5 photos: 10 pairs
   int genuine = 0, invalid = 0;
@@ -206,6 +273,7 @@ TEST(GroupedPairs, EveryPairOfThePhotosOrTheListedOnes) {
   EXPECT_EQ(genuine, 4);  // Ann 3, Bob 1
   EXPECT_EQ(invalid, 4);  // every pair with Bob_0002
   EXPECT_NEAR(all[1].distance, std::sqrt(2.f), 1e-6);  // Ann_0001 vs Ann_0003
+  for (const auto& p : all) EXPECT_EQ(p.same, p.subject_a == p.subject_b);
   // Unlabelled people are left out and counted.
   t.by_person.erase("Bob");
   names.clear();
