@@ -105,6 +105,8 @@ LfwReport score_pairs(const FacePipeline& pipe, const LfwOptions& lo, const std:
 void add_eval_commands(CLI::App& app, Common& c, Commands& out);
 /// bench bias (cmd_bias.cpp; after the core commands: it adds to "bench").
 void add_bias_commands(CLI::App& app, Common& c, Commands& out);
+/// cluster, bench cluster (cmd_cluster.cpp; after the core commands: it adds to "bench").
+void add_cluster_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).
 void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 

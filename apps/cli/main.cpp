@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   cli::add_core_commands(app, c, commands);  // first: it creates "bench"
   cli::add_eval_commands(app, c, commands);
   cli::add_bias_commands(app, c, commands);
+  cli::add_cluster_commands(app, c, commands);
   cli::add_gallery_commands(app, c, commands);
   cli::add_quality_commands(app, c, commands);
   cli::add_spoof_commands(app, c, commands);

@@ -42,6 +42,10 @@ struct ModelManifest {
   std::string metric;           ///< "euclidean" on L2-normalised embeddings
   float threshold = 0.f;        ///< same person when distance <= threshold
   std::string threshold_source; ///< how the threshold was calibrated
+  /// Clustering's default distance (facekit cluster), chosen on a development set; 0: none (the verification
+  /// threshold is used).
+  float cluster_threshold = 0.f;
+  std::string cluster_threshold_source;
   /// distance -> P(same person), fitted on labelled pairs ("embedding": {"calibration": {...}}); empty when
   /// the manifest has none.
   ScoreCalibration calibration;

@@ -104,6 +104,8 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
       m.metric = e.at("metric");
       m.threshold = e.at("threshold");
       m.threshold_source = e.value("threshold_source", "");
+      m.cluster_threshold = e.value("cluster_threshold", 0.f);
+      m.cluster_threshold_source = e.value("cluster_threshold_source", "");
       if (e.contains("calibration")) m.calibration = calibration_from_json(e["calibration"], where);
     }
     for (const char* key : {"graph", "onnx"})  // the network's input and output names, channel order
@@ -181,6 +183,10 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
                       {"metric", m.metric},
                       {"threshold", m.threshold},
                       {"threshold_source", m.threshold_source}};
+  if (m.cluster_threshold > 0) {
+    j["embedding"]["cluster_threshold"] = m.cluster_threshold;
+    j["embedding"]["cluster_threshold_source"] = m.cluster_threshold_source;
+  }
   if (!m.calibration.empty()) j["embedding"]["calibration"] = calibration_to_json(m.calibration);
   if (!m.graph_input.empty() || !m.graph_output.empty())
     j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};

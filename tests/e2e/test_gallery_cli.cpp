@@ -326,6 +326,53 @@ TEST_F(GalleryCli, KillNineDuringEnrolmentLosesNothingReportedAndLeavesNoPartial
 
 // ---- LFW, through the library --------------------------------------------------------------------------
 
+TEST(ClusterCli, GroupsTheActorsCutOutsSkipsABrokenPhotoAndResumesFromItsCache) {
+  namespace fs = std::filesystem;
+  const auto& a = fk_test::actors();
+  const fs::path dir = fk_test::fresh_test_dir("fk_cluster");
+  fs::create_directories(dir / "photos" / "sub");
+  std::map<std::string, int> actor;  // file name -> actor
+  for (size_t g = 0; g < a.groups.size(); ++g)
+    for (const auto& f : a.groups[g]) {
+      fs::copy_file(f, dir / "photos" / "sub" / f.filename());
+      actor[f.filename().string()] = static_cast<int>(g);
+    }
+  std::ofstream(dir / "photos" / "broken.jpg") << "not a jpeg";
+  const auto q = [&](const fs::path& p) { return fk_test::quoted(p); };
+  const auto r = fk_test::run_cli("cluster " + q(dir / "photos") + " --out " + q(dir / "c.json") + " --cache " + q(dir / "faces.cache"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("1 unreadable"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("broken.jpg"), std::string::npos) << r.err;
+  std::ifstream in(dir / "c.json");
+  const auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["method"], "agglomerative");
+  EXPECT_EQ(j["unreadable"].size(), 1u);
+  // Every cluster is one actor, and every actor with two or more cut-outs is one cluster.
+  std::set<int> seen;
+  for (const auto& c : j["clusters"]) {
+    std::set<int> who;
+    for (const auto& f : c["faces"]) who.insert(actor.at(fs::path(f["photo"].get<std::string>()).filename().string()));
+    EXPECT_EQ(who.size(), 1u) << c.dump();
+    seen.insert(*who.begin());
+  }
+  size_t actors_with_two = 0;
+  for (const auto& g : a.groups) actors_with_two += g.size() >= 2;
+  EXPECT_EQ(j["clusters"].size(), actors_with_two);
+  EXPECT_EQ(seen.size(), actors_with_two);
+  // A second run takes every photo from the cache and gives the same clusters.
+  const auto again = fk_test::run_cli("cluster " + q(dir / "photos") + " --out " + q(dir / "c2.json") + " --cache " + q(dir / "faces.cache"));
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.err.find("from the cache"), std::string::npos);
+  std::ifstream in2(dir / "c2.json");
+  EXPECT_EQ(nlohmann::json::parse(in2)["clusters"], j["clusters"]);
+  // A cache of another embedder is refused, not mixed in.
+  const auto other = fk_test::run_cli("--model mobileface cluster " + q(dir / "photos") + " --cache " + q(dir / "faces.cache"));
+  EXPECT_NE(other.status, 0);
+  EXPECT_NE(other.err.find("dlib_resnet"), std::string::npos) << other.err;
+  EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "nowhere")).status, 0);
+  EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "photos") + " --method kmeans").status, 0);
+}
+
 TEST(GalleryLfw, EnrolledPeopleAreFoundAndOthersAreUnknown) {
   if (!fs::exists(kLfw / "lfw-names.txt")) GTEST_SKIP() << "LFW not present at " << kLfw;
   const auto people = fk::lfw_people(kLfw, 4);  // 4+ photos: two to enrol, two to look up

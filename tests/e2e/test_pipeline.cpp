@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
+#include "facekit/cluster.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/identification_eval.hpp"
@@ -45,6 +46,21 @@ TEST(Pipeline, BaldGuysClusterIntoFourActors) {
   const auto sizes = cluster_sizes(faces, pipeline().embedder().threshold());
   ASSERT_EQ(sizes.size(), 4u);
   EXPECT_GE(sizes.front(), 5u);
+}
+
+TEST(Pipeline, TheLibrarysClusteringFindsTheFourActorsButNeverJoinsFacesOfOnePhoto) {
+  const auto faces = pipeline().analyze(fk::load_image(kFaces / "bald_guys.jpg"));
+  std::vector<fk::Embedding> embs;
+  for (const auto& f : faces) embs.push_back(f.embedding);
+  fk::ClusterOptions o;
+  o.threshold = pipeline().embedder().threshold();
+  o.min_cluster_size = 1;
+  // A collage: every face is its own photo here (no photo ids), as if the faces had been cut out.
+  const auto r = fk::cluster_faces(embs, {}, o);
+  EXPECT_EQ(r.clusters, 4);
+  // Taken as one photo, its faces are different people by rule: nothing merges.
+  const auto one = fk::cluster_faces(embs, std::vector<int>(embs.size(), 0), o);
+  EXPECT_EQ(one.clusters, static_cast<int>(embs.size()));
 }
 
 TEST(Pipeline, ThreeStrangersAreDifferentPeople) {
