@@ -7,9 +7,11 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "facekit/cluster.hpp"
 #include "facekit/error.hpp"
+#include "facekit/image.hpp"
 #include "facekit/json.hpp"
 #include "facekit/pipeline.hpp"
 #include "common.hpp"
@@ -23,7 +25,8 @@ namespace fs = std::filesystem;
 
 struct ClusterArgs {
   std::vector<std::string> paths;
-  std::string out, method = "agglomerative", cache, json_out, thresholds;
+  std::string out, method = "agglomerative", cache, json_out, thresholds, html;
+  int html_faces = 40;  ///< thumbnails shown per cluster in the contact sheet
   float threshold = std::numeric_limits<float>::quiet_NaN();
   ClusterOptions opt;
   ScanOptions scan;
@@ -71,6 +74,76 @@ void split(const LibraryScan& s, std::vector<Embedding>& e, std::vector<int>& ph
 
 json box_json(const Box& b) { return {b.x, b.y, b.width, b.height}; }
 
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (const char ch : s) {
+    switch (ch) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += ch;
+    }
+  }
+  return o;
+}
+
+// A contact sheet a person can look through: every cluster (largest first) as a row of face thumbnails (the
+// first `per_cluster` faces, with the count), then the unclustered faces. Thumbnails are cut from the photos
+// with a margin and written beside index.html, so the folder can be copied as it is.
+void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::vector<std::vector<size_t>>& members,
+                         const std::vector<size_t>& unclustered, const ClusterOptions& o, int per_cluster) {
+  fs::create_directories(dir / "faces");
+  std::map<int, std::vector<size_t>> by_photo;  // each photo is read once
+  const auto shown = [&](const std::vector<size_t>& v) { return std::min(v.size(), static_cast<size_t>(per_cluster)); };
+  for (const auto& m : members)
+    for (size_t k = 0; k < shown(m); ++k) by_photo[s.faces[m[k]].photo].push_back(m[k]);
+  for (size_t k = 0; k < std::min<size_t>(unclustered.size(), 400); ++k) by_photo[s.faces[unclustered[k]].photo].push_back(unclustered[k]);
+  for (const auto& [photo, faces] : by_photo) {
+    Image img;
+    try {
+      img = load_image(s.photos[static_cast<size_t>(photo)]);
+    } catch (const Error&) {
+      continue;  // gone or changed since the scan: no thumbnail
+    }
+    for (const size_t i : faces) {
+      const Box& b = s.faces[i].face.box;
+      const float m = 0.25f * std::max(b.width, b.height);
+      const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
+                                  cv::Point(static_cast<int>(b.x + b.width + m), static_cast<int>(b.y + b.height + m))) &
+                         cv::Rect(0, 0, img.cols, img.rows);
+      if (r.area() <= 0) continue;
+      Image t;
+      cv::resize(img(r), t, {96, static_cast<int>(std::lround(96.0 * r.height / r.width))}, 0, 0, cv::INTER_AREA);
+      save_image(dir / "faces" / (std::to_string(i) + ".jpg"), t);
+    }
+  }
+  std::ofstream h(dir / "index.html");
+  h << "<!doctype html><html><head><meta charset=utf-8><title>facekit clusters</title><style>"
+       "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}h2{font-size:15px;margin:1.2em 0 .3em}"
+       ".row{display:flex;flex-wrap:wrap;gap:4px}.row img{width:96px;border-radius:3px}"
+       ".more{align-self:center;color:#666;padding:0 8px}</style></head><body>\n";
+  h << "<h1>" << members.size() << " clusters of " << s.faces.size() << " faces in " << s.photos.size() << " photos</h1>\n";
+  h << "<p>" << html_escape(to_string(o.method)) << ", threshold " << o.threshold << ", embedder " << html_escape(s.embedder)
+    << ". Hover a face for its photo. Clusters are guesses: look for faces that do not belong.</p>\n";
+  const auto row = [&](const std::vector<size_t>& v, size_t limit) {
+    h << "<div class=row>";
+    for (size_t k = 0; k < std::min(v.size(), limit); ++k)
+      h << "<img loading=lazy src=\"faces/" << v[k] << ".jpg\" title=\"" << html_escape(s.photos[static_cast<size_t>(s.faces[v[k]].photo)])
+        << "\" alt=\"face " << v[k] << "\">";
+    if (v.size() > limit) h << "<span class=more>+" << v.size() - limit << " more</span>";
+    h << "</div>\n";
+  };
+  for (size_t k = 0; k < members.size(); ++k) {
+    h << "<h2 id=c" << k << ">Cluster " << k << ": " << members[k].size() << " faces</h2>\n";
+    row(members[k], static_cast<size_t>(per_cluster));
+  }
+  h << "<h2 id=unclustered>Unclustered: " << unclustered.size() << " faces</h2>\n";
+  row(unclustered, 400);
+  h << "</body></html>\n";
+  if (!h) throw Error(ErrorCode::kInvalidArgument, "cannot write " + (dir / "index.html").string());
+}
+
 int cmd_cluster(const Common& c, ClusterArgs a) {
   FacePipeline pipe(pipeline_options(c));
   const ClusterOptions o = options_for(pipe, a);
@@ -81,6 +154,7 @@ int cmd_cluster(const Common& c, ClusterArgs a) {
   const ClusterResult r = cluster_faces(e, photo, o);
   std::vector<std::vector<size_t>> members(static_cast<size_t>(r.clusters));
   json unclustered = json::array();
+  std::vector<size_t> lone;
   const auto face_json = [&](size_t i) {
     const auto& f = s.faces[i];
     return json{{"face", i}, {"photo", s.photos[static_cast<size_t>(f.photo)]}, {"box", box_json(f.face.box)},
@@ -88,7 +162,7 @@ int cmd_cluster(const Common& c, ClusterArgs a) {
   };
   for (size_t i = 0; i < r.label.size(); ++i) {
     if (r.label[i] >= 0) members[static_cast<size_t>(r.label[i])].push_back(i);
-    else unclustered.push_back(face_json(i));
+    else unclustered.push_back(face_json(i)), lone.push_back(i);
   }
   json clusters = json::array();
   for (size_t k = 0; k < members.size(); ++k) {
@@ -101,6 +175,10 @@ int cmd_cluster(const Common& c, ClusterArgs a) {
   for (size_t k = 0; k < std::min<size_t>(members.size(), 10); ++k)
     std::printf("  cluster %zu: %zu faces, e.g. %s\n", k, members[k].size(),
                 s.photos[static_cast<size_t>(s.faces[members[k][0]].photo)].c_str());
+  if (!a.html.empty()) {
+    write_contact_sheet(a.html, s, members, lone, o, a.html_faces);
+    std::printf("wrote %s\n", (fs::path(a.html) / "index.html").string().c_str());
+  }
   if (!a.out.empty()) {
     json doc = {{"schema_version", json_view::kSchemaVersion},
                 {"embedder", s.embedder},
@@ -227,6 +305,9 @@ void add_cluster_commands(CLI::App& app, Common& c, Commands& out) {
   add_common(cl, *a);
   cl->add_option("--method", a->method, "agglomerative, dbscan or chinese-whispers")->capture_default_str();
   cl->add_option("--out", a->out, "write the clusters as JSON");
+  cl->add_option("--html", a->html, "write a contact sheet (index.html and face thumbnails) into this folder");
+  cl->add_option("--html-faces", a->html_faces, "thumbnails per cluster in the contact sheet")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
   out.emplace_back(cl, [&c, a] { return cmd_cluster(c, *a); });
 
   auto b = std::make_shared<ClusterArgs>();

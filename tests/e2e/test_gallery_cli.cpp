@@ -339,8 +339,22 @@ TEST(ClusterCli, GroupsTheActorsCutOutsSkipsABrokenPhotoAndResumesFromItsCache) 
     }
   std::ofstream(dir / "photos" / "broken.jpg") << "not a jpeg";
   const auto q = [&](const fs::path& p) { return fk_test::quoted(p); };
-  const auto r = fk_test::run_cli("cluster " + q(dir / "photos") + " --out " + q(dir / "c.json") + " --cache " + q(dir / "faces.cache"));
+  const auto r = fk_test::run_cli("cluster " + q(dir / "photos") + " --out " + q(dir / "c.json") + " --cache " +
+                                  q(dir / "faces.cache") + " --html " + q(dir / "sheet"));
   ASSERT_EQ(r.status, 0) << r.err;
+  // The contact sheet: a thumbnail for every face it shows, and each one referenced by the page.
+  std::ifstream page(dir / "sheet" / "index.html");
+  const std::string html((std::istreambuf_iterator<char>(page)), {});
+  size_t thumbs = 0;
+  for (const auto& e : fs::directory_iterator(dir / "sheet" / "faces")) {
+    ++thumbs;
+    EXPECT_NE(html.find("faces/" + e.path().filename().string()), std::string::npos) << e.path();
+    EXPECT_FALSE(facekit::load_image(e.path()).empty());
+  }
+  size_t cut_outs = 0;
+  for (const auto& g : a.groups) cut_outs += g.size();
+  EXPECT_EQ(thumbs, cut_outs);  // one face per cut-out, all shown
+  EXPECT_NE(html.find("Cluster 0:"), std::string::npos);
   EXPECT_NE(r.err.find("1 unreadable"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("broken.jpg"), std::string::npos) << r.err;
   std::ifstream in(dir / "c.json");
