@@ -120,20 +120,6 @@ void print_report(const BiasReport& r, std::int64_t left_out) {
   if (left_out > 0) std::printf("  %lld pairs left out: a photo without a group label\n", static_cast<long long>(left_out));
 }
 
-std::string html_escape(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    switch (ch) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += ch;
-    }
-  }
-  return o;
-}
-
 void write_html(const fs::path& dir, const json& doc, const std::vector<BiasReport>& reports, bool estimated) {
   std::ofstream h(dir / "index.html");
   if (!h) throw Error(ErrorCode::kInvalidArgument, "cannot write " + (dir / "index.html").string());

@@ -74,20 +74,6 @@ void split(const LibraryScan& s, std::vector<Embedding>& e, std::vector<int>& ph
 
 json box_json(const Box& b) { return {b.x, b.y, b.width, b.height}; }
 
-std::string html_escape(const std::string& s) {
-  std::string o;
-  for (const char ch : s) {
-    switch (ch) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += ch;
-    }
-  }
-  return o;
-}
-
 // A contact sheet a person can look through: every cluster (largest first) as a row of face thumbnails (the
 // first `per_cluster` faces, with the count), then the unclustered faces. Thumbnails are cut from the photos
 // with a margin and written beside index.html, so the folder can be copied as it is.

@@ -107,4 +107,18 @@ EngineOptions gallery_engine_options(const Common& c, const GalleryArgs& g, bool
   return o;
 }
 
+std::string html_escape(const std::string& s) {
+  std::string o;
+  for (const char ch : s) {
+    switch (ch) {
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '&': o += "&amp;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += ch;
+    }
+  }
+  return o;
+}
+
 }  // namespace facekit::cli

@@ -91,6 +91,9 @@ struct LivenessArgs {
 };
 
 
+/// `s` with &, <, > and " escaped for HTML text and attribute values (the reports' pages).
+std::string html_escape(const std::string& s);
+
 /// A subcommand and the function that runs it once it was parsed; it returns the exit status.
 using Commands = std::vector<std::pair<CLI::App*, std::function<int()>>>;
 
