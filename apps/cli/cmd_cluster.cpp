@@ -32,7 +32,7 @@ struct ClusterArgs {
   ScanOptions scan;
 };
 
-LibraryScan scan(const Common& c, const FacePipeline& pipe, ClusterArgs& a) {
+LibraryScan scan(const FacePipeline& pipe, ClusterArgs& a) {
   std::vector<fs::path> roots(a.paths.begin(), a.paths.end());
   const auto photos = list_photos(roots);
   if (photos.empty()) throw Error(ErrorCode::kNotFound, "no photos (jpg, jpeg, png, bmp, webp) under the given paths");
@@ -43,7 +43,6 @@ LibraryScan scan(const Common& c, const FacePipeline& pipe, ClusterArgs& a) {
     bar->update(done);
   });
   if (bar) bar->finish();
-  (void)c;
   std::fprintf(stderr, "%zu photos (%d from the cache), %zu faces, %zu unreadable\n", s.photos.size(), s.cached_photos,
                s.faces.size(), s.failed.size());
   for (const auto& f : s.failed) std::fprintf(stderr, "  skipped %s\n", f.c_str());
@@ -74,6 +73,8 @@ void split(const LibraryScan& s, std::vector<Embedding>& e, std::vector<int>& ph
 
 json box_json(const Box& b) { return {b.x, b.y, b.width, b.height}; }
 
+constexpr size_t kUnclusteredShown = 400;  // thumbnails of unclustered faces in the contact sheet
+
 // A contact sheet a person can look through: every cluster (largest first) as a row of face thumbnails (the
 // first `per_cluster` faces, with the count), then the unclustered faces. Thumbnails are cut from the photos
 // with a margin and written beside index.html, so the folder can be copied as it is.
@@ -84,7 +85,7 @@ void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::v
   const auto shown = [&](const std::vector<size_t>& v) { return std::min(v.size(), static_cast<size_t>(per_cluster)); };
   for (const auto& m : members)
     for (size_t k = 0; k < shown(m); ++k) by_photo[s.faces[m[k]].photo].push_back(m[k]);
-  for (size_t k = 0; k < std::min<size_t>(unclustered.size(), 400); ++k) by_photo[s.faces[unclustered[k]].photo].push_back(unclustered[k]);
+  for (size_t k = 0; k < std::min(unclustered.size(), kUnclusteredShown); ++k) by_photo[s.faces[unclustered[k]].photo].push_back(unclustered[k]);
   for (const auto& [photo, faces] : by_photo) {
     Image img;
     try {
@@ -125,7 +126,7 @@ void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::v
     row(members[k], static_cast<size_t>(per_cluster));
   }
   h << "<h2 id=unclustered>Unclustered: " << unclustered.size() << " faces</h2>\n";
-  row(unclustered, 400);
+  row(unclustered, kUnclusteredShown);
   h << "</body></html>\n";
   if (!h) throw Error(ErrorCode::kInvalidArgument, "cannot write " + (dir / "index.html").string());
 }
@@ -133,7 +134,7 @@ void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::v
 int cmd_cluster(const Common& c, ClusterArgs a) {
   FacePipeline pipe(pipeline_options(c));
   const ClusterOptions o = options_for(pipe, a);
-  const LibraryScan s = scan(c, pipe, a);
+  const LibraryScan s = scan(pipe, a);
   std::vector<Embedding> e;
   std::vector<int> photo;
   split(s, e, photo);
@@ -185,23 +186,10 @@ int cmd_cluster(const Common& c, ClusterArgs a) {
   return 0;
 }
 
-std::vector<float> parse_list(const std::string& s) {
-  std::vector<float> v;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');) {
-    try {
-      v.push_back(std::stof(t));
-    } catch (const std::exception&) {
-      throw Error(ErrorCode::kInvalidArgument, "--thresholds: not a number: " + t);
-    }
-  }
-  return v;
-}
-
 int cmd_bench_cluster(const Common& c, ClusterArgs a) {
   FacePipeline pipe(pipeline_options(c));
   const float t0 = std::isnan(a.threshold) ? default_threshold(pipe) : a.threshold;
-  const LibraryScan s = scan(c, pipe, a);
+  const LibraryScan s = scan(pipe, a);
   std::vector<Embedding> e;
   std::vector<int> photo, truth;
   split(s, e, photo);
@@ -224,7 +212,7 @@ int cmd_bench_cluster(const Common& c, ClusterArgs a) {
     o.min_faces = 3;
     runs.push_back({"dbscan (Immich: cosine 0.5, min 3)", o});
   }
-  std::vector<float> ts = a.thresholds.empty() ? std::vector<float>{t0} : parse_list(a.thresholds);
+  std::vector<float> ts = a.thresholds.empty() ? std::vector<float>{t0} : parse_list<float>(a.thresholds, "--thresholds");
   for (const float t : ts)
     for (auto m : {ClusterMethod::kDbscan, ClusterMethod::kChineseWhispers, ClusterMethod::kAgglomerative}) {
       ClusterOptions o = base;

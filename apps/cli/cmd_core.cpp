@@ -170,24 +170,6 @@ struct CropsArgs {
   bool no_grey = false, no_original = false;
 };
 
-template <typename T>
-std::vector<T> parse_list(const std::string& s, const char* what) {
-  std::vector<T> v;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');) {
-    if (t.empty()) continue;
-    try {
-      size_t used = 0;
-      const double x = std::stod(t, &used);
-      if (used != t.size() || !std::isfinite(x)) throw std::invalid_argument(t);
-      v.push_back(static_cast<T>(x));
-    } catch (const std::exception&) {
-      throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": '" + t + "' is not a number");
-    }
-  }
-  return v;
-}
-
 int cmd_bench_crops(const Common& c, CropsArgs a) {
   int first = 0, last = 0;
   char dash = 0;

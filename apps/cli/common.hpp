@@ -1,7 +1,9 @@
 #pragma once
 // What every facekit subcommand shares: the global options, how they become pipeline options, JSON views of
 // results, and the registry through which each command file adds its subcommands.
+#include <cmath>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "facekit/engine.hpp"
+#include "facekit/error.hpp"
 #include "facekit/eval.hpp"
 #include "facekit/image.hpp"
 #include "facekit/json.hpp"
@@ -90,6 +93,26 @@ struct LivenessArgs {
   ActiveLivenessArgs active;               ///< --video / --frames mode (cmd_liveness.cpp)
 };
 
+
+/// A comma-separated list of numbers ("0,0.1,0.25"; empty items skipped). Throws Error(kInvalidArgument), naming
+/// the option `what`, for an item that is not entirely a finite number.
+template <typename T>
+std::vector<T> parse_list(const std::string& s, const char* what) {
+  std::vector<T> v;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');) {
+    if (t.empty()) continue;
+    try {
+      size_t used = 0;
+      const double x = std::stod(t, &used);
+      if (used != t.size() || !std::isfinite(x)) throw std::invalid_argument(t);
+      v.push_back(static_cast<T>(x));
+    } catch (const std::exception&) {
+      throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": '" + t + "' is not a number");
+    }
+  }
+  return v;
+}
 
 /// `s` with &, <, > and " escaped for HTML text and attribute values (the reports' pages).
 std::string html_escape(const std::string& s);

@@ -82,7 +82,7 @@ std::vector<int> relabel(const std::vector<int>& raw, int min_size, int& cluster
   std::unordered_map<int, int> size;
   for (int l : raw)
     if (l >= 0) size[l]++;
-  std::vector<std::pair<int, int>> order;  // (-size, first appearance)
+  std::vector<std::pair<int, int>> order;  // (label, first appearance)
   std::unordered_map<int, int> first;
   for (size_t i = 0; i < raw.size(); ++i)
     if (raw[i] >= 0 && first.emplace(raw[i], static_cast<int>(i)).second) order.push_back({raw[i], static_cast<int>(i)});

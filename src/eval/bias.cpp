@@ -107,7 +107,10 @@ class SubjectBootstrap {
     rate_buckets_.push_back(std::move(buckets));
     return static_cast<int>(rate_buckets_.size()) - 1;
   }
-  void add_error(int a, int b, int rate_id) { errors_.push_back({a, b, rate_id}); }
+  void add_error(int a, int b, int rate_id) {
+    if (a > b) std::swap(a, b);
+    errors_.push_back({a, b, rate_id});
+  }
 
   /// Per rate, its value in each of o.bootstrap resamples (NaN where its pairs were not drawn).
   std::vector<std::vector<double>> run(int subjects, int buckets, const BiasOptions& o) {
@@ -134,8 +137,7 @@ class SubjectBootstrap {
       std::vector<double> den(static_cast<size_t>(buckets), 0.0), num(K, 0.0);
       for (const auto& c : cells) den[c.bucket] += static_cast<double>(w(c.a, c.b) * c.n);
       for (const auto& e : errors_)
-        num[static_cast<size_t>(e.rate)] += static_cast<double>(w(static_cast<std::uint32_t>(std::min(e.a, e.b)),
-                                                                   static_cast<std::uint32_t>(std::max(e.a, e.b))));
+        num[static_cast<size_t>(e.rate)] += static_cast<double>(w(static_cast<std::uint32_t>(e.a), static_cast<std::uint32_t>(e.b)));
       for (size_t k = 0; k < K; ++k) {
         double d = 0;
         for (const int b : rate_buckets_[k]) d += den[static_cast<size_t>(b)];
@@ -259,49 +261,47 @@ BiasReport bias_report(const std::vector<GroupedPair>& pairs, const std::vector<
   }
   for (const auto& p : pairs) {
     const bool one = p.group_a == p.group_b;
-    if (boot && p.valid) {
-      const auto ga = static_cast<size_t>(p.group_a);
-      const bool match = p.distance <= r.threshold;
-      const auto error = [&](int id) { boot->add_error(p.subject_a, p.subject_b, id); };
-      if (p.same) {
-        boot->add_pair(p.subject_a, p.subject_b, one ? 2 * p.group_a + 1 : mixed_bucket);
-        if (!match) error(all_gen_id);
-        if (one && !match) error(gen_id[ga]);
-        if (one && !(p.distance <= own[ga])) error(own_gen_id[ga]);
-      } else {
-        boot->add_pair(p.subject_a, p.subject_b, one ? 2 * p.group_a : cross_bucket(p.group_a, p.group_b));
-        if (match) error(all_imp_id);
-        if (one && match) error(imp_id[ga]);
-        if (one && p.distance <= own[ga]) error(own_imp_id[ga]);
-        if (!one && match) error(cross_id[static_cast<size_t>(std::min(p.group_a, p.group_b) * G + std::max(p.group_a, p.group_b))]);
-      }
-    }
     if (!p.valid) {
       c[static_cast<size_t>(p.group_a)].fta++;
       if (!one) c[static_cast<size_t>(p.group_b)].fta++;
       continue;
     }
     const bool match = p.distance <= r.threshold;
+    // Each error is also recorded for the bootstrap over people, under every rate it counts in.
+    const auto error = [&](bool is_error, int id) {
+      if (boot && is_error) boot->add_error(p.subject_a, p.subject_b, id);
+    };
+    const auto ga = static_cast<size_t>(p.group_a);
     if (p.same) {
+      if (boot) boot->add_pair(p.subject_a, p.subject_b, one ? 2 * p.group_a + 1 : mixed_bucket);
       all.gen++, all.gen_err += !match;
+      error(!match, all_gen_id);
       if (!one) {
         r.mixed_genuine++;
         continue;
       }
-      auto& x = c[static_cast<size_t>(p.group_a)];
+      auto& x = c[ga];
       x.gen++, x.gen_err += !match;
-      const float t = own[static_cast<size_t>(p.group_a)];
-      x.own_gen_err += !(p.distance <= t);  // NaN (no impostors in the group): nothing matches
+      const bool own_miss = !(p.distance <= own[ga]);  // NaN (no impostors in the group): nothing matches
+      x.own_gen_err += own_miss;
+      error(!match, gen_id[ga]);
+      error(own_miss, own_gen_id[ga]);
     } else {
+      if (boot) boot->add_pair(p.subject_a, p.subject_b, one ? 2 * p.group_a : cross_bucket(p.group_a, p.group_b));
       all.imp++, all.imp_err += match;
+      error(match, all_imp_id);
       if (one) {
-        auto& x = c[static_cast<size_t>(p.group_a)];
+        auto& x = c[ga];
+        const bool own_match = p.distance <= own[ga];
         x.imp++, x.imp_err += match;
-        x.own_imp_err += p.distance <= own[static_cast<size_t>(p.group_a)];
+        x.own_imp_err += own_match;
+        error(match, imp_id[ga]);
+        error(own_match, own_imp_id[ga]);
       } else {
         const int a = std::min(p.group_a, p.group_b), b = std::max(p.group_a, p.group_b);
         cross_n[static_cast<size_t>(a * G + b)]++;
         cross_err[static_cast<size_t>(a * G + b)] += match;
+        error(match, cross_id[static_cast<size_t>(a * G + b)]);
       }
     }
   }
