@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 struct ClusterArgs {
   std::vector<std::string> paths;
-  std::string out, method = "agglomerative", cache, json_out, thresholds, html;
+  std::string out, method = "agglomerative", cache, json_out, thresholds, methods, html;
   int html_faces = 40;  ///< thumbnails shown per cluster in the contact sheet
   float threshold = std::numeric_limits<float>::quiet_NaN();
   ClusterOptions opt;
@@ -205,7 +205,14 @@ int cmd_bench_cluster(const Common& c, ClusterArgs a) {
   };
   std::vector<Run> runs;
   ClusterOptions base = a.opt;
-  {
+  std::vector<ClusterMethod> methods;
+  for (const auto& name : a.methods.empty() ? std::vector<std::string>{"dbscan", "chinese-whispers", "agglomerative"}
+                                            : split_list(a.methods)) {
+    const auto m = parse_cluster_method(name);
+    if (!m) throw Error(ErrorCode::kInvalidArgument, "--methods: unknown method '" + name + "'");
+    methods.push_back(*m);
+  }
+  if (std::find(methods.begin(), methods.end(), ClusterMethod::kDbscan) != methods.end()) {
     ClusterOptions o = base;
     o.method = ClusterMethod::kDbscan;
     o.threshold = l2_at_cosine_distance(0.5f);
@@ -214,7 +221,7 @@ int cmd_bench_cluster(const Common& c, ClusterArgs a) {
   }
   std::vector<float> ts = a.thresholds.empty() ? std::vector<float>{t0} : parse_list<float>(a.thresholds, "--thresholds");
   for (const float t : ts)
-    for (auto m : {ClusterMethod::kDbscan, ClusterMethod::kChineseWhispers, ClusterMethod::kAgglomerative}) {
+    for (const auto m : methods) {
       ClusterOptions o = base;
       o.method = m;
       o.threshold = t;
@@ -265,6 +272,9 @@ void add_common(CLI::App* cmd, ClusterArgs& a) {
       ->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--min-cluster-size", a.opt.min_cluster_size, "smaller groups are reported as unclustered")
       ->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--size-allowance", a.opt.size_allowance,
+                  "agglomerative: how much further apart (squared L2) large clusters may be than single faces; 0: plain average linkage")
+      ->capture_default_str()->check(finite_range(0, 1));
   cmd->add_option("--neighbours", a.opt.neighbours, "agglomerative: candidate merges per face")
       ->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--cache", a.cache, "keep faces and embeddings here and reuse them (resumes an interrupted scan)");
@@ -289,6 +299,7 @@ void add_cluster_commands(CLI::App& app, Common& c, Commands& out) {
   auto* bc = bench->add_subcommand("cluster", "every clustering method on the same embeddings, against folder labels (LFW layout)");
   add_common(bc, *b);
   bc->add_option("--thresholds", b->thresholds, "comma-separated thresholds to compare (default: --threshold)");
+  bc->add_option("--methods", b->methods, "comma-separated methods to compare (default: all three)");
   bc->add_option("--json", b->json_out, "write every run's figures as JSON");
   out.emplace_back(bc, [&c, b] { return cmd_bench_cluster(c, *b); });
 }

@@ -122,10 +122,7 @@ int cmd_verify(const Common& c, const std::string& a, const std::string& b, bool
 // fusion manifest.
 int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& models, double step,
                    const std::string& name, const std::string& out) {
-  std::vector<std::string> names;
-  std::stringstream ss(models);
-  for (std::string m; std::getline(ss, m, ',');)
-    if (!m.empty()) names.push_back(m);
+  const std::vector<std::string> names = split_list(models);
   if (names.size() < 2) throw Error(ErrorCode::kInvalidArgument, "--models needs at least two embedders");
   std::vector<std::vector<ScoredPair>> scored;
   for (const auto& m : names) {

@@ -114,6 +114,15 @@ std::vector<T> parse_list(const std::string& s, const char* what) {
   return v;
 }
 
+/// The non-empty items of a comma-separated list, as written.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) v.push_back(t);
+  return v;
+}
+
 /// `s` with &, <, > and " escaped for HTML text and attribute values (the reports' pages).
 std::string html_escape(const std::string& s);
 

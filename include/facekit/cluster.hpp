@@ -3,8 +3,9 @@
 //
 // Three methods on the same embeddings (unit vectors, L2 distance), so they can be compared:
 // - agglomerative (the default): average linkage, merging the closest pair of clusters while their mean
-//   squared distance is under threshold^2; candidate pairs come from each face's nearest neighbours, and two
-//   faces of one photo never end up in one cluster (two faces in a photo are two people);
+//   squared distance is under threshold^2, with a bar that rises with the clusters' sizes (size_allowance);
+//   candidate pairs come from each face's nearest neighbours, and two faces of one photo never end up in one
+//   cluster (two faces in a photo are two people);
 // - DBSCAN, as Immich runs it: faces with at least `min_faces` neighbours within `threshold` (counting
 //   themselves) are cores, clusters are cores linked through neighbours plus the faces they reach;
 // - Chinese whispers, as dlib's face clustering example runs it: a graph with an edge wherever the distance is
@@ -41,6 +42,12 @@ struct ClusterOptions {
   int min_faces = 3;
   /// Agglomerative and Chinese whispers: groups smaller than this are reported as unclustered (-1).
   int min_cluster_size = 2;
+  /// Agglomerative: how much further apart (in squared L2) large clusters may be than single faces. Clusters of
+  /// n_a and n_b faces merge while their mean squared distance is under
+  /// threshold^2 + size_allowance x (2 - 1/n_a - 1/n_b): two single faces must lie within `threshold`, while the
+  /// average over many faces is surer and may reach sqrt(threshold^2 + 2 size_allowance). 0: plain average
+  /// linkage. 0.02 was best on cfp-dev and on LFW's development people (docs/clustering.md).
+  float size_allowance = 0.02f;
   /// Agglomerative: candidate merges come from each face's this many nearest neighbours.
   int neighbours = 30;
   /// Chinese whispers: sweeps over the faces (dlib's default 100).
@@ -59,11 +66,23 @@ struct ClusterResult {
   double seconds = 0;  ///< the clustering alone
 };
 
+/// What a person reviewing clusters has said, as constraints on agglomerative clustering (the review workflow,
+/// cluster_review.hpp). Empty vectors: no constraint; otherwise one entry per face.
+struct ClusterConstraints {
+  /// Per face: a start group (faces with one value begin as one cluster, kept together), or -1.
+  std::vector<int> start;
+  /// Per face: cannot-link tokens; two clusters whose faces share a token never merge (as two faces of one photo).
+  std::vector<std::vector<int>> apart;
+};
+
 /// Clusters `embeddings` (unit vectors of one embedder; empty ones are left unclustered). `photo[i]` is the
 /// photo face i was found in (any ids; empty: every face its own photo). Throws Error(kInvalidArgument) for
 /// vectors of different sizes, a photo list of another length, or options out of range.
 ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std::vector<int>& photo,
                             const ClusterOptions& options);
+/// The same under constraints (agglomerative only: Error(kInvalidArgument) for the other methods).
+ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std::vector<int>& photo,
+                            const ClusterOptions& options, const ClusterConstraints& constraints);
 
 class FacePipeline;
 

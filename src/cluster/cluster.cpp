@@ -149,7 +149,13 @@ std::vector<int> chinese_whispers(const Packed& p, float threshold, int iteratio
 // Average linkage through cluster means: for unit vectors the mean squared distance between the faces of two
 // clusters is 2 - 2 mean_a . mean_b, so a merge costs O(d) however large the clusters are. Candidate pairs are
 // clusters joined by a nearest-neighbour edge; a priority queue with versions drops stale entries.
-std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of_row, const ClusterOptions& o) {
+// The size allowance makes the bar depend on the clusters' sizes: a merge is taken while
+//   mean squared distance - allowance * (2 - 1/n_a - 1/n_b) < threshold^2,
+// so two single faces need a distance under the threshold, and clusters, whose average over many faces is surer,
+// may lie up to sqrt(threshold^2 + 2 allowance) apart. Merges go in order of that adjusted distance.
+// `tokens[row]`: a face's cannot-link tokens (its photo, the caller's `apart` ones); `start[row]`: its start group.
+std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<std::int64_t>>& tokens,
+                               const std::vector<int>& start, const ClusterOptions& o) {
   const size_t n = p.rows(), d = p.d;
   std::vector<int> parent(n);
   std::iota(parent.begin(), parent.end(), 0);
@@ -157,13 +163,16 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
   const float t2 = o.threshold * o.threshold;
   std::vector<std::vector<float>> mean(n);
   std::vector<int> size(n, 1), version(n, 0);
-  std::vector<std::vector<int>> photos(n);  // sorted photo ids of each cluster
+  std::vector<std::vector<std::int64_t>> photos(n);  // sorted cannot-link tokens of each cluster
   std::vector<std::unordered_set<int>> nbr(n);
   for (size_t i = 0; i < n; ++i) {
     mean[i].assign(p.row(i), p.row(i) + d);
-    photos[i] = {photo_of_row[i]};
+    photos[i] = tokens[i];
+    std::sort(photos[i].begin(), photos[i].end());
+    photos[i].erase(std::unique(photos[i].begin(), photos[i].end()), photos[i].end());
   }
-  // k nearest neighbours under the threshold: the edges along which clusters may merge.
+  // k nearest neighbours under the threshold: the edges along which clusters may merge (two single faces
+  // further apart can only be joined through others).
   {
     faiss::IndexFlatL2 index(static_cast<faiss::Index::idx_t>(d));
     index.add(static_cast<faiss::Index::idx_t>(n), p.data.data());
@@ -190,10 +199,10 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
     const float* x = mean[static_cast<size_t>(a)].data();
     const float* y = mean[static_cast<size_t>(b)].data();
     for (size_t k = 0; k < d; ++k) dot += static_cast<double>(x[k]) * y[k];
-    return static_cast<float>(2 - 2 * dot);
+    const double na = size[static_cast<size_t>(a)], nb = size[static_cast<size_t>(b)];
+    return static_cast<float>(2 - 2 * dot - o.size_allowance * (2 - 1 / na - 1 / nb));
   };
   const auto shares_photo = [&](int a, int b) {
-    if (!o.one_face_per_photo) return false;
     const auto& x = photos[static_cast<size_t>(a)];
     const auto& y = photos[static_cast<size_t>(b)];
     for (size_t i = 0, j = 0; i < x.size() && j < y.size();) {
@@ -208,21 +217,10 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
     bool operator>(const Cand& o) const { return d != o.d ? d > o.d : (a != o.a ? a > o.a : b > o.b); }
   };
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
-  for (size_t a = 0; a < n; ++a)
-    for (const int b : nbr[a])
-      if (static_cast<int>(a) < b) {
-        const float s = avg_sq(static_cast<int>(a), b);
-        if (s < t2) heap.push({s, static_cast<int>(a), b, 0, 0});
-      }
-  while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
-    if (parent[static_cast<size_t>(c.a)] != c.a || parent[static_cast<size_t>(c.b)] != c.b ||
-        version[static_cast<size_t>(c.a)] != c.va || version[static_cast<size_t>(c.b)] != c.vb)
-      continue;  // stale: one side merged or changed since
-    if (shares_photo(c.a, c.b)) continue;  // never mergeable: their photo sets only grow
+  // Merges clusters a and b (roots); returns the root kept.
+  const auto join = [&](int a, int b) {
     // Keep the larger cluster's id; the smaller one's faces and neighbours move into it.
-    int keep = c.a, gone = c.b;
+    int keep = a, gone = b;
     if (size[static_cast<size_t>(keep)] < size[static_cast<size_t>(gone)]) std::swap(keep, gone);
     const auto K = static_cast<size_t>(keep), G = static_cast<size_t>(gone);
     const float wk = static_cast<float>(size[K]), wg = static_cast<float>(size[G]);
@@ -230,7 +228,7 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
     size[K] += size[G];
     parent[G] = keep;
     version[K]++;
-    std::vector<int> merged;
+    std::vector<std::int64_t> merged;
     std::merge(photos[K].begin(), photos[K].end(), photos[G].begin(), photos[G].end(), std::back_inserter(merged));
     photos[K] = std::move(merged);
     photos[G].clear();
@@ -244,11 +242,35 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
     nbr[K].erase(gone);
     nbr[K].erase(keep);
     nbr[G].clear();
-    for (const int v : nbr[K]) {
-      const float s = avg_sq(keep, v);
-      if (s < t2) heap.push({s, std::min(keep, v), std::max(keep, v), version[static_cast<size_t>(std::min(keep, v))],
-                             version[static_cast<size_t>(std::max(keep, v))]});
+    return keep;
+  };
+  const auto push = [&](int a, int b) {
+    const float s = avg_sq(a, b);
+    if (s < t2) heap.push({s, std::min(a, b), std::max(a, b), version[static_cast<size_t>(std::min(a, b))],
+                           version[static_cast<size_t>(std::max(a, b))]});
+  };
+  // Start groups are joined first, whatever their distances and tokens: the caller says they are one person.
+  {
+    std::unordered_map<int, int> root_of_group;
+    for (size_t i = 0; i < n; ++i) {
+      if (start[i] < 0) continue;
+      const auto [it, fresh] = root_of_group.emplace(start[i], static_cast<int>(i));
+      if (!fresh) it->second = join(it->second, static_cast<int>(i));
     }
+  }
+  for (size_t a = 0; a < n; ++a)
+    if (parent[a] == static_cast<int>(a))
+      for (const int b : nbr[a])
+        if (static_cast<int>(a) < b) push(static_cast<int>(a), b);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    if (parent[static_cast<size_t>(c.a)] != c.a || parent[static_cast<size_t>(c.b)] != c.b ||
+        version[static_cast<size_t>(c.a)] != c.va || version[static_cast<size_t>(c.b)] != c.vb)
+      continue;  // stale: one side merged or changed since
+    if (shares_photo(c.a, c.b)) continue;  // never mergeable: their token sets only grow
+    const int keep = join(c.a, c.b);
+    for (const int v : nbr[static_cast<size_t>(keep)]) push(keep, v);
   }
   // Faces point at their final cluster through chains of merges.
   std::vector<int> root(n);
@@ -264,9 +286,21 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<int>& photo_of
 
 ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std::vector<int>& photo,
                             const ClusterOptions& o) {
+  return cluster_faces(embeddings, photo, o, {});
+}
+
+ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std::vector<int>& photo,
+                            const ClusterOptions& o, const ClusterConstraints& constraints) {
   if (!photo.empty() && photo.size() != embeddings.size())
     throw Error(ErrorCode::kInvalidArgument, "one photo id per face is needed");
+  if ((!constraints.start.empty() && constraints.start.size() != embeddings.size()) ||
+      (!constraints.apart.empty() && constraints.apart.size() != embeddings.size()))
+    throw Error(ErrorCode::kInvalidArgument, "constraints must give one entry per face");
+  if ((!constraints.start.empty() || !constraints.apart.empty()) && o.method != ClusterMethod::kAgglomerative)
+    throw Error(ErrorCode::kInvalidArgument, "only agglomerative clustering takes constraints");
   if (!(o.threshold > 0 && o.threshold <= 2)) throw Error(ErrorCode::kInvalidArgument, "the clustering threshold must lie in (0, 2]");
+  if (!(o.size_allowance >= 0 && o.size_allowance <= 1))
+    throw Error(ErrorCode::kInvalidArgument, "the size allowance must lie in [0, 1]");
   if (o.min_faces < 1 || o.min_cluster_size < 1 || o.neighbours < 1 || o.iterations < 1)
     throw Error(ErrorCode::kInvalidArgument, "min_faces, min_cluster_size, neighbours and iterations must be at least 1");
   const auto t0 = std::chrono::steady_clock::now();
@@ -276,9 +310,17 @@ ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std:
     case ClusterMethod::kDbscan: raw = dbscan(p, o.threshold, o.min_faces); break;
     case ClusterMethod::kChineseWhispers: raw = chinese_whispers(p, o.threshold, o.iterations, o.seed); break;
     case ClusterMethod::kAgglomerative: {
-      std::vector<int> ph(p.rows());
-      for (size_t r = 0; r < p.rows(); ++r) ph[r] = photo.empty() ? p.face[r] : photo[static_cast<size_t>(p.face[r])];
-      raw = agglomerative(p, ph, o);
+      // Photo ids and the caller's tokens share one space: even and odd.
+      std::vector<std::vector<std::int64_t>> tokens(p.rows());
+      std::vector<int> start(p.rows(), -1);
+      for (size_t r = 0; r < p.rows(); ++r) {
+        const auto f = static_cast<size_t>(p.face[r]);
+        if (o.one_face_per_photo) tokens[r].push_back(2 * static_cast<std::int64_t>(photo.empty() ? p.face[r] : photo[f]));
+        if (!constraints.apart.empty())
+          for (const int t : constraints.apart[f]) tokens[r].push_back(2 * static_cast<std::int64_t>(t) + 1);
+        if (!constraints.start.empty()) start[r] = constraints.start[f];
+      }
+      raw = agglomerative(p, tokens, start, o);
       break;
     }
   }
