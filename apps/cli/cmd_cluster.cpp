@@ -10,6 +10,9 @@
 #include <opencv2/imgproc.hpp>
 
 #include "facekit/cluster.hpp"
+#include "facekit/cluster_review.hpp"
+#include "facekit/gallery.hpp"
+#include "facekit/model.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/json.hpp"
@@ -25,6 +28,8 @@ namespace fs = std::filesystem;
 
 struct ClusterArgs {
   std::vector<std::string> paths;
+  bool recluster = false;
+  GalleryArgs gallery;  // seeds: only when --gallery is given
   std::string out, method = "agglomerative", cache, json_out, thresholds, methods, html;
   int html_faces = 40;  ///< thumbnails shown per cluster in the contact sheet
   float threshold = std::numeric_limits<float>::quiet_NaN();
@@ -33,6 +38,7 @@ struct ClusterArgs {
 };
 
 LibraryScan scan(const FacePipeline& pipe, ClusterArgs& a) {
+  if (a.paths.empty()) throw Error(ErrorCode::kInvalidArgument, "give the photo folders (or files) to cluster");
   std::vector<fs::path> roots(a.paths.begin(), a.paths.end());
   const auto photos = list_photos(roots);
   if (photos.empty()) throw Error(ErrorCode::kNotFound, "no photos (jpg, jpeg, png, bmp, webp) under the given paths");
@@ -71,30 +77,47 @@ void split(const LibraryScan& s, std::vector<Embedding>& e, std::vector<int>& ph
   for (const auto& f : s.faces) e.push_back(f.embedding), photo.push_back(f.photo);
 }
 
-json box_json(const Box& b) { return {b.x, b.y, b.width, b.height}; }
-
 constexpr size_t kUnclusteredShown = 400;  // thumbnails of unclustered faces in the contact sheet
 
-// A contact sheet a person can look through: every cluster (largest first) as a row of face thumbnails (the
-// first `per_cluster` faces, with the count), then the unclustered faces. Thumbnails are cut from the photos
-// with a margin and written beside index.html, so the folder can be copied as it is.
-void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::vector<std::vector<size_t>>& members,
-                         const std::vector<size_t>& unclustered, const ClusterOptions& o, int per_cluster) {
+// A contact sheet a person can look through: every cluster (largest first, with its id and name) as a row of face
+// thumbnails (the first `per_cluster` faces, with the count), then the unclustered faces; each face's key on
+// hover, for `cluster not` and `cluster split`. Thumbnails are cut from the photos with a margin and written
+// beside index.html, so the folder can be copied as it is.
+void write_contact_sheet(const fs::path& dir, const ClusterReview& st, int per_cluster) {
   fs::create_directories(dir / "faces");
-  std::map<int, std::vector<size_t>> by_photo;  // each photo is read once
-  const auto shown = [&](const std::vector<size_t>& v) { return std::min(v.size(), static_cast<size_t>(per_cluster)); };
-  for (const auto& m : members)
-    for (size_t k = 0; k < shown(m); ++k) by_photo[s.faces[m[k]].photo].push_back(m[k]);
-  for (size_t k = 0; k < std::min(unclustered.size(), kUnclusteredShown); ++k) by_photo[s.faces[unclustered[k]].photo].push_back(unclustered[k]);
+  const auto clusters = st.by_size();
+  std::vector<std::vector<const ReviewFace*>> rows;
+  std::vector<std::string> titles;
+  size_t total = st.unclustered().size();
+  for (const auto* c : clusters) {
+    total += c->faces.size();
+    std::vector<const ReviewFace*> r;
+    for (size_t k = 0; k < std::min(c->faces.size(), static_cast<size_t>(per_cluster)); ++k) r.push_back(&c->faces[k]);
+    rows.push_back(std::move(r));
+    titles.push_back("Cluster " + std::to_string(c->id) + (c->name.empty() ? "" : " (" + c->name + ")") + ": " +
+                     std::to_string(c->faces.size()) + " faces");
+  }
+  {
+    std::vector<const ReviewFace*> r;
+    for (size_t k = 0; k < std::min(st.unclustered().size(), kUnclusteredShown); ++k) r.push_back(&st.unclustered()[k]);
+    rows.push_back(std::move(r));
+    titles.push_back("Unclustered: " + std::to_string(st.unclustered().size()) + " faces");
+  }
+  // Thumbnails are numbered in page order; each photo is read once.
+  std::map<std::string, std::vector<std::pair<const ReviewFace*, size_t>>> by_photo;
+  size_t number = 0;
+  std::vector<std::vector<size_t>> numbers(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (const auto* f : rows[r]) by_photo[f->photo].push_back({f, number}), numbers[r].push_back(number++);
   for (const auto& [photo, faces] : by_photo) {
     Image img;
     try {
-      img = load_image(s.photos[static_cast<size_t>(photo)]);
+      img = load_image(photo);
     } catch (const Error&) {
       continue;  // gone or changed since the scan: no thumbnail
     }
-    for (const size_t i : faces) {
-      const Box& b = s.faces[i].face.box;
+    for (const auto& [f, num] : faces) {
+      const Box& b = f->box;
       const float m = 0.25f * std::max(b.width, b.height);
       const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
                                   cv::Point(static_cast<int>(b.x + b.width + m), static_cast<int>(b.y + b.height + m))) &
@@ -102,87 +125,149 @@ void write_contact_sheet(const fs::path& dir, const LibraryScan& s, const std::v
       if (r.area() <= 0) continue;
       Image t;
       cv::resize(img(r), t, {96, static_cast<int>(std::lround(96.0 * r.height / r.width))}, 0, 0, cv::INTER_AREA);
-      save_image(dir / "faces" / (std::to_string(i) + ".jpg"), t);
+      save_image(dir / "faces" / (std::to_string(num) + ".jpg"), t);
     }
   }
   std::ofstream h(dir / "index.html");
   h << "<!doctype html><html><head><meta charset=utf-8><title>facekit clusters</title><style>"
        "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}h2{font-size:15px;margin:1.2em 0 .3em}"
        ".row{display:flex;flex-wrap:wrap;gap:4px}.row img{width:96px;border-radius:3px}"
-       ".more{align-self:center;color:#666;padding:0 8px}</style></head><body>\n";
-  h << "<h1>" << members.size() << " clusters of " << s.faces.size() << " faces in " << s.photos.size() << " photos</h1>\n";
-  h << "<p>" << html_escape(to_string(o.method)) << ", threshold " << o.threshold << ", embedder " << html_escape(s.embedder)
-    << ". Hover a face for its photo. Clusters are guesses: look for faces that do not belong.</p>\n";
-  const auto row = [&](const std::vector<size_t>& v, size_t limit) {
-    h << "<div class=row>";
-    for (size_t k = 0; k < std::min(v.size(), limit); ++k)
-      h << "<img loading=lazy src=\"faces/" << v[k] << ".jpg\" title=\"" << html_escape(s.photos[static_cast<size_t>(s.faces[v[k]].photo)])
-        << "\" alt=\"face " << v[k] << "\">";
-    if (v.size() > limit) h << "<span class=more>+" << v.size() - limit << " more</span>";
+       ".more{align-self:center;color:#666;padding:0 8px}code{background:#f3f3f3;padding:0 3px}</style></head><body>\n";
+  h << "<h1>" << clusters.size() << " clusters of " << total << " faces in " << st.photos << " photos</h1>\n";
+  h << "<p>" << html_escape(to_string(st.options.method)) << ", threshold " << st.options.threshold << ", embedder "
+    << html_escape(st.embedder) << ". Clusters are guesses: look for faces that do not belong. Hover a face for its key, "
+    << "then <code>facekit cluster name ID NAME</code>, <code>merge ID ID</code>, <code>split ID [KEY...]</code> or "
+       "<code>not KEY ID|NAME</code>.</p>\n";
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const bool last = r + 1 == rows.size();
+    h << "<h2 id=" << (last ? std::string("unclustered") : "c" + std::to_string(clusters[r]->id)) << ">"
+      << html_escape(titles[r]) << "</h2>\n<div class=row>";
+    for (size_t k = 0; k < rows[r].size(); ++k)
+      h << "<img loading=lazy src=\"faces/" << numbers[r][k] << ".jpg\" title=\"" << html_escape(rows[r][k]->key())
+        << "\" alt=\"" << html_escape(rows[r][k]->key()) << "\">";
+    const size_t size = last ? st.unclustered().size() : clusters[r]->faces.size();
+    if (size > rows[r].size()) h << "<span class=more>+" << size - rows[r].size() << " more</span>";
     h << "</div>\n";
-  };
-  for (size_t k = 0; k < members.size(); ++k) {
-    h << "<h2 id=c" << k << ">Cluster " << k << ": " << members[k].size() << " faces</h2>\n";
-    row(members[k], static_cast<size_t>(per_cluster));
   }
-  h << "<h2 id=unclustered>Unclustered: " << unclustered.size() << " faces</h2>\n";
-  row(unclustered, kUnclusteredShown);
   h << "</body></html>\n";
   if (!h) throw Error(ErrorCode::kInvalidArgument, "cannot write " + (dir / "index.html").string());
 }
 
+EmbedderId embedder_id_of(const std::string& name) { return {name, load_manifest(name).version}; }
+
+void print_clusters(const ClusterReview& st) {
+  const auto v = st.by_size();
+  for (size_t k = 0; k < std::min<size_t>(v.size(), 10); ++k)
+    std::printf("  cluster %d%s: %zu faces, e.g. %s\n", v[k]->id, v[k]->name.empty() ? "" : (" (" + v[k]->name + ")").c_str(),
+                v[k]->faces.size(), v[k]->faces[0].photo.c_str());
+}
+
+void write_outputs(const ClusterReview& st, const std::string& state, const std::string& html, int html_faces) {
+  if (!html.empty()) {
+    write_contact_sheet(html, st, html_faces);
+    std::printf("wrote %s\n", (fs::path(html) / "index.html").string().c_str());
+  }
+  if (!state.empty()) {
+    st.save(state);
+    std::printf("wrote %s\n", state.c_str());
+  }
+}
+
 int cmd_cluster(const Common& c, ClusterArgs a) {
+  if (a.paths.empty())
+    throw Error(ErrorCode::kInvalidArgument, "give the photo folders to cluster, or a review command (name, merge, split, not)");
   FacePipeline pipe(pipeline_options(c));
   const ClusterOptions o = options_for(pipe, a);
+  ClusterReview st = a.out.empty() ? ClusterReview{} : ClusterReview::load(a.out);
+  // A state keeps its faces' embeddings in a cache beside it: the review commands need them.
+  if (a.cache.empty() && !a.out.empty()) a.cache = st.cache.empty() ? a.out + ".faces" : st.cache.string();
   const LibraryScan s = scan(pipe, a);
-  std::vector<Embedding> e;
-  std::vector<int> photo;
-  split(s, e, photo);
-  const ClusterResult r = cluster_faces(e, photo, o);
-  std::vector<std::vector<size_t>> members(static_cast<size_t>(r.clusters));
-  json unclustered = json::array();
-  std::vector<size_t> lone;
-  const auto face_json = [&](size_t i) {
-    const auto& f = s.faces[i];
-    return json{{"face", i}, {"photo", s.photos[static_cast<size_t>(f.photo)]}, {"box", box_json(f.face.box)},
-                {"score", f.face.score}, {"main", f.main}};
-  };
-  for (size_t i = 0; i < r.label.size(); ++i) {
-    if (r.label[i] >= 0) members[static_cast<size_t>(r.label[i])].push_back(i);
-    else unclustered.push_back(face_json(i)), lone.push_back(i);
+  std::vector<SeedPerson> seeds;
+  if (!a.gallery.path.empty()) {
+    auto g = open_gallery(a.gallery.resolved(), a.gallery.options(false, true));
+    seeds = gallery_seeds(*g, embedder_id_of(s.embedder));
+    std::fprintf(stderr, "%zu people of %s seed their clusters\n", seeds.size(), a.gallery.path.c_str());
   }
-  json clusters = json::array();
-  for (size_t k = 0; k < members.size(); ++k) {
-    json faces = json::array();
-    for (const size_t i : members[k]) faces.push_back(face_json(i));
-    clusters.push_back({{"cluster", k}, {"size", members[k].size()}, {"faces", faces}});
+  const int before = static_cast<int>(st.by_size().size());
+  const ReviewUpdate u = st.update(s, o, seeds, a.recluster);
+  st.cache = a.cache;
+  std::printf("%zu clusters, %zu of %d faces unclustered (%s, threshold %.3f; %.2f s)\n", st.by_size().size(),
+              st.unclustered().size(), u.faces, to_string(o.method).c_str(), o.threshold, u.seconds);
+  if (before > 0 || !seeds.empty() || u.dropped > 0) {
+    std::printf("%d new faces: %d joined existing clusters, %d new clusters; %d faces of removed photos dropped\n",
+                u.new_faces, u.joined, u.new_clusters, u.dropped);
+    for (const auto& [name, k] : u.joined_named) std::printf("  %s: +%d\n", name.c_str(), k);
   }
-  std::printf("%d clusters, %d of %zu faces unclustered (%s, threshold %.3f; %.2f s)\n", r.clusters, r.unclustered,
-              e.size(), to_string(o.method).c_str(), o.threshold, r.seconds);
-  for (size_t k = 0; k < std::min<size_t>(members.size(), 10); ++k)
-    std::printf("  cluster %zu: %zu faces, e.g. %s\n", k, members[k].size(),
-                s.photos[static_cast<size_t>(s.faces[members[k][0]].photo)].c_str());
-  if (!a.html.empty()) {
-    write_contact_sheet(a.html, s, members, lone, o, a.html_faces);
-    std::printf("wrote %s\n", (fs::path(a.html) / "index.html").string().c_str());
+  print_clusters(st);
+  write_outputs(st, a.out, a.html, a.html_faces);
+  return 0;
+}
+
+// The review commands: each loads the state, changes it, and writes it back (and the contact sheet if asked).
+struct ReviewArgs {
+  std::string state = "clusters.json", html;
+  int html_faces = 40;
+  std::string first, second;      // the command's two arguments
+  std::vector<std::string> faces;  // split's face keys
+  GalleryArgs gallery;
+  bool no_enrol = false;
+};
+
+LibraryScan faces_of(const ClusterReview& st, const std::vector<const ReviewCluster*>& clusters) {
+  std::vector<std::string> photos;
+  for (const auto* c : clusters)
+    for (const auto& f : c->faces) photos.push_back(f.photo);
+  std::sort(photos.begin(), photos.end());
+  photos.erase(std::unique(photos.begin(), photos.end()), photos.end());
+  return load_scan(st.cache, photos, st.embedder);
+}
+
+int cmd_review(const std::string& what, ReviewArgs& a) {
+  if (!fs::exists(a.state)) throw Error(ErrorCode::kNotFound, "no cluster state " + a.state + ": run facekit cluster PHOTOS --out " + a.state + " first");
+  ClusterReview st = ClusterReview::load(a.state);
+  if (what == "name") {
+    const int id = st.find(a.first).id;
+    st.name(id, a.second);
+    const ReviewCluster& cl = st.cluster(id);
+    std::printf("cluster %d is %s (%zu faces)\n", id, cl.name.c_str(), cl.faces.size());
+    if (!a.no_enrol) {
+      const LibraryScan s = faces_of(st, {&cl});
+      auto g = open_gallery(a.gallery.resolved(), a.gallery.options(true));
+      const AddResult r = enrol_cluster(*g, embedder_id_of(st.embedder), cl, s);
+      std::printf("enrolled %s in %s: %d templates added, %d already there\n", r.person.name.c_str(),
+                  a.gallery.resolved().string().c_str(), r.added, r.duplicates);
+    }
+  } else if (what == "merge") {
+    const int into = st.find(a.first).id, from = st.find(a.second).id;
+    st.merge(into, from);
+    std::printf("cluster %d now holds cluster %d's faces: %zu faces\n", into, from, st.cluster(into).faces.size());
+  } else if (what == "split") {
+    const int id = st.find(a.first).id;
+    const std::vector<std::string>& keys = a.faces;
+    std::optional<LibraryScan> s;
+    if (keys.empty()) s = faces_of(st, {&st.cluster(id)});
+    const auto made = st.split(id, keys, s ? &*s : nullptr, st.options);
+    std::printf("cluster %d keeps %zu faces;", id, st.cluster(id).faces.size());
+    for (const int m : made) std::printf(" new cluster %d: %zu faces;", m, st.cluster(m).faces.size());
+    std::printf(" %zu faces unclustered\n", st.unclustered().size());
+  } else {  // not
+    const std::string& key = a.first;
+    const std::string& person = a.second;
+    // A named cluster's face leaves the gallery person too.
+    std::string name = person;
+    try {
+      name = st.find(person).name;
+    } catch (const Error&) {
+    }
+    st.not_same(key, person);
+    std::printf("%s is not %s: kept for the next runs\n", key.c_str(), person.c_str());
+    if (!a.no_enrol && !name.empty() && fs::exists(a.gallery.resolved())) {
+      auto g = open_gallery(a.gallery.resolved(), a.gallery.options(false));
+      const auto s = load_scan(st.cache, {key.substr(0, key.rfind('#'))}, st.embedder);
+      if (unenrol_face(*g, name, key, s)) std::printf("removed its template from %s in %s\n", name.c_str(), a.gallery.resolved().string().c_str());
+    }
   }
-  if (!a.out.empty()) {
-    json doc = {{"schema_version", json_view::kSchemaVersion},
-                {"embedder", s.embedder},
-                {"method", to_string(o.method)},
-                {"threshold", o.threshold},
-                {"min_faces", o.min_faces},
-                {"min_cluster_size", o.min_cluster_size},
-                {"photos", s.photos.size()},
-                {"faces", e.size()},
-                {"clusters", clusters},
-                {"unclustered", unclustered},
-                {"unreadable", s.failed}};
-    std::ofstream f(a.out);
-    f << doc.dump(1) << "\n";
-    if (!f) throw Error(ErrorCode::kInvalidArgument, "cannot write " + a.out);
-    std::printf("wrote %s\n", a.out.c_str());
-  }
+  write_outputs(st, a.state, a.html, a.html_faces);
   return 0;
 }
 
@@ -265,7 +350,7 @@ int cmd_bench_cluster(const Common& c, ClusterArgs a) {
 }
 
 void add_common(CLI::App* cmd, ClusterArgs& a) {
-  cmd->add_option("paths", a.paths, "photo folders (searched recursively) or files")->required();
+  cmd->add_option("paths", a.paths, "photo folders (searched recursively) or files");
   cmd->add_option("--threshold", a.threshold, "L2 distance (default: the embedder's clustering threshold, else its verification one)")
       ->check(finite_range(0, 2, true));
   cmd->add_option("--min-faces", a.opt.min_faces, "DBSCAN: neighbours (itself included) that make a core face")
@@ -285,13 +370,45 @@ void add_common(CLI::App* cmd, ClusterArgs& a) {
 
 void add_cluster_commands(CLI::App& app, Common& c, Commands& out) {
   auto a = std::make_shared<ClusterArgs>();
-  auto* cl = app.add_subcommand("cluster", "group the faces of a photo library by person (no names needed)");
+  auto* cl = app.add_subcommand("cluster", "group the faces of a photo library by person (no names needed), then review the groups");
   add_common(cl, *a);
+  cl->require_subcommand(0, 1);
   cl->add_option("--method", a->method, "agglomerative, dbscan or chinese-whispers")->capture_default_str();
-  cl->add_option("--out", a->out, "write the clusters as JSON");
+  cl->add_option("--out,--state", a->out,
+                 "the clusters as JSON; when the file exists, its clusters, names and constraints are kept and new faces join them");
+  cl->add_flag("--recluster", a->recluster, "with --out: cluster the faces of clusters not named afresh");
+  cl->add_option("--gallery", a->gallery.path, "seed clusters with this gallery's people")->check(non_empty());
+  cl->add_option("--key-file", a->gallery.key_file, "the gallery's key file (encrypted galleries)");
   cl->add_option("--html", a->html, "write a contact sheet (index.html and face thumbnails) into this folder");
   cl->add_option("--html-faces", a->html_faces, "thumbnails per cluster in the contact sheet")
       ->capture_default_str()->check(CLI::Range(1, 10000));
+  struct Review {
+    const char* name;
+    const char* help;
+    std::pair<const char*, const char*> first, second;  // positional name and help; second.first null: a list of faces
+  };
+  const std::vector<Review> reviews = {
+      {"name", "name a cluster (and enrol its faces as that person in the gallery)", {"cluster", "id or name"}, {"name", "the person"}},
+      {"merge", "move the second cluster's faces into the first", {"into", "cluster id or name"}, {"from", "cluster id or name"}},
+      {"split", "split a cluster: the listed faces go to a new cluster; none listed: where it falls apart",
+       {"cluster", "id or name"}, {nullptr, nullptr}},
+      {"not", "face KEY is not this person: out of their cluster, now and in later runs", {"face", "face key, PHOTO#K"},
+       {"person", "cluster id or name"}}};
+  for (const auto& rv : reviews) {
+    auto r = std::make_shared<ReviewArgs>();
+    auto* sc = cl->add_subcommand(rv.name, rv.help);
+    sc->add_option(rv.first.first, r->first, rv.first.second)->required();
+    if (rv.second.first) sc->add_option(rv.second.first, r->second, rv.second.second)->required();
+    else sc->add_option("faces", r->faces, "face keys (PHOTO#K) to move out");
+    sc->add_option("--state", r->state, "the cluster state written by facekit cluster --out")->capture_default_str();
+    sc->add_option("--html", r->html, "write the contact sheet again into this folder");
+    if (std::string(rv.name) == "name" || std::string(rv.name) == "not") {
+      add_gallery_option(sc, r->gallery);
+      sc->add_flag("--no-enrol", r->no_enrol, "change the clusters only, not the gallery");
+    }
+    out.emplace_back(sc, [r, what = std::string(rv.name)] { return cmd_review(what, *r); });
+  }
+  // After the review commands: the first parsed command runs, and `cluster` is parsed with them.
   out.emplace_back(cl, [&c, a] { return cmd_cluster(c, *a); });
 
   auto b = std::make_shared<ClusterArgs>();

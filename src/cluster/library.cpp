@@ -8,6 +8,7 @@
 
 #include "core/parallel.hpp"
 #include "facekit/cluster.hpp"
+#include "facekit/cluster_review.hpp"
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
@@ -125,6 +126,22 @@ void write_cache(const fs::path& file, const std::string& embedder, const std::u
   fs::rename(tmp, file);  // never half a cache
 }
 
+// The faces of scan.photos, in order, from the cache (which holds every one of them).
+void assemble(LibraryScan& scan, const std::unordered_map<std::string, CachedPhoto>& cache) {
+  for (size_t i = 0; i < scan.photos.size(); ++i) {
+    const auto& c = cache.at(scan.photos[i]);
+    if (c.failed) {
+      scan.failed.push_back(scan.photos[i] + ": " + c.reason);
+      continue;
+    }
+    for (const auto& f : c.faces) {
+      LibraryFace x = f;
+      x.photo = static_cast<int>(i);
+      scan.faces.push_back(std::move(x));
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<fs::path> list_photos(const std::vector<fs::path>& paths) {
@@ -206,18 +223,21 @@ LibraryScan scan_photos(const FacePipeline& pipeline, const std::vector<fs::path
     });
     if (!o.cache.empty()) write_cache(o.cache, scan.embedder, cache);
   }
-  for (size_t i = 0; i < scan.photos.size(); ++i) {
-    const auto& c = cache.at(scan.photos[i]);
-    if (c.failed) {
-      scan.failed.push_back(scan.photos[i] + ": " + c.reason);
-      continue;
-    }
-    for (const auto& f : c.faces) {
-      LibraryFace x = f;
-      x.photo = static_cast<int>(i);
-      scan.faces.push_back(std::move(x));
-    }
-  }
+  assemble(scan, cache);
+  return scan;
+}
+
+LibraryScan load_scan(const fs::path& cache_file, const std::vector<std::string>& photos, const std::string& embedder) {
+  if (cache_file.empty() || !fs::exists(cache_file))
+    throw Error(ErrorCode::kNotFound, "no face cache " + cache_file.string() + ": cluster the photos again with --cache");
+  const auto cache = read_cache(cache_file, embedder);
+  LibraryScan scan;
+  scan.embedder = embedder;
+  scan.photos = photos;
+  for (const auto& p : photos)
+    if (!cache.count(p)) throw Error(ErrorCode::kNotFound, p + " is not in the face cache " + cache_file.string() + ": cluster again");
+  scan.cached_photos = static_cast<int>(photos.size());
+  assemble(scan, cache);
   return scan;
 }
 

@@ -354,7 +354,7 @@ TEST(ClusterCli, GroupsTheActorsCutOutsSkipsABrokenPhotoAndResumesFromItsCache) 
   size_t cut_outs = 0;
   for (const auto& g : a.groups) cut_outs += g.size();
   EXPECT_EQ(thumbs, cut_outs);  // one face per cut-out, all shown
-  EXPECT_NE(html.find("Cluster 0:"), std::string::npos);
+  EXPECT_NE(html.find("Cluster 1:"), std::string::npos);
   EXPECT_NE(r.err.find("1 unreadable"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("broken.jpg"), std::string::npos) << r.err;
   std::ifstream in(dir / "c.json");
@@ -385,6 +385,129 @@ TEST(ClusterCli, GroupsTheActorsCutOutsSkipsABrokenPhotoAndResumesFromItsCache) 
   EXPECT_NE(other.err.find("dlib_resnet"), std::string::npos) << other.err;
   EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "nowhere")).status, 0);
   EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "photos") + " --method kmeans").status, 0);
+  fs::remove_all(dir);
+}
+
+// The review workflow on the actors' cut-outs: most photos clustered first, the rest added later.
+TEST(ClusterCli, ReviewNamesMergesSplitsKeepsANotAndAssignsNewPhotosToTheNamedPerson) {
+  const auto& a = fk_test::actors();
+  ASSERT_GE(a.groups.size(), 3u);
+  ASSERT_GE(a.groups[0].size(), 4u);
+  ASSERT_GE(a.groups[1].size(), 3u);
+  ASSERT_GE(a.groups[2].size(), 3u);
+  const fs::path dir = fk_test::fresh_test_dir("fk_review");
+  fs::create_directories(dir / "first");
+  fs::create_directories(dir / "later");
+  std::map<std::string, int> actor;  // photo path -> actor
+  for (size_t g = 0; g < a.groups.size(); ++g)
+    for (size_t k = 0; k < a.groups[g].size(); ++k) {
+      // Each actor's last photo arrives later.
+      const fs::path to = dir / (k + 1 == a.groups[g].size() ? "later" : "first") / a.groups[g][k].filename();
+      fs::copy_file(a.groups[g][k], to);
+      actor[to.string()] = static_cast<int>(g);
+    }
+  const auto q = [&](const fs::path& p) { return fk_test::quoted(p); };
+  const std::string state = " --state " + q(dir / "s.json");
+  const std::string gallery = " --gallery " + q(dir / "g.db");
+  const auto load = [&] {
+    std::ifstream in(dir / "s.json");
+    return json::parse(in);
+  };
+  const auto key_of = [](const json& f) { return f["key"].get<std::string>(); };
+  // The cluster holding an actor's first photo.
+  const auto cluster_of_actor = [&](const json& j, int g) -> json {
+    for (const auto& c : j["clusters"])
+      for (const auto& f : c["faces"])
+        if (actor.at(f["photo"].get<std::string>()) == g) return c;
+    return json();
+  };
+  ASSERT_EQ(fk_test::run_cli("cluster " + q(dir / "first") + " --out " + q(dir / "s.json")).status, 0);
+  json j = load();
+  EXPECT_EQ(j["format"], "facekit-cluster-state");
+  for (size_t g = 0; g < 3; ++g) {
+    const json c = cluster_of_actor(j, static_cast<int>(g));
+    ASSERT_FALSE(c.is_null());
+    EXPECT_EQ(c["size"], a.groups[g].size() - 1) << g;
+  }
+  // Name actor 0: the cluster is enrolled in the gallery, a template per face.
+  const int c0 = cluster_of_actor(j, 0)["cluster"];
+  auto r = fk_test::run_cli("cluster name " + std::to_string(c0) + " \"Actor Zero\"" + state + gallery);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(fk::open_gallery(dir / "g.db")->find_person("Actor Zero")->templates, static_cast<int>(a.groups[0].size() - 1));
+  // A careless merge of actors 1 and 2, then a split where the cluster falls apart: each part is one actor again.
+  const int c1 = cluster_of_actor(j, 1)["cluster"], c2 = cluster_of_actor(j, 2)["cluster"];
+  ASSERT_EQ(fk_test::run_cli("cluster merge " + std::to_string(c1) + " " + std::to_string(c2) + state).status, 0);
+  j = load();
+  EXPECT_EQ(cluster_of_actor(j, 1)["cluster"], cluster_of_actor(j, 2)["cluster"]);
+  r = fk_test::run_cli("cluster split " + std::to_string(c1) + state);
+  ASSERT_EQ(r.status, 0) << r.err;
+  j = load();
+  EXPECT_NE(cluster_of_actor(j, 1)["cluster"], cluster_of_actor(j, 2)["cluster"]);
+  for (int g : {1, 2})
+    for (const auto& f : cluster_of_actor(j, g)["faces"]) EXPECT_EQ(actor.at(f["photo"].get<std::string>()), g);
+  // Split by hand, then merge back.
+  const std::string moved = key_of(cluster_of_actor(j, 0)["faces"][1]);
+  r = fk_test::run_cli("cluster split \"Actor Zero\" " + q(moved) + state);
+  ASSERT_EQ(r.status, 0) << r.err;
+  j = load();
+  EXPECT_EQ(cluster_of_actor(j, 0)["size"], a.groups[0].size() - 2);
+  int split_off = -1;
+  for (const auto& c : j["clusters"])
+    if (c["size"] == 1 && key_of(c["faces"][0]) == moved) split_off = c["cluster"];
+  ASSERT_GE(split_off, 0);
+  ASSERT_EQ(fk_test::run_cli("cluster merge \"Actor Zero\" " + std::to_string(split_off) + state).status, 0);
+  EXPECT_EQ(cluster_of_actor(load(), 0)["size"], a.groups[0].size() - 1);
+  // "This face is not Actor Zero": out of the cluster and out of the gallery.
+  const std::string denied = key_of(cluster_of_actor(load(), 0)["faces"][0]);
+  r = fk_test::run_cli("cluster not " + q(denied) + " \"Actor Zero\"" + state + gallery);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(fk::open_gallery(dir / "g.db")->find_person("Actor Zero")->templates, static_cast<int>(a.groups[0].size() - 2));
+  // The later photos: each joins its actor's cluster (actor 0's the named one); the "not" holds, also when
+  // clusters not named are made afresh.
+  for (const std::string extra : {"", " --recluster"}) {
+    r = fk_test::run_cli("cluster " + q(dir / "first") + " " + q(dir / "later") + " --out " + q(dir / "s.json") + extra);
+    ASSERT_EQ(r.status, 0) << r.err;
+    j = load();
+    // Every cluster is one actor; a later photo is in its actor's cluster or unclustered, never another's.
+    for (const auto& c : j["clusters"]) {
+      std::set<int> who;
+      for (const auto& f : c["faces"]) who.insert(actor.at(f["photo"].get<std::string>()));
+      EXPECT_EQ(who.size(), 1u) << c.dump() << extra;
+    }
+    const json zero = cluster_of_actor(j, 0);
+    EXPECT_EQ(zero["name"], "Actor Zero");
+    bool later_in_zero = false;
+    for (const auto& f : zero["faces"]) {
+      EXPECT_NE(key_of(f), denied) << extra;
+      later_in_zero = later_in_zero || f["photo"].get<std::string>().find("/later/") != std::string::npos;
+    }
+    EXPECT_TRUE(later_in_zero) << extra;
+    if (extra.empty()) EXPECT_NE(r.out.find("Actor Zero: +1"), std::string::npos) << r.out;
+  }
+  // A new library seeded from the gallery: actor 0's photos form the cluster of that name.
+  ASSERT_EQ(fk_test::run_cli("cluster " + q(dir / "later") + " --out " + q(dir / "s2.json") + gallery).status, 0);
+  std::ifstream in2(dir / "s2.json");
+  const json j2 = json::parse(in2);
+  bool seeded = false;
+  for (const auto& c : j2["clusters"])
+    if (c["name"] == "Actor Zero") {
+      seeded = true;
+      for (const auto& f : c["faces"]) EXPECT_EQ(actor.at(f["photo"].get<std::string>()), 0);
+    }
+  EXPECT_TRUE(seeded) << j2.dump();
+  // Clear errors, and the state untouched by a refused command.
+  const std::string before = load().dump();
+  EXPECT_EQ(fk_test::run_cli("cluster name 999 Somebody" + state).status, fk::exit_status(fk::ErrorCode::kNotFound));
+  EXPECT_NE(fk_test::run_cli("cluster not nowhere.jpg#0 \"Actor Zero\"" + state).status, 0);
+  const int c1now = cluster_of_actor(load(), 1)["cluster"];
+  ASSERT_EQ(fk_test::run_cli("cluster name " + std::to_string(c1now) + " Other" + state + " --no-enrol").status, 0);
+  const std::string named = load().dump();
+  EXPECT_EQ(fk_test::run_cli("cluster merge Other \"Actor Zero\"" + state).status,
+            fk::exit_status(fk::ErrorCode::kInvalidArgument));
+  EXPECT_EQ(load().dump(), named);
+  EXPECT_NE(before, named);
+  EXPECT_NE(fk_test::run_cli("cluster name 1 X --state " + q(dir / "none.json")).status, 0);
+  fs::remove_all(dir);
 }
 
 TEST(GalleryLfw, EnrolledPeopleAreFoundAndOthersAreUnknown) {

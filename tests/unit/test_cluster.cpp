@@ -156,3 +156,81 @@ TEST(Cluster, RefusesBadInput) {
   o.min_faces = 3;
   EXPECT_EQ(fk::cluster_faces({}, {}, o).clusters, 0);
 }
+
+TEST(Cluster, TheSizeAllowanceLetsClustersMergeWhereSingleFacesMayNot) {
+  // Two faces 0.5 apart stay apart at threshold 0.4 whatever the allowance (single faces: the threshold alone);
+  // two groups of 8 whose faces lie 0.42 apart on average merge only with the allowance (0.4^2 + 0.02 x 1.75 >
+  // 0.42^2 > 0.4^2).
+  std::mt19937 rng(3);
+  const auto c = fk_test::unit_vector(rng, 64), n = fk_test::unit_vector(rng, 64);
+  fk::ClusterOptions o;
+  o.threshold = 0.4f;
+  o.min_cluster_size = 1;
+  const auto at = [&](float t) {  // a unit vector at distance ~t from c, towards n
+    fk::Embedding x(64);
+    for (size_t j = 0; j < 64; ++j) x[j] = c[j] + t * n[j];
+    return normalised(x);
+  };
+  {
+    const std::vector<fk::Embedding> two{at(-0.25f), at(0.25f)};
+    o.size_allowance = 0.02f;
+    EXPECT_EQ(fk::cluster_faces(two, {}, o).clusters, 2);
+  }
+  // Groups: faces spread around two centres; the centres' distance sets the mean squared distance.
+  Synthetic s = make(2, 8, 0.1f, 11);
+  const auto mean_sq = [&](const std::vector<fk::Embedding>& e) {
+    double sum = 0;
+    for (int a = 0; a < 8; ++a)
+      for (int b = 8; b < 16; ++b) {
+        double d = 0;
+        for (size_t j = 0; j < 64; ++j) d += std::pow(e[static_cast<size_t>(a)][j] - e[static_cast<size_t>(b)][j], 2);
+        sum += d;
+      }
+    return sum / 64;
+  };
+  // Pull the second group towards the first until its mean squared distance lies between the two bars.
+  for (int b = 8; b < 16; ++b) {
+    fk::Embedding x(64);
+    for (size_t j = 0; j < 64; ++j) x[j] = s.e[static_cast<size_t>(b)][j] + 2.6f * s.e[static_cast<size_t>(b - 8)][j];
+    s.e[static_cast<size_t>(b)] = normalised(x);
+  }
+  const double m = mean_sq(s.e);
+  ASSERT_GT(m, 0.4 * 0.4);
+  ASSERT_LT(m, 0.4 * 0.4 + 0.02 * (2 - 1.0 / 8 - 1.0 / 8));
+  o.size_allowance = 0;
+  const auto plain = fk::cluster_faces(s.e, s.photo, o);
+  o.size_allowance = 0.02f;
+  const auto allowed = fk::cluster_faces(s.e, s.photo, o);
+  EXPECT_EQ(allowed.clusters, 1);
+  EXPECT_GT(plain.clusters, 1);
+  o.size_allowance = 1.5f;
+  EXPECT_THROW(fk::cluster_faces(s.e, s.photo, o), fk::Error);
+}
+
+TEST(Cluster, StartGroupsStayTogetherAndApartTokensKeepClustersApart) {
+  const Synthetic s = make(3, 5, 0.15f, 5);
+  fk::ClusterOptions o;
+  o.threshold = 0.5f;
+  // Faces 0 and 5 (two people) start as one cluster: they stay together, and the rest of each joins them.
+  fk::ClusterConstraints c;
+  c.start.assign(s.e.size(), -1);
+  c.start[0] = c.start[5] = 7;
+  auto r = fk::cluster_faces(s.e, s.photo, o, c);
+  EXPECT_EQ(r.label[0], r.label[5]);
+  // Face 1 must not be with face 0's person: a token on face 1 and on face 0.
+  c = {};
+  c.apart.assign(s.e.size(), {});
+  c.apart[0] = {4};
+  c.apart[1] = {4};
+  r = fk::cluster_faces(s.e, s.photo, o, c);
+  EXPECT_NE(r.label[0], r.label[1]);
+  EXPECT_EQ(r.label[0], r.label[2]);
+  // Without constraints the three people are three clusters.
+  EXPECT_EQ(fk::cluster_faces(s.e, s.photo, o).clusters, 3);
+  // Only agglomerative takes constraints; sizes must match.
+  o.method = fk::ClusterMethod::kDbscan;
+  EXPECT_THROW(fk::cluster_faces(s.e, s.photo, o, c), fk::Error);
+  o.method = fk::ClusterMethod::kAgglomerative;
+  c.apart.pop_back();
+  EXPECT_THROW(fk::cluster_faces(s.e, s.photo, o, c), fk::Error);
+}
