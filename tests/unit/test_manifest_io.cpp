@@ -68,7 +68,7 @@ TEST(ManifestWriter, EveryCommittedManifestSurvivesARoundTrip) {
   }
   EXPECT_GE(checked, 10);
   // The clustering threshold is read (and written back: above); manifests without one give 0.
-  EXPECT_FLOAT_EQ(fk::load_manifest("dlib_resnet").cluster_threshold, 0.38f);
+  EXPECT_FLOAT_EQ(fk::load_manifest("dlib_resnet").cluster_threshold, 0.34f);
   EXPECT_EQ(fk::load_manifest("mobileface").cluster_threshold, 0.f);
 }
 
