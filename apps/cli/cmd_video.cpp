@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -32,20 +33,22 @@ struct VideoArgs {
   VideoOptions opt;
 };
 
-// OpenCV's FFmpeg writer here: mp4v (MPEG-4 part 2) into .mp4/.mov/.mkv, MJPG into .avi (docs/video.md).
+// The codecs tried for each container, best first. OpenCV 4.6's FFmpeg writer on Debian writes H.264 (avc1,
+// libx264: what browsers play) and MPEG-4 part 2 (mp4v) into .mp4/.mov/.mkv, MJPG into .avi (docs/video.md).
 cv::VideoWriter open_writer(const std::string& path, double fps, cv::Size size) {
   std::string ext = fs::path(path).extension().string();
   for (auto& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  int fourcc = 0;
+  std::vector<const char*> codecs;
   if (ext == ".mp4" || ext == ".mov" || ext == ".mkv")
-    fourcc = cv::VideoWriter::fourcc('m', 'p', '4', 'v');
+    codecs = {"avc1", "mp4v"};
   else if (ext == ".avi")
-    fourcc = cv::VideoWriter::fourcc('M', 'J', 'P', 'G');
+    codecs = {"MJPG"};
   else
     throw Error(ErrorCode::kInvalidArgument, "--out " + path + ": give a .mp4, .mov, .mkv or .avi file");
-  cv::VideoWriter w(path, fourcc, fps, size);
-  if (!w.isOpened()) throw Error(ErrorCode::kStorage, "--out " + path + ": OpenCV cannot write this video file");
-  return w;
+  cv::VideoWriter w;
+  for (const char* c : codecs)
+    if (w.open(path, cv::VideoWriter::fourcc(c[0], c[1], c[2], c[3]), fps, size)) return w;
+  throw Error(ErrorCode::kStorage, "--out " + path + ": OpenCV cannot write this video file");
 }
 
 json track_json(const Track& t, const std::string& crop_path) {
@@ -176,7 +179,7 @@ void add_video_commands(CLI::App& app, Common& c, Commands& out) {
   v->add_option("--camera", a->camera, "read camera N instead")->check(CLI::Range(0, 999));
   add_gallery_option(v, a->gallery);
   v->get_option("--gallery")->description("identify tracks against this gallery file (without it every track is unknown)");
-  v->add_option("--out", a->out, "write the video with boxes, track ids and names (.mp4: mp4v, .avi: MJPG)");
+  v->add_option("--out", a->out, "write the video with boxes, track ids and names (.mp4/.mov/.mkv: H.264, else MPEG-4; .avi: MJPG)");
   v->add_option("--json", a->json_out, "write the tracks as JSON to this file (- for stdout)");
   v->add_option("--crops", a->crops, "save each track's best face crop in this folder (named in the JSON)");
   v->add_option("--every", a->opt.detect_every, "detect faces every K-th frame, predict boxes between")

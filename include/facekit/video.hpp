@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "facekit/image.hpp"
@@ -110,6 +111,10 @@ class FaceTracker {
   std::vector<TrackedBox> predict(int frame, double time_s);
   /// Ends every track; returns all tracks ever made, by id.
   std::vector<TrackerTrack> finish();
+  /// Tracks merged by the last update(): (the later track, the earlier one it continues). A face that came
+  /// back too poorly seen to re-join its lost track at once starts a new one; when that track's embeddings
+  /// later match a lost track it never overlapped in time, it is merged into it (boxes, embeddings, counts).
+  const std::vector<std::pair<int, int>>& merges() const;
   /// A track not yet ended (nullptr once it ended or for an unknown id); valid until the next call.
   const TrackerTrack* track(int id) const;
   /// The mean of a track's kept embeddings, renormalised to unit length (empty when it keeps none).

@@ -73,6 +73,17 @@ struct VideoAnalyzer::Impl {
     return id;
   }
 
+  // Track `from` turned out to continue `into`: its best crop and liveness scores go with it.
+  void merge(int from, int into) {
+    TrackExtras& a = extras[into];
+    TrackExtras& b = extras[from];
+    if (b.crop_quality > a.crop_quality) a.crop = b.crop, a.crop_quality = b.crop_quality;
+    a.live_sum += b.live_sum;
+    a.live_n += b.live_n;
+    extras.erase(from);
+    identity.erase(from);
+  }
+
   Image crop(const Image& rgb, const Box& b) const {
     const float m = o.crop_margin * std::max(b.width, b.height);
     const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
@@ -135,6 +146,7 @@ const VideoFrame& VideoAnalyzer::push(const Image& rgb, double time_s) {
     boxes = m.tracker.update(f.index, time_s, dets, embed);
     m.times.track_ms += ms_since(t0) - (m.times.embed_ms - embed_before);
     ++m.times.detection_frames;
+    for (const auto& [from, into] : m.tracker.merges()) m.merge(from, into);
     for (const auto& b : boxes) {
       TrackExtras& x = m.extras[b.track];
       const auto d = static_cast<size_t>(b.detection);

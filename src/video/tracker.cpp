@@ -35,6 +35,7 @@ struct FaceTracker::Impl {
   std::vector<State> live;
   std::vector<TrackerTrack> ended;
   int next_id = 0, last_frame = -1, last_update = -1;
+  std::vector<std::pair<int, int>> merges;  ///< (merged track, the track it continues) at the last update
 
   void record(State& s, int frame, const TrackedBox& b) {
     s.t.boxes.push_back(b);
@@ -55,6 +56,41 @@ struct FaceTracker::Impl {
     q[static_cast<size_t>(worst)] = quality;
   }
 
+  // Merges each track into an earlier one that was last seen before it began, when their mean embeddings
+  // are within `distance` (the closest pair first).
+  void merge_returning(float distance) {
+    merges.clear();
+    for (;;) {
+      float best = distance;
+      size_t into = 0, from = 0;
+      bool found = false;
+      for (size_t a = 0; a < live.size(); ++a)
+        for (size_t b = 0; b < live.size(); ++b) {
+          if (live[b].t.first_frame <= live[a].t.last_frame || live[a].t.embeddings.empty() ||
+              live[b].t.embeddings.empty())
+            continue;
+          if (const float d = l2_distance(FaceTracker::mean_embedding(live[a].t), FaceTracker::mean_embedding(live[b].t));
+              d <= best)
+            best = d, into = a, from = b, found = true;
+        }
+      if (!found) return;
+      State& a = live[into];
+      State& b = live[from];
+      a.t.boxes.insert(a.t.boxes.end(), b.t.boxes.begin(), b.t.boxes.end());
+      for (auto& tb : a.t.boxes) tb.track = a.t.id;
+      a.t.box_frames.insert(a.t.box_frames.end(), b.t.box_frames.begin(), b.t.box_frames.end());
+      for (size_t i = 0; i < b.t.embeddings.size(); ++i) keep(a, b.t.embeddings[i], b.t.qualities[i]);
+      a.t.last_frame = b.t.last_frame;
+      a.t.last_time_s = b.t.last_time_s;
+      a.t.detections += b.t.detections;
+      a.t.reassociations += 1 + b.t.reassociations;
+      a.last = b.last;
+      a.vx = b.vx, a.vy = b.vy, a.has_velocity = b.has_velocity;
+      merges.push_back({b.t.id, a.t.id});
+      live.erase(live.begin() + static_cast<long>(from));
+    }
+  }
+
   bool wants(const State& s, float quality) const {
     const auto& q = s.t.qualities;
     return static_cast<int>(q.size()) < keep_best || quality > *std::min_element(q.begin(), q.end());
@@ -62,7 +98,7 @@ struct FaceTracker::Impl {
 };
 
 FaceTracker::FaceTracker(TrackerOptions options, int keep_best)
-    : impl_(std::make_unique<Impl>(Impl{options, keep_best, {}, {}, 0, -1, -1})) {
+    : impl_(std::make_unique<Impl>(Impl{options, keep_best, {}, {}, 0, -1, -1, {}})) {
   if (!(options.iou_threshold > 0 && options.iou_threshold <= 1) || options.max_lost_frames < 0 ||
       options.max_predict_frames < 0 || keep_best < 1 ||
       !(options.velocity_smoothing >= 0 && options.velocity_smoothing <= 1) || !(options.ambiguity_margin >= 0))
@@ -207,6 +243,10 @@ std::vector<TrackedBox> FaceTracker::update(int frame, double time_s, const std:
     out.push_back(tb);
   }
 
+  // A face that came back poorly seen (half hidden, turned) may have started a new track; once the new
+  // track's embeddings match a lost track that it never overlapped in time, it is that track continued.
+  if (std::isfinite(reassoc)) m.merge_returning(reassoc);
+
   // End tracks unseen too long.
   for (size_t k = m.live.size(); k-- > 0;)
     if (frame - m.live[k].t.last_frame > m.o.max_lost_frames) {
@@ -230,6 +270,8 @@ std::vector<TrackedBox> FaceTracker::predict(int frame, double /*time_s*/) {
     }
   return out;
 }
+
+const std::vector<std::pair<int, int>>& FaceTracker::merges() const { return impl_->merges; }
 
 const TrackerTrack* FaceTracker::track(int id) const {
   for (const auto& s : impl_->live)

@@ -126,6 +126,39 @@ TEST(FaceTracker, LostTrackIsRefoundByEmbedding) {
   EXPECT_NE(ids(short_memory.update(13, 0.52, {{box(400, 300), 1}}, person(0))).at(0), first);
 }
 
+TEST(FaceTracker, ATrackThatTurnsOutToBeALostOneIsMergedIntoIt) {
+  // A comes back half hidden: its first embedding is too far to re-join at once (a new track starts); once
+  // the new track has better ones, its mean matches A's and it is merged into A.
+  fk::FaceTracker t(with_reassociation(), 3);
+  int id_a = -1;
+  for (int f = 0; f < 3; ++f) id_a = ids(t.update(f, f / 25.0, {{box(50, 50), 0.9f}}, [](size_t) { return axis(0); })).at(0);
+  for (int f = 3; f < 20; ++f) t.update(f, f / 25.0, {}, {});
+  const int id_new = ids(t.update(20, 0.8, {{box(400, 300), 0.1f}}, [](size_t) { return axis(0, 1.5f); })).at(0);
+  EXPECT_NE(id_new, id_a);
+  EXPECT_TRUE(t.merges().empty());
+  // A clearer view of A: the new track's mean moves within 0.6 of A's (0.49).
+  const auto m = ids(t.update(21, 0.84, {{box(402, 300), 0.8f}}, [](size_t) { return axis(0); }));
+  ASSERT_EQ(t.merges().size(), 1u);
+  EXPECT_EQ(t.merges()[0], std::make_pair(id_new, id_a));
+  EXPECT_EQ(m.at(0), id_new);  // this frame's box was given before the merge...
+  EXPECT_EQ(ids(t.update(22, 0.88, {{box(404, 300), 0.8f}}, {})).at(0), id_a);  // ...the next ones go to A
+  EXPECT_TRUE(t.merges().empty());
+  const auto all = t.finish();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].id, id_a);
+  EXPECT_EQ(all[0].detections, 6);
+  EXPECT_EQ(all[0].box_frames.back(), 22);
+  for (const auto& b : all[0].boxes) EXPECT_EQ(b.track, id_a);
+}
+
+TEST(FaceTracker, TracksSeenTogetherAreNeverMerged) {
+  // Two faces with the same embedding (twins, or one photo shown twice) seen in the same frames stay apart.
+  fk::FaceTracker t(with_reassociation());
+  for (int f = 0; f < 5; ++f)
+    t.update(f, f / 25.0, {{box(50, 50), 1}, {box(300, 50), 1}}, [](size_t) { return axis(0); });
+  EXPECT_EQ(t.finish().size(), 2u);
+}
+
 TEST(FaceTracker, KeepsTheBestQualityEmbeddingsAndEmbedsOnlyWhenUseful) {
   fk::FaceTracker t({}, 2);
   int calls = 0;
