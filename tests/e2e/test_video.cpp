@@ -104,6 +104,27 @@ TEST_F(Video, EnrolledActorIsNamedAndTheOtherIsUnknown) {
   EXPECT_LT(tm.embeddings, kFrames);
 }
 
+TEST_F(Video, LivenessPerTrackWhenAsked) {
+  fk::EngineOptions o;
+  o.gallery = gallery_;
+  o.gallery_options.create = false;
+  fk::Engine engine(o);
+  fk::VideoOptions vo;
+  vo.liveness = true;
+  fk::VideoAnalyzer video(engine, vo);
+  const auto frames = clip(a_, b_);
+  for (size_t i = 0; i < frames.size(); ++i) video.push(frames[i], static_cast<double>(i) / kFps);
+  const auto tracks = video.finish();
+  ASSERT_EQ(tracks.size(), 2u);
+  for (const auto& t : tracks) {
+    ASSERT_TRUE(t.liveness.has_value());
+    EXPECT_GE(*t.liveness, 0.f);
+    EXPECT_LE(*t.liveness, 1.f);
+    ASSERT_TRUE(t.liveness_state.has_value());
+  }
+  EXPECT_GT(video.times().liveness_ms, 0);
+}
+
 TEST_F(Video, CliWritesTracksAnnotatedVideoAndCrops) {
   const fs::path in = dir_ / "clip.avi", out = dir_ / "annotated.mp4", js = dir_ / "tracks.json",
                  crops = dir_ / "crops";
