@@ -182,6 +182,12 @@ TEST_F(Video, CliRefusesUnreadableVideosWithAClearError) {
     EXPECT_NE(r.err.find(c.says), std::string::npos) << c.file << ": " << r.err;
     EXPECT_NE(r.err.find(c.file.filename().string()), std::string::npos) << r.err;
   }
+  // A stream that does not answer, a camera that is not there (exit 6, not_found).
+  for (const std::string src : {"rtsp://127.0.0.1:9/none", "--camera 999"}) {
+    const auto r = fk_test::run_cli("video " + src + " --quiet");
+    EXPECT_EQ(r.status, 6) << src << ": " << r.err;
+    EXPECT_NE(r.err.find("does not open"), std::string::npos) << r.err;
+  }
   // No source, or two.
   EXPECT_NE(fk_test::run_cli("video --quiet").status, 0);
   EXPECT_NE(fk_test::run_cli("video " + fk_test::quoted(good) + " --camera 0 --quiet").status, 0);
