@@ -54,8 +54,10 @@ class VideoSource final : public FrameSource {
       bgr = pending_;
       pending_.release();
     } else if (!cap_.read(bgr) || bgr.empty()) {
-      // A frame or two short is rounding of the container's duration; more is a truncated or corrupt file.
-      if (declared_frames_ > 0 && index_ + 2 < declared_frames_)
+      // Where the container states no frame count FFmpeg estimates one from the duration (MKV, WebM,
+      // variable-rate phone videos): a few frames or 2% short is that rounding; more is a truncated or
+      // corrupt file.
+      if (declared_frames_ > 0 && static_cast<double>(index_) + std::max(2.0, 0.02 * declared_frames_) < declared_frames_)
         throw Error(ErrorCode::kBadImage, desc_ + ": truncated or corrupt: no frame decodes after frame " +
                                               std::to_string(index_) + " of the " +
                                               std::to_string(static_cast<long>(declared_frames_)) + " it declares");
