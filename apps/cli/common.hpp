@@ -142,6 +142,8 @@ void add_eval_commands(CLI::App& app, Common& c, Commands& out);
 void add_bias_commands(CLI::App& app, Common& c, Commands& out);
 /// cluster, bench cluster (cmd_cluster.cpp; after the core commands: it adds to "bench").
 void add_cluster_commands(CLI::App& app, Common& c, Commands& out);
+/// video (cmd_video.cpp).
+void add_video_commands(CLI::App& app, Common& c, Commands& out);
 /// quality (cmd_quality.cpp).
 void add_quality_commands(CLI::App& app, Common& c, Commands& out);
 

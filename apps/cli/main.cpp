@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   cli::add_cluster_commands(app, c, commands);
   cli::add_gallery_commands(app, c, commands);
   cli::add_quality_commands(app, c, commands);
+  cli::add_video_commands(app, c, commands);
   cli::add_spoof_commands(app, c, commands);
   cli::add_train_commands(app, c, commands);
   cli::add_serve_commands(app, c, commands);
