@@ -117,14 +117,10 @@ void write_contact_sheet(const fs::path& dir, const ClusterReview& st, int per_c
       continue;  // gone or changed since the scan: no thumbnail
     }
     for (const auto& [f, num] : faces) {
-      const Box& b = f->box;
-      const float m = 0.25f * std::max(b.width, b.height);
-      const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
-                                  cv::Point(static_cast<int>(b.x + b.width + m), static_cast<int>(b.y + b.height + m))) &
-                         cv::Rect(0, 0, img.cols, img.rows);
-      if (r.area() <= 0) continue;
+      const Image region = face_region(img, f->box, 0.25f);
+      if (region.empty()) continue;
       Image t;
-      cv::resize(img(r), t, {96, static_cast<int>(std::lround(96.0 * r.height / r.width))}, 0, 0, cv::INTER_AREA);
+      cv::resize(region, t, {96, static_cast<int>(std::lround(96.0 * region.rows / region.cols))}, 0, 0, cv::INTER_AREA);
       save_image(dir / "faces" / (std::to_string(num) + ".jpg"), t);
     }
   }

@@ -46,4 +46,9 @@ Image decode_image(const std::string& bytes, const ImageLimits& limits = {}, con
 /// Writes an RGB image (format from the extension).
 void save_image(const std::filesystem::path& path, const Image& rgb);
 
+/// The part of `rgb` around a face's `box`, grown on every side by `margin` x the box's longer side and clipped
+/// to the image: a view into `rgb`, not a copy (clone it to keep it). Empty when nothing of it lies inside.
+/// Thumbnails and crops of a face (the server, the contact sheet, a video track's best face) are cut with it.
+Image face_region(const Image& rgb, const Box& box, float margin);
+
 }  // namespace facekit

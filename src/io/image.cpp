@@ -137,6 +137,14 @@ Image decode_image(const std::string& bytes, const ImageLimits& limits, const st
   return rgb;
 }
 
+Image face_region(const Image& rgb, const Box& b, float margin) {
+  const float m = margin * std::max(b.width, b.height);
+  const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
+                              cv::Point(static_cast<int>(b.x + b.width + m), static_cast<int>(b.y + b.height + m))) &
+                     cv::Rect(0, 0, rgb.cols, rgb.rows);
+  return r.area() > 0 ? rgb(r) : Image();
+}
+
 void save_image(const fs::path& path, const Image& rgb) {
   const std::string name = path.string();
   if (rgb.empty() || rgb.type() != CV_8UC3) {

@@ -28,6 +28,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "facekit/error.hpp"
+#include "facekit/image.hpp"
 #include "facekit/json.hpp"
 #include "facekit/model.hpp"
 
@@ -302,14 +303,11 @@ json five_points(const Face& f) {
 
 /// A JPEG thumbnail of a face: its box with a margin, at most 160 pixels high.
 std::string thumbnail_of(const Image& rgb, const Face& f) {
-  const float m = 0.3f;
-  cv::Rect r(static_cast<int>(f.box.x - m * f.box.width), static_cast<int>(f.box.y - m * f.box.height),
-             static_cast<int>(f.box.width * (1 + 2 * m)), static_cast<int>(f.box.height * (1 + 2 * m)));
-  r &= cv::Rect(0, 0, rgb.cols, rgb.rows);
-  if (r.area() <= 0) return {};
+  const Image region = face_region(rgb, f.box, 0.3f);
+  if (region.empty()) return {};
   cv::Mat crop, bgr;
-  const double s = std::min(1.0, 160.0 / r.height);
-  cv::resize(rgb(r), crop, cv::Size(), s, s, cv::INTER_AREA);
+  const double s = std::min(1.0, 160.0 / region.rows);
+  cv::resize(region, crop, cv::Size(), s, s, cv::INTER_AREA);
   cv::cvtColor(crop, bgr, cv::COLOR_RGB2BGR);
   std::vector<uchar> buf;
   cv::imencode(".jpg", bgr, buf, {cv::IMWRITE_JPEG_QUALITY, 85});

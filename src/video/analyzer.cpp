@@ -8,6 +8,7 @@
 
 #include "facekit/engine.hpp"
 #include "facekit/error.hpp"
+#include "facekit/image.hpp"
 #include "facekit/video.hpp"
 
 namespace facekit {
@@ -84,13 +85,7 @@ struct VideoAnalyzer::Impl {
     identity.erase(from);
   }
 
-  Image crop(const Image& rgb, const Box& b) const {
-    const float m = o.crop_margin * std::max(b.width, b.height);
-    const cv::Rect r = cv::Rect(cv::Point(static_cast<int>(b.x - m), static_cast<int>(b.y - m)),
-                                cv::Point(static_cast<int>(b.x + b.width + m), static_cast<int>(b.y + b.height + m))) &
-                       cv::Rect(0, 0, rgb.cols, rgb.rows);
-    return r.area() > 0 ? Image(rgb(r).clone()) : Image();
-  }
+  Image crop(const Image& rgb, const Box& b) const { return face_region(rgb, b, o.crop_margin).clone(); }
 };
 
 namespace {

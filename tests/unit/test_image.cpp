@@ -663,3 +663,18 @@ TEST(ProbeImage, PnmNumberRunningIntoACommentIsRefused) {
   }
   EXPECT_EQ(facekit::probe_image("P6 4 3\n255\n").width, 4);  // the ordinary form still reads
 }
+
+TEST(FaceRegion, GrowsTheBoxByItsLongerSideAndClipsToTheImage) {
+  const facekit::Image img(80, 100, CV_8UC3, cv::Scalar(1, 2, 3));
+  // 20 x 10 box, margin 0.25 of 20: 5 px on every side.
+  facekit::Image r = facekit::face_region(img, {10, 10, 20, 10}, 0.25f);
+  EXPECT_EQ(r.cols, 30);
+  EXPECT_EQ(r.rows, 20);
+  EXPECT_EQ(r.data, img.ptr(5, 5));  // a view into the image
+  // At a corner: clipped.
+  r = facekit::face_region(img, {0, 0, 20, 20}, 0.5f);
+  EXPECT_EQ(r.cols, 30);
+  EXPECT_EQ(r.rows, 30);
+  // Outside the image: empty.
+  EXPECT_TRUE(facekit::face_region(img, {200, 200, 20, 20}, 0.25f).empty());
+}
