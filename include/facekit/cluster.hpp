@@ -117,7 +117,7 @@ std::vector<std::filesystem::path> list_photos(const std::vector<std::filesystem
 
 /// Detects and embeds every face of every photo. Unreadable photos are listed in `failed`, not thrown.
 /// `progress(done, total)` as photos complete. Throws Error(kInvalidArgument) for a cache of another embedder
-/// or a corrupt one (delete it).
+/// or a corrupt one (delete it), Error(kStorage) when the cache cannot be written (the old one is then kept).
 LibraryScan scan_photos(const FacePipeline& pipeline, const std::vector<std::filesystem::path>& photos,
                         const ScanOptions& options = {}, const std::function<void(int, int)>& progress = {});
 

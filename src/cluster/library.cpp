@@ -12,6 +12,7 @@
 #include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
+#include "gallery/atomic_file.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -101,9 +102,7 @@ std::unordered_map<std::string, CachedPhoto> read_cache(const fs::path& file, co
 
 void write_cache(const fs::path& file, const std::string& embedder, const std::unordered_map<std::string, CachedPhoto>& photos) {
   if (file.has_parent_path()) fs::create_directories(file.parent_path());
-  const fs::path tmp = file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
+  write_file_atomically(file, [&](std::ostream& out) {  // never half a cache
     out.write(kMagic, 5);
     put_string(out, embedder);
     for (const auto& [path, c] : photos) {
@@ -121,9 +120,7 @@ void write_cache(const fs::path& file, const std::string& embedder, const std::u
         out.write(reinterpret_cast<const char*>(f.embedding.data()), static_cast<std::streamsize>(f.embedding.size() * sizeof(float)));
       }
     }
-    if (!out) throw Error(ErrorCode::kInvalidArgument, "cannot write " + tmp.string());
-  }
-  fs::rename(tmp, file);  // never half a cache
+  });
 }
 
 // The faces of scan.photos, in order, from the cache (which holds every one of them).
