@@ -94,14 +94,21 @@ struct LivenessArgs {
 };
 
 
+/// The non-empty items of a comma-separated list, as written.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, ',');)
+    if (!t.empty()) v.push_back(t);
+  return v;
+}
+
 /// A comma-separated list of numbers ("0,0.1,0.25"; empty items skipped). Throws Error(kInvalidArgument), naming
 /// the option `what`, for an item that is not entirely a finite number.
 template <typename T>
 std::vector<T> parse_list(const std::string& s, const char* what) {
   std::vector<T> v;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');) {
-    if (t.empty()) continue;
+  for (const auto& t : split_list(s)) {
     try {
       size_t used = 0;
       const double x = std::stod(t, &used);
@@ -111,15 +118,6 @@ std::vector<T> parse_list(const std::string& s, const char* what) {
       throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": '" + t + "' is not a number");
     }
   }
-  return v;
-}
-
-/// The non-empty items of a comma-separated list, as written.
-inline std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');)
-    if (!t.empty()) v.push_back(t);
   return v;
 }
 

@@ -153,9 +153,10 @@ std::vector<int> chinese_whispers(const Packed& p, float threshold, int iteratio
 //   mean squared distance - allowance * (2 - 1/n_a - 1/n_b) < threshold^2,
 // so two single faces need a distance under the threshold, and clusters, whose average over many faces is surer,
 // may lie up to sqrt(threshold^2 + 2 allowance) apart. Merges go in order of that adjusted distance.
-// `tokens[row]`: a face's cannot-link tokens (its photo, the caller's `apart` ones); `start[row]`: its start group.
-std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<std::int64_t>>& tokens,
-                               const std::vector<int>& start, const ClusterOptions& o) {
+// `tok[row]`: a face's cannot-link tokens (its photo, the caller's `apart` ones), kept sorted per cluster as clusters
+// merge; `start[row]`: its start group.
+std::vector<int> agglomerative(const Packed& p, std::vector<std::vector<std::int64_t>> tok, const std::vector<int>& start,
+                               const ClusterOptions& o) {
   const size_t n = p.rows(), d = p.d;
   std::vector<int> parent(n);
   std::iota(parent.begin(), parent.end(), 0);
@@ -163,13 +164,11 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<st
   const float t2 = o.threshold * o.threshold;
   std::vector<std::vector<float>> mean(n);
   std::vector<int> size(n, 1), version(n, 0);
-  std::vector<std::vector<std::int64_t>> photos(n);  // sorted cannot-link tokens of each cluster
   std::vector<std::unordered_set<int>> nbr(n);
   for (size_t i = 0; i < n; ++i) {
     mean[i].assign(p.row(i), p.row(i) + d);
-    photos[i] = tokens[i];
-    std::sort(photos[i].begin(), photos[i].end());
-    photos[i].erase(std::unique(photos[i].begin(), photos[i].end()), photos[i].end());
+    std::sort(tok[i].begin(), tok[i].end());
+    tok[i].erase(std::unique(tok[i].begin(), tok[i].end()), tok[i].end());
   }
   // k nearest neighbours under the threshold: the edges along which clusters may merge (two single faces
   // further apart can only be joined through others).
@@ -202,9 +201,9 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<st
     const double na = size[static_cast<size_t>(a)], nb = size[static_cast<size_t>(b)];
     return static_cast<float>(2 - 2 * dot - o.size_allowance * (2 - 1 / na - 1 / nb));
   };
-  const auto shares_photo = [&](int a, int b) {
-    const auto& x = photos[static_cast<size_t>(a)];
-    const auto& y = photos[static_cast<size_t>(b)];
+  const auto shares_token = [&](int a, int b) {
+    const auto& x = tok[static_cast<size_t>(a)];
+    const auto& y = tok[static_cast<size_t>(b)];
     for (size_t i = 0, j = 0; i < x.size() && j < y.size();) {
       if (x[i] == y[j]) return true;
       x[i] < y[j] ? ++i : ++j;
@@ -229,9 +228,9 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<st
     parent[G] = keep;
     version[K]++;
     std::vector<std::int64_t> merged;
-    std::merge(photos[K].begin(), photos[K].end(), photos[G].begin(), photos[G].end(), std::back_inserter(merged));
-    photos[K] = std::move(merged);
-    photos[G].clear();
+    std::merge(tok[K].begin(), tok[K].end(), tok[G].begin(), tok[G].end(), std::back_inserter(merged));
+    tok[K] = std::move(merged);
+    tok[G].clear();
     mean[G].clear();
     for (const int v : nbr[G])
       if (v != keep) {
@@ -268,7 +267,7 @@ std::vector<int> agglomerative(const Packed& p, const std::vector<std::vector<st
     if (parent[static_cast<size_t>(c.a)] != c.a || parent[static_cast<size_t>(c.b)] != c.b ||
         version[static_cast<size_t>(c.a)] != c.va || version[static_cast<size_t>(c.b)] != c.vb)
       continue;  // stale: one side merged or changed since
-    if (shares_photo(c.a, c.b)) continue;  // never mergeable: their token sets only grow
+    if (shares_token(c.a, c.b)) continue;  // never mergeable: their token sets only grow
     const int keep = join(c.a, c.b);
     for (const int v : nbr[static_cast<size_t>(keep)]) push(keep, v);
   }
@@ -320,7 +319,7 @@ ClusterResult cluster_faces(const std::vector<Embedding>& embeddings, const std:
           for (const int t : constraints.apart[f]) tokens[r].push_back(2 * static_cast<std::int64_t>(t) + 1);
         if (!constraints.start.empty()) start[r] = constraints.start[f];
       }
-      raw = agglomerative(p, tokens, start, o);
+      raw = agglomerative(p, std::move(tokens), start, o);
       break;
     }
   }

@@ -56,14 +56,47 @@ int parse_id(const std::string& ref) {
 
 std::string person_ref(const ReviewCluster& c) { return c.name.empty() ? "#" + std::to_string(c.id) : c.name; }
 
+// Per face of `scan`, its place among its photo's faces: the K of its key.
+std::vector<int> index_in_photo(const LibraryScan& scan) {
+  std::vector<int> k;
+  k.reserve(scan.faces.size());
+  std::unordered_map<int, int> seen;  // photo -> faces so far
+  for (const auto& f : scan.faces) k.push_back(seen[f.photo]++);
+  return k;
+}
+
+// Face key -> its index in `scan`.
+std::unordered_map<std::string, size_t> index_keys(const LibraryScan& scan) {
+  const auto keys = face_keys(scan);
+  std::unordered_map<std::string, size_t> at;
+  for (size_t i = 0; i < keys.size(); ++i) at[keys[i]] = i;
+  return at;
+}
+
+// The face of `scan` with this key; Error(kNotFound) when the cache does not hold it.
+const LibraryFace& face_in(const LibraryScan& scan, const std::unordered_map<std::string, size_t>& at, const std::string& key) {
+  const auto it = at.find(key);
+  if (it == at.end()) throw Error(ErrorCode::kNotFound, "face " + key + " is not in the face cache: cluster again");
+  return scan.faces[it->second];
+}
+
+// Moves the face `key` (if there) from `faces` to `to`.
+void move_out(std::vector<ReviewFace>& faces, const std::string& key, std::vector<ReviewFace>& to) {
+  std::erase_if(faces, [&](const ReviewFace& f) {
+    if (f.key() != key) return false;
+    to.push_back(f);
+    return true;
+  });
+}
+
 }  // namespace
 
 std::vector<std::string> face_keys(const LibraryScan& scan) {
+  const auto k = index_in_photo(scan);
   std::vector<std::string> keys;
   keys.reserve(scan.faces.size());
-  std::unordered_map<int, int> seen;  // photo -> faces so far
-  for (const auto& f : scan.faces)
-    keys.push_back(scan.photos.at(static_cast<size_t>(f.photo)) + "#" + std::to_string(seen[f.photo]++));
+  for (size_t i = 0; i < scan.faces.size(); ++i)
+    keys.push_back(scan.photos.at(static_cast<size_t>(scan.faces[i].photo)) + "#" + std::to_string(k[i]));
   return keys;
 }
 
@@ -185,6 +218,7 @@ ReviewUpdate ClusterReview::update(const LibraryScan& scan, const ClusterOptions
     throw Error(ErrorCode::kInvalidArgument, "only agglomerative clustering keeps reviewed clusters, constraints and gallery people");
   ReviewUpdate rep;
   const auto keys = face_keys(scan);
+  const auto index = index_in_photo(scan);
   const size_t n = scan.faces.size();
   rep.faces = static_cast<int>(n);
 
@@ -228,8 +262,7 @@ ReviewUpdate ClusterReview::update(const LibraryScan& scan, const ClusterOptions
   std::vector<std::vector<int>> apart(e.size());
   for (size_t i = 0; i < e.size(); ++i)
     if (start[i] >= 0) apart[i].push_back(0);
-  std::unordered_map<std::string, size_t> index_of_key;
-  for (size_t i = 0; i < n; ++i) index_of_key[keys[i]] = i;
+  const auto index_of_key = index_keys(scan);
   std::unordered_map<std::string, int> token_of_person;
   for (const auto& c : not_) {
     const auto it = index_of_key.find(c.face);
@@ -270,8 +303,7 @@ ReviewUpdate ClusterReview::update(const LibraryScan& scan, const ClusterOptions
   std::vector<ReviewFace> lone;
   for (size_t i = 0; i < n; ++i) {
     const auto& lf = scan.faces[i];
-    const auto hash = keys[i].rfind('#');
-    ReviewFace f{scan.photos[static_cast<size_t>(lf.photo)], std::stoi(keys[i].substr(hash + 1)), lf.face.box, lf.face.score, lf.main};
+    ReviewFace f{scan.photos[static_cast<size_t>(lf.photo)], index[i], lf.face.box, lf.face.score, lf.main};
     const int l = r.label[i];
     size_t at = SIZE_MAX;
     if (l >= 0) {
@@ -343,12 +375,7 @@ void ClusterReview::merge(int into, int from) {
   // A face said not to be this person cannot stay in it.
   ReviewCluster& m = mutable_cluster(into);
   for (const auto& n : not_)
-    if (n.person == into_ref)
-      std::erase_if(m.faces, [&](const ReviewFace& f) {
-        if (f.key() != n.face) return false;
-        unclustered_.push_back(f);
-        return true;
-      });
+    if (n.person == into_ref) move_out(m.faces, n.face, unclustered_);
 }
 
 std::vector<int> ClusterReview::split(int id, const std::vector<std::string>& keys, const LibraryScan* scan,
@@ -366,16 +393,13 @@ std::vector<int> ClusterReview::split(int id, const std::vector<std::string>& ke
       throw Error(ErrorCode::kInvalidArgument, "every face of cluster " + std::to_string(id) + " was listed: nothing would stay");
   } else {
     if (!scan) throw Error(ErrorCode::kInvalidArgument, "splitting without a list of faces needs their embeddings");
-    const auto all = face_keys(*scan);
-    std::unordered_map<std::string, size_t> at;
-    for (size_t i = 0; i < all.size(); ++i) at[all[i]] = i;
+    const auto at = index_keys(*scan);
     std::vector<Embedding> e;
     std::vector<int> photo;
     for (const auto& f : c.faces) {
-      const auto it = at.find(f.key());
-      if (it == at.end()) throw Error(ErrorCode::kNotFound, "face " + f.key() + " is not in the face cache: cluster again");
-      e.push_back(scan->faces[it->second].embedding);
-      photo.push_back(scan->faces[it->second].photo);
+      const LibraryFace& lf = face_in(*scan, at, f.key());
+      e.push_back(lf.embedding);
+      photo.push_back(lf.photo);
     }
     ClusterOptions so = o;
     so.method = ClusterMethod::kAgglomerative;
@@ -425,33 +449,10 @@ void ClusterReview::not_same(const std::string& key, const std::string& person) 
   }
   if (std::none_of(not_.begin(), not_.end(), [&](const NotSame& n) { return n.face == key && n.person == ref; }))
     not_.push_back({key, ref});
-  for (auto& c : clusters_) {
-    if (person_ref(c) != ref) continue;
-    std::erase_if(c.faces, [&](const ReviewFace& f) {
-      if (f.key() != key) return false;
-      unclustered_.push_back(f);
-      return true;
-    });
-  }
+  for (auto& c : clusters_)
+    if (person_ref(c) == ref) move_out(c.faces, key, unclustered_);
   std::erase_if(clusters_, [](const ReviewCluster& c) { return c.faces.empty(); });
 }
-
-namespace {
-
-const LibraryFace& face_in(const LibraryScan& scan, const std::unordered_map<std::string, size_t>& at, const std::string& key) {
-  const auto it = at.find(key);
-  if (it == at.end()) throw Error(ErrorCode::kNotFound, "face " + key + " is not in the face cache: cluster again");
-  return scan.faces[it->second];
-}
-
-std::unordered_map<std::string, size_t> index_keys(const LibraryScan& scan) {
-  const auto keys = face_keys(scan);
-  std::unordered_map<std::string, size_t> at;
-  for (size_t i = 0; i < keys.size(); ++i) at[keys[i]] = i;
-  return at;
-}
-
-}  // namespace
 
 AddResult enrol_cluster(Gallery& gallery, const EmbedderId& embedder, const ReviewCluster& c, const LibraryScan& scan) {
   if (c.name.empty()) throw Error(ErrorCode::kInvalidArgument, "cluster " + std::to_string(c.id) + " has no name to enrol it under");
