@@ -3,7 +3,7 @@
 //
 // A Gallery is a store of people (id, unique name, JSON metadata) and templates (one embedding each, with the
 // embedder that made it, a quality, the SHA-256 of the source photo and a time). SQLite is the first store
-// (one file, WAL journal); the interface is what a PostgreSQL store will implement later.
+// (one file, WAL journal), the default; PostgreSQL is the store several servers share (docs/deploy.md).
 //
 // Guarantees every store keeps:
 //  - Every write (enrolment, rename, removal, import) is one transaction: it is stored whole or not at all,
@@ -14,6 +14,7 @@
 //  - Templates of different embedders (name and version) live side by side and are never compared: readers
 //    always ask for one EmbedderId.
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -200,8 +201,19 @@ class Gallery {
   /// applied to another gallery that happens to reuse the path.
   virtual std::string uuid() const = 0;
   virtual GalleryStats stats() const = 0;
-  /// Where it lives (a file path for SQLite).
+  /// Where it lives: a file path for SQLite, the connection URL without its password for PostgreSQL.
   virtual std::string location() const = 0;
+  /// Where indexes and classifiers built from this gallery are cached on this machine: <file>.cache beside an
+  /// SQLite gallery; for a database, a folder named by the gallery's uuid under $XDG_CACHE_HOME/facekit (else
+  /// ~/.cache/facekit), never derived from the connection URL.
+  virtual std::filesystem::path cache_dir() const;
+
+  /// Waits up to `timeout` for another writer to change the gallery. true: it may have changed (a
+  /// notification came, or the wait could not listen and the caller should look); false: the time ran out.
+  /// A store that cannot be told of changes (SQLite) sleeps and returns false, and its readers poll
+  /// revision(). Missing a wake-up costs latency, never correctness: revision() and changes_since() are the
+  /// truth. May be called from one thread while others use the gallery.
+  virtual bool wait_for_change(std::chrono::milliseconds timeout) const;
 
   /// Whether templates are encrypted at rest.
   virtual bool encrypted() const = 0;
@@ -240,11 +252,33 @@ struct GalleryOptions {
 /// 1: the first. 2: a checksum on every person and template row; optional encryption of templates.
 inline constexpr int kGalleryFormatVersion = 2;
 
-/// Opens (or creates) the SQLite gallery at `path`. Throws Error(kNotFound) when it is absent and
-/// !options.create, Error(kStorage) when the file is not a facekit gallery, is corrupt, empty (0 bytes), locked,
-/// was written by a newer facekit, or is encrypted and the key is missing or wrong. A gallery on a read-only
-/// file, folder or file system opens for reading; its writes throw Error(kStorage) saying so.
+/// Opens (or creates) a gallery. `path` is an SQLite file, or a PostgreSQL database given as a libpq URL
+/// ("postgresql://user@host:port/db?sslmode=require"; a password is best kept in ~/.pgpass or $PGPASSWORD rather
+/// than the URL, which location() shows).
+///
+/// SQLite: throws Error(kNotFound) when it is absent and !options.create, Error(kStorage) when the file is not
+/// a facekit gallery, is corrupt, empty (0 bytes), locked, was written by a newer facekit, or is encrypted and
+/// the key is missing or wrong. A gallery on a read-only file, folder or file system opens for reading; its
+/// writes throw Error(kStorage) saying so.
+///
+/// PostgreSQL: a database without facekit's tables (prefixed facekit_) gets them when options.create is set,
+/// else Error(kNotFound); Error(kStorage) when the server cannot be reached (libpq's reason) or the database
+/// holds a gallery of a newer format. Encryption at rest is for SQLite galleries: a key given for a database is
+/// Error(kInvalidArgument) (use the database's own encryption and TLS).
 std::unique_ptr<Gallery> open_gallery(const std::filesystem::path& path, const GalleryOptions& options = {});
+
+/// Whether `location` names a PostgreSQL database ("postgresql://..." or "postgres://...") rather than a file.
+bool is_database_location(const std::string& location);
+
+/// What copy_gallery did.
+struct GalleryCopy {
+  std::int64_t people = 0, templates = 0;
+};
+/// Copies every person and template of `from` into `to` (which must hold none of those names), in one
+/// transaction of `to`: whole or nothing. Template kinds, qualities, source hashes and embedder ids are kept;
+/// ids and revisions are the destination's own. `progress` (may be empty) hears people copied so far.
+GalleryCopy copy_gallery(const Gallery& from, Gallery& to,
+                         const std::function<void(std::int64_t people, std::int64_t total)>& progress = {});
 
 /// The per-user default: $FACEKIT_GALLERY, else $XDG_DATA_HOME/facekit/gallery.db, else
 /// ~/.local/share/facekit/gallery.db.

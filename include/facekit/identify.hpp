@@ -153,7 +153,7 @@ struct IdentifyOptions {
   /// Keep the index and trained classifier in files beside the gallery (<gallery>.cache/), stamped with the
   /// gallery's uuid and revision, so that the next process loads them instead of rebuilding.
   bool use_cache = true;
-  std::filesystem::path cache_dir;  ///< "" = <gallery path>.cache
+  std::filesystem::path cache_dir;  ///< "" = Gallery::cache_dir() (<gallery path>.cache for SQLite)
 };
 
 struct Candidate {

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -21,13 +22,43 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::unique_ptr<Gallery> open_sqlite_gallery(const fs::path& path, const GalleryOptions& options);
+std::unique_ptr<Gallery> open_postgres_gallery(const std::string& url, const GalleryOptions& options);
+
+bool is_database_location(const std::string& location) {
+  return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
 
 std::unique_ptr<Gallery> open_gallery(const fs::path& path, const GalleryOptions& options) {
   if (path.empty()) throw Error(ErrorCode::kInvalidArgument, "empty gallery path");
-  // One store for now; a "postgresql://" location will select the PostgreSQL store.
-  if (path.string().rfind("postgresql://", 0) == 0 || path.string().rfind("postgres://", 0) == 0)
-    throw Error(ErrorCode::kInvalidArgument, "PostgreSQL galleries are not supported by this build");
+  if (is_database_location(path.string())) return open_postgres_gallery(path.string(), options);
   return open_sqlite_gallery(path, options);
+}
+
+fs::path Gallery::cache_dir() const { return fs::path(location() + ".cache"); }
+
+bool Gallery::wait_for_change(std::chrono::milliseconds timeout) const {
+  std::this_thread::sleep_for(timeout);
+  return false;
+}
+
+GalleryCopy copy_gallery(const Gallery& from, Gallery& to,
+                         const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  const auto people = from.people();
+  std::vector<NewPerson> batch;
+  batch.reserve(people.size());
+  GalleryCopy out;
+  for (const auto& p : people) {
+    NewPerson np{p.name, p.metadata, {}};
+    for (auto& t : from.templates_of(p.id)) np.templates.push_back(std::move(static_cast<NewTemplate&>(t)));
+    if (np.templates.empty()) continue;  // removed between the two reads
+    out.templates += static_cast<std::int64_t>(np.templates.size());
+    batch.push_back(std::move(np));
+    if (progress && (batch.size() % 1000 == 0 || batch.size() == people.size()))
+      progress(static_cast<std::int64_t>(batch.size()), static_cast<std::int64_t>(people.size()));
+  }
+  out.people = static_cast<std::int64_t>(batch.size());
+  to.add_people(batch, OnConflict::kFail);
+  return out;
 }
 
 fs::path default_gallery_path() {

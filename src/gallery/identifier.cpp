@@ -230,7 +230,7 @@ struct Identifier::Impl {
   }
 
   fs::path cache_dir() const {
-    return opt.cache_dir.empty() ? fs::path(gallery.location() + ".cache") : opt.cache_dir;
+    return opt.cache_dir.empty() ? gallery.cache_dir() : opt.cache_dir;
   }
   std::string base() const { return file_safe(embedder.str()) + "." + to_string(opt.aggregation); }
   fs::path index_path() const { return cache_dir() / (base() + ".index"); }
@@ -517,7 +517,7 @@ std::string Identifier::threshold_source() const { return impl_->threshold_sourc
 
 void Identifier::clear_cache(const Gallery& gallery, const IdentifyOptions& options) {
   // Every embedder's and aggregation's files: a reindex starts from the store alone.
-  const fs::path dir = options.cache_dir.empty() ? fs::path(gallery.location() + ".cache") : options.cache_dir;
+  const fs::path dir = options.cache_dir.empty() ? gallery.cache_dir() : options.cache_dir;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const auto n = e.path().filename().string();

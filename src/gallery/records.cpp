@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "facekit/gallery.hpp"
 #include "gallery/base64.hpp"
 #include "gallery/crypto.hpp"
+#include "gallery/store_common.hpp"
 
 namespace facekit {
 using nlohmann::json;
@@ -75,15 +78,68 @@ void check_person_name(const std::string& name) {
     throw bad("'" + name + "' is all digits, which reads as a person id");
 }
 
-void check_metadata(const std::string& metadata_json) {
-  nlohmann::json j;
+void check_metadata(const std::string& metadata_json) { detail::parse_metadata(metadata_json); }
+
+namespace detail {
+
+json parse_metadata(const std::string& text) {
+  json j;
   try {
-    j = parse_json_limited(metadata_json.empty() ? "{}" : metadata_json, "metadata");
+    j = parse_json_limited(text.empty() ? "{}" : text, "metadata");
   } catch (const json::exception& e) {
     throw Error(ErrorCode::kInvalidArgument, std::string("metadata is not valid JSON: ") + e.what());
   }
-  if (!j.is_object()) throw Error(ErrorCode::kInvalidArgument, "metadata must be a JSON object");
+  if (!j.is_object()) throw Error(ErrorCode::kInvalidArgument, "metadata must be a JSON object, got: " + text);
+  return j;
 }
+
+CheckedPeople check_new_people(const std::vector<NewPerson>& people) {
+  CheckedPeople out;
+  for (const auto& p : people) {
+    if (p.name.empty()) throw Error(ErrorCode::kInvalidArgument, "a person needs a non-empty name");
+    check_person_name(p.name);
+    if (p.templates.empty())
+      throw Error(ErrorCode::kInvalidArgument, "person '" + p.name + "' has no templates; nothing stored");
+    out.metadata.push_back(parse_metadata(p.metadata));
+    for (const auto& t : p.templates) {
+      if (t.embedder.name.empty())
+        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' names no embedder");
+      if (t.embedding.empty())
+        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has an empty embedding");
+      double norm = 0;
+      for (float v : t.embedding) {
+        if (!std::isfinite(v))
+          throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has a non-finite value");
+        norm += double(v) * v;
+      }
+      // Templates are L2-normalised; anything else (1e30, all zeros) would poison every search it is part of.
+      norm = std::sqrt(norm);
+      if (std::abs(norm - 1.0) > 1e-3)
+        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has length " + std::to_string(norm) +
+                                                     ", not 1 (embeddings are L2-normalised); nothing stored");
+      auto [it, fresh] = out.dims.emplace(t.embedder, t.embedding.size());
+      if (!fresh && it->second != t.embedding.size())
+        throw Error(ErrorCode::kInvalidArgument, "embeddings of " + t.embedder.str() + " differ in length");
+    }
+  }
+  return out;
+}
+
+std::string random_uuid() {
+  std::random_device rd;
+  std::uniform_int_distribution<int> d(0, 15);
+  std::string s;
+  const char* hex = "0123456789abcdef";
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) s += '-';
+    s += hex[d(rd)];
+  }
+  return s;
+}
+
+std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+}  // namespace detail
 
 namespace {
 

@@ -35,9 +35,14 @@
 #include "facekit/error.hpp"
 #include "facekit/gallery.hpp"
 #include "gallery/crypto.hpp"
+#include "gallery/store_common.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
+
+using detail::now_seconds;
+using detail::parse_metadata;
+using detail::random_uuid;
 
 namespace {
 
@@ -83,32 +88,6 @@ std::string key_check_text(const std::string& uuid) { return "facekit gallery ke
 
 std::string person_checksum(const std::string& name, const std::string& metadata, std::int64_t created_at) {
   return detail::Checksum().add(name).add(metadata).add(created_at).digest();
-}
-
-std::int64_t now_seconds() { return static_cast<std::int64_t>(std::time(nullptr)); }
-
-std::string random_uuid() {
-  std::random_device rd;
-  std::uniform_int_distribution<int> d(0, 15);
-  std::string s;
-  const char* hex = "0123456789abcdef";
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) s += '-';
-    s += hex[d(rd)];
-  }
-  return s;
-}
-
-// Parses `text` as a JSON object or throws Error(kInvalidArgument).
-nlohmann::json parse_metadata(const std::string& text) {
-  nlohmann::json j;
-  try {
-    j = parse_json_limited(text.empty() ? "{}" : text, "metadata");
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::kInvalidArgument, std::string("metadata is not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) throw Error(ErrorCode::kInvalidArgument, "metadata must be a JSON object, got: " + text);
-  return j;
 }
 
 class SqliteGallery;
@@ -685,37 +664,10 @@ std::optional<Person> SqliteGallery::find_locked(const std::string& name) const 
 
 std::vector<AddResult> SqliteGallery::add_people(const std::vector<NewPerson>& people, OnConflict on_conflict) {
   require_writable();
-  // Validate everything before touching the store, so that bad input is reported with nothing begun.
-  std::vector<nlohmann::json> meta;
-  std::map<EmbedderId, size_t> dims;
-  for (const auto& p : people) {
-    if (p.name.empty()) throw Error(ErrorCode::kInvalidArgument, "a person needs a non-empty name");
-    check_person_name(p.name);
-    if (p.templates.empty())
-      throw Error(ErrorCode::kInvalidArgument, "person '" + p.name + "' has no templates; nothing stored");
-    meta.push_back(parse_metadata(p.metadata));
-    for (const auto& t : p.templates) {
-      if (t.embedder.name.empty())
-        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' names no embedder");
-      if (t.embedding.empty())
-        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has an empty embedding");
-      double norm = 0;
-      for (float v : t.embedding) {
-        if (!std::isfinite(v))
-          throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has a non-finite value");
-        norm += double(v) * v;
-      }
-      // Templates are L2-normalised; anything else (1e30, all zeros) would poison every search it is part of.
-      norm = std::sqrt(norm);
-      if (std::abs(norm - 1.0) > 1e-3)
-        throw Error(ErrorCode::kInvalidArgument, "a template of '" + p.name + "' has length " + std::to_string(norm) +
-                                                     ", not 1 (embeddings are L2-normalised); nothing stored");
-      auto [it, fresh] = dims.emplace(t.embedder, t.embedding.size());
-      if (!fresh && it->second != t.embedding.size())
-        throw Error(ErrorCode::kInvalidArgument, "embeddings of " + t.embedder.str() + " differ in length");
-    }
-  }
-
+  // Everything is checked before the store is touched, so that bad input is reported with nothing begun.
+  const detail::CheckedPeople checked = detail::check_new_people(people);
+  const auto& meta = checked.metadata;
+  const auto& dims = checked.dims;
   std::lock_guard lock(mu_);
   Transaction tx(db_, true);
   // Embeddings of an embedder already stored must keep its length.
