@@ -249,6 +249,41 @@ int cmd_gallery_export(const GalleryCmdArgs& a) {
   return 0;
 }
 
+struct CopyArgs {
+  GalleryArgs from;
+  std::string to, to_key_file;
+  int probes = 1000;
+};
+
+int cmd_gallery_copy(const CopyArgs& a) {
+  auto from = open_existing(a.from, true);
+  GalleryArgs to_args;
+  to_args.path = a.to;
+  to_args.key_file = a.to_key_file;
+  GalleryOptions to_options = to_args.options(true);
+  if (a.to_key_file.empty()) to_options.key.reset();  // the source's key (or the environment's) is not the copy's
+  auto to = open_gallery(to_args.resolved(), to_options);
+  if (to->stats().people > 0)
+    throw Error(ErrorCode::kInvalidArgument, to->location() + " already holds people; copy into an empty gallery");
+  std::unique_ptr<ProgressBar> bar;
+  const GalleryCopy n = copy_gallery(*from, *to, [&](std::int64_t done, std::int64_t total) {
+    if (!bar) bar = std::make_unique<ProgressBar>("reading people", static_cast<int>(total));
+    bar->update(static_cast<int>(done));
+  });
+  if (bar) bar->finish();
+  std::printf("copied %lld people and %lld templates from %s to %s\n", static_cast<long long>(n.people),
+              static_cast<long long>(n.templates), from->location().c_str(), to->location().c_str());
+  const GalleryComparison cmp = compare_galleries(*from, *to, a.probes);
+  for (const auto& p : cmp.problems) std::fprintf(stderr, "  %s\n", p.c_str());
+  if (!cmp.same())
+    throw Error(ErrorCode::kStorage, "the copy differs from the original (" + std::to_string(cmp.problems.size()) +
+                                         " problems above)");
+  std::printf("verified: %lld people and %lld templates in both; %lld probes answered identically\n",
+              static_cast<long long>(cmp.people_b), static_cast<long long>(cmp.templates_b),
+              static_cast<long long>(cmp.probes));
+  return 0;
+}
+
 int cmd_gallery_import(const GalleryCmdArgs& a) {
   auto g = open_gallery(a.gallery.resolved(), a.gallery.options(true));
   std::optional<GalleryKey> key =
@@ -623,6 +658,17 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   exp->add_flag("--plaintext", ga->plaintext, "write an encrypted gallery's embeddings unsealed");
   imp->add_option("--export-key-file", ga->export_key_file,
                   "key of a sealed export (default: an encrypted gallery's own key)");
+  auto cp = std::make_shared<CopyArgs>();
+  auto* copy = gal->add_subcommand("copy", "copy a gallery into an empty one (SQLite <-> PostgreSQL), then verify it");
+  copy->add_option("--from", cp->from.path, "the gallery to copy: an SQLite file or a postgresql:// URL")
+      ->required()->check(non_empty());
+  copy->add_option("--key-file", cp->from.key_file, "key of an encrypted source gallery")->check(non_empty());
+  copy->add_option("--to", cp->to, "the new gallery: an SQLite file or a postgresql:// URL")->required()->check(non_empty());
+  copy->add_option("--to-key-file", cp->to_key_file, "encrypt the copy's templates with this key (SQLite only)")
+      ->check(non_empty());
+  copy->add_option("--probes", cp->probes, "templates identified against both to verify the copy")
+      ->check(CLI::Range(0, 1000000))->capture_default_str();
+  out.emplace_back(copy, [cp] { return cmd_gallery_copy(*cp); });
   auto* chk = gal->add_subcommand("check", "read every row and report every damaged one (exit 11 if any)");
   add_gallery_option(chk, ga->gallery);
   out.emplace_back(chk, [ga] { return cmd_gallery_check(*ga); });

@@ -145,6 +145,9 @@ void add_serve_commands(CLI::App& app, Common& c, Commands& out) {
   serve->add_option("--rate-limit", so.rate_limit, "requests/s per key without its own rate (0: none)")
       ->check(finite_range(0, 1e6))->capture_default_str();
   serve->add_flag("--public-metrics", so.public_metrics, "serve /metrics without a key");
+  serve->add_option("--sync-interval-ms", so.sync_interval_ms,
+                    "look for other servers' changes at least this often (notified ones arrive at once)")
+      ->check(CLI::Range(10, 600000))->capture_default_str();
   serve->add_flag("--no-batching", sa->no_batching, "embed each request's faces alone (no dynamic batching)");
   serve->add_option("--batch-window-us", sa->batch_window_us, "how long a batch waits for more faces, microseconds")
       ->check(CLI::Range(0, 1000000))->capture_default_str();

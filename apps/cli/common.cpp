@@ -92,7 +92,7 @@ GalleryOptions GalleryArgs::options(bool create, bool read_only) const {
 }
 
 void add_gallery_option(CLI::App* cmd, GalleryArgs& g) {
-  cmd->add_option("--gallery", g.path, "gallery file (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)")
+  cmd->add_option("--gallery", g.path, "gallery: an SQLite file or a postgresql:// URL (default $FACEKIT_GALLERY, else ~/.local/share/facekit/gallery.db)")
       ->check(non_empty());
   cmd->add_option("--key-file", g.key_file,
                   "key of an encrypted gallery: a file of 64 hex digits, mode 0600 (default $FACEKIT_GALLERY_KEY_FILE, "

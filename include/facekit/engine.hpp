@@ -15,6 +15,7 @@
 // Model names are checked when the engine is made; the models load on first use (or load_models()), and the
 // gallery opens on first use, so that `people list` costs no model loading.
 #include <cstdint>
+#include <chrono>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -117,6 +118,17 @@ struct IndexStatus {
   std::string classifier;  ///< describe() of the classifier
 };
 
+/// How an engine that follows its gallery (Engine::watch_gallery) stands.
+struct SyncStatus {
+  bool watching = false;
+  /// The last look at the gallery succeeded and the index holds its revision then. False before the first
+  /// look and while the gallery cannot be reached (error says why).
+  bool caught_up = false;
+  std::int64_t revision = -1;  ///< the revision the index held after the last look
+  std::int64_t checks = 0;     ///< looks so far
+  std::string error;
+};
+
 /// Throws Error(kInvalidArgument) unless `name` is a registered model of `kind` ("detector", "embedder", ...)
 /// or a model directory; the message starts with `what` and lists the known models of that kind.
 void check_model_name(const std::string& name, const std::string& kind, const std::string& what);
@@ -199,6 +211,12 @@ class Engine {
   /// The gallery itself, opened on first use, for what the engine does not wrap (export, import, check).
   /// Writes through it are not serialised with the engine's.
   Gallery& gallery();
+  /// Follows the gallery from a background thread, so that other processes' writes reach identify() without
+  /// waiting for a request to poll: it wakes on the store's notifications (PostgreSQL's NOTIFY) and looks at
+  /// least every `interval` regardless, applying what changed. A lost notification costs at most `interval`.
+  /// Idempotent; the thread stops with the engine.
+  void watch_gallery(std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
+  SyncStatus sync_status() const;
 
  private:
   struct Impl;

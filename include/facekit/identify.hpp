@@ -150,8 +150,9 @@ struct IdentifyOptions {
   /// The false-positive identification rate the default threshold aims at: the share of strangers who would
   /// be named as someone enrolled.
   double fpir = 0.01;
-  /// Keep the index and trained classifier in files beside the gallery (<gallery>.cache/), stamped with the
-  /// gallery's uuid and revision, so that the next process loads them instead of rebuilding.
+  /// Keep the index and trained classifier in files (Gallery::cache_dir(): <gallery>.cache/ beside an SQLite
+  /// file), stamped with the gallery's uuid and revision, so that the next process loads them and applies only
+  /// the changes since instead of rebuilding. An index updated in place is saved at most every 30 s.
   bool use_cache = true;
   std::filesystem::path cache_dir;  ///< "" = Gallery::cache_dir() (<gallery path>.cache for SQLite)
 };
@@ -218,5 +219,17 @@ class Identifier {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// How two galleries compare (after copy_gallery): the same people and templates, and the same answers.
+struct GalleryComparison {
+  std::int64_t people_a = 0, people_b = 0, templates_a = 0, templates_b = 0;
+  std::int64_t probes = 0;      ///< stored templates of `a` identified against both
+  std::int64_t different = 0;   ///< probes whose candidates (names, order, scores within 1e-5) differ
+  std::vector<std::string> problems;  ///< one line per difference found (counts, names, answers)
+  bool same() const { return problems.empty(); }
+};
+/// Compares people (names, metadata), template counts per embedder, and, for every embedder, the answers of a
+/// kNN Identifier (no cache) on both to up to `probes` of `a`'s templates spread over its people.
+GalleryComparison compare_galleries(const Gallery& a, const Gallery& b, int probes = 1000);
 
 }  // namespace facekit

@@ -4,7 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
+#include <thread>
 
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
@@ -33,11 +36,14 @@ void check_model_name(const std::string& name, const std::string& kind, const st
 
 namespace {
 
-/// An index of one gallery revision with the names of that revision, shared by the identify() calls that use
-/// it; a newer one replaces it once built.
+/// The index and names of one gallery revision, shared by the identify() calls that use it. It is brought up
+/// to date in place, under `mu` held alone, by applying the changes since its revision (milliseconds, however
+/// large the gallery: copying a million-row index per change would not be); identify() holds `mu` shared,
+/// so an answer never mixes two revisions.
 struct Snapshot {
   std::unique_ptr<Identifier> identifier;
-  std::int64_t revision = -1;
+  std::atomic<std::int64_t> revision{-1};
+  mutable std::shared_mutex mu;
 };
 
 }  // namespace
@@ -63,7 +69,7 @@ struct Engine::Impl {
   mutable std::mutex write_mu;    // the engine's writes, one at a time
   mutable std::mutex build_mu;    // one snapshot build at a time
   mutable std::mutex snap_mu;     // guards `snap` (the pointer, not what it points to)
-  mutable std::shared_ptr<const Snapshot> snap;
+  mutable std::shared_ptr<Snapshot> snap;
   // Set by the engine's own writes; the time the gallery's revision was last asked for (steady clock, ns).
   mutable std::atomic<bool> dirty{true};
   mutable std::atomic<std::int64_t> polled_ns{0};
@@ -110,14 +116,15 @@ struct Engine::Impl {
     return *store;
   }
 
-  std::shared_ptr<const Snapshot> current() const {
+  std::shared_ptr<Snapshot> current() const {
     std::lock_guard lock(snap_mu);
     return snap;
   }
 
-  /// The newest snapshot: the current one when the gallery has not moved; otherwise a new one, unless another
-  /// thread is building it (then the current one answers: readers never wait for a build, except the first).
-  std::shared_ptr<const Snapshot> snapshot() const {
+  /// The newest snapshot: the current one when the gallery has not moved; otherwise it is brought up to date
+  /// first, unless another thread is doing that (then the current one answers: readers wait for no update
+  /// but the first build and the in-place apply of a change).
+  std::shared_ptr<Snapshot> snapshot() const {
     auto s = current();
     Gallery& g = gallery();
     // Between polls, with no write of ours since the snapshot, it is the newest state this engine knows of.
@@ -133,17 +140,83 @@ struct Engine::Impl {
     }
     s = current();
     dirty = false;  // a write from now on makes the snapshot below stale again
-    if (s && s->revision == g.revision()) return s;
-    auto next = std::make_shared<Snapshot>();
-    next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
-    next->revision = next->identifier->revision();
-    std::lock_guard lock(snap_mu);
-    snap = next;
-    return next;
+    if (!s) {
+      auto next = std::make_shared<Snapshot>();
+      next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
+      next->revision = next->identifier->revision();
+      std::lock_guard lock(snap_mu);
+      snap = next;
+      return next;
+    }
+    if (s->revision != g.revision()) {
+      std::unique_lock alone(s->mu);
+      s->identifier->refresh();
+      s->revision = s->identifier->revision();
+    }
+    return s;
+  }
+
+  // ---- following the gallery (watch_gallery) ----
+  std::thread watcher;
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool watch_stop = false;
+  mutable std::mutex sync_mu;
+  SyncStatus sync;
+
+  void watch_loop(std::chrono::milliseconds interval) {
+    using Clock = std::chrono::steady_clock;
+    auto last = Clock::now() - interval;
+    for (;;) {
+      {
+        std::lock_guard lock(watch_mu);
+        if (watch_stop) return;
+      }
+      bool woke = false;
+      try {
+        // In slices of at most a second, so that stopping is prompt.
+        woke = gallery().wait_for_change(std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(1)));
+      } catch (const std::exception&) {
+        woke = true;
+      }
+      {
+        std::lock_guard lock(watch_mu);
+        if (watch_stop) return;
+      }
+      if (!woke && Clock::now() - last < interval) continue;
+      last = Clock::now();
+      try {
+        dirty = true;
+        const auto s = snapshot();
+        std::lock_guard lock(sync_mu);
+        sync.revision = s->revision;
+        sync.error.clear();
+        sync.caught_up = true;
+        sync.checks += 1;
+      } catch (const std::exception& e) {
+        std::lock_guard lock(sync_mu);
+        sync.error = e.what();
+        sync.caught_up = false;
+        sync.checks += 1;
+        std::unique_lock w(watch_mu);
+        watch_cv.wait_for(w, std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(1)),
+                          [&] { return watch_stop; });
+      }
+    }
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(watch_mu);
+      watch_stop = true;
+    }
+    watch_cv.notify_all();
+    if (watcher.joinable()) watcher.join();
   }
 
   IdentifyResult identify_embeddings(const std::vector<std::pair<Face, const Embedding*>>& faces) const {
     const auto s = snapshot();
+    std::shared_lock shared(s->mu);
     const Identifier& id = *s->identifier;
     IdentifyResult r;
     r.revision = s->revision;
@@ -410,6 +483,7 @@ GalleryStats Engine::gallery_stats() const { return impl_->gallery().stats(); }
 
 IndexStatus Engine::refresh_index() const {
   const auto s = impl_->snapshot();
+  std::shared_lock shared(s->mu);
   IndexStatus st;
   st.refresh = s->identifier->last_refresh();
   st.index = "none";
@@ -423,5 +497,21 @@ IndexStatus Engine::refresh_index() const {
 }
 
 Gallery& Engine::gallery() { return impl_->gallery(); }
+
+void Engine::watch_gallery(std::chrono::milliseconds interval) {
+  auto& m = *impl_;
+  if (m.watcher.joinable()) return;
+  if (interval < std::chrono::milliseconds(10)) interval = std::chrono::milliseconds(10);
+  {
+    std::lock_guard lock(m.sync_mu);
+    m.sync.watching = true;
+  }
+  m.watcher = std::thread([&m, interval] { m.watch_loop(interval); });
+}
+
+SyncStatus Engine::sync_status() const {
+  std::lock_guard lock(impl_->sync_mu);
+  return impl_->sync;
+}
 
 }  // namespace facekit

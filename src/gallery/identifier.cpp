@@ -224,6 +224,7 @@ struct Identifier::Impl {
   // renamed or a person removed after it (and identify() needs no query per candidate).
   std::unordered_map<std::int64_t, std::string> names;
   std::int64_t names_revision = -1;
+  std::optional<Clock::time_point> saved_at;  // the index cache's last save by this identifier
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
@@ -441,7 +442,13 @@ RefreshReport Identifier::refresh() {
   if (m.index) m.index->set_ef_search(m.opt.index.ef_search);
   const bool index_changed = m.revision != before && !(m.last.index_from_cache && m.last.added == 0 &&
                                                         m.last.removed == 0 && !m.last.rebuilt);
-  if (index_changed) m.save_index_cache();
+  // An index kept up to date in place (a server following its gallery) is saved at most every 30 s: each
+  // save writes the whole index, and a process that loads an older one applies the changes since.
+  const bool due = !m.saved_at || Clock::now() - *m.saved_at > std::chrono::seconds(30);
+  if (index_changed && (due || m.last.rebuilt || m.last.index_from_cache)) {
+    m.save_index_cache();
+    m.saved_at = Clock::now();
+  }
   if (m.classifier->trainable() && m.index && m.classifier_revision != m.revision) {
     if (m.opt.use_cache && m.load_model_cache()) {
       m.last.classifier_from_cache = true;

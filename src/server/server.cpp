@@ -38,11 +38,32 @@ using nlohmann::json;
 namespace jv = json_view;
 using Clock = std::chrono::steady_clock;
 
-std::filesystem::path default_state_path(const std::filesystem::path& gallery) {
-  return gallery.string() + ".server.db";
+namespace {
+
+// A gallery in a database has no folder to keep files beside: they go to the user's data folder, under a name
+// made from the location (FNV-1a of the URL without its password), so that every server on this machine given
+// the same URL shares them.
+std::filesystem::path beside(const std::filesystem::path& gallery, const std::string& suffix) {
+  const std::string loc = gallery.string();
+  if (!is_database_location(loc)) return loc + suffix;
+  std::string shown = loc;
+  if (const auto at = shown.find('@'), colon = shown.find(':', 13); at != std::string::npos && colon < at)
+    shown.erase(colon, at - colon);
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : shown) h = (h ^ ch) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  const auto dir = default_gallery_path().parent_path() / "servers";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  return dir / (std::string("pg-") + hex + suffix);
 }
+
+}  // namespace
+
+std::filesystem::path default_state_path(const std::filesystem::path& gallery) { return beside(gallery, ".server.db"); }
 std::filesystem::path default_admin_key_path(const std::filesystem::path& gallery) {
-  return gallery.string() + ".admin-key";
+  return beside(gallery, ".admin-key");
 }
 
 namespace {
@@ -621,7 +642,15 @@ struct Server::Impl {
   void healthz(Call& c) { reply(c, {{"status", "ok"}}); }
   void readyz(Call& c) {
     std::lock_guard lock(warm_mu);
-    if (ready) return reply(c, {{"status", "ready"}, {"embedder", engine.embedder_id().str()}});
+    if (ready) {
+      // A server that cannot see its gallery's changes would answer from a stale index: not ready.
+      const SyncStatus sync = engine.sync_status();
+      if (sync.watching && !sync.caught_up)
+        return problem(c.res, 503, "not_ready", "Not ready",
+                       sync.error.empty() ? "catching up with the gallery" : "cannot follow the gallery: " + sync.error,
+                       false);
+      return reply(c, {{"status", "ready"}, {"embedder", engine.embedder_id().str()}, {"revision", sync.revision}});
+    }
     if (!warm_error.empty()) return problem(c.res, 503, "not_ready", "Not ready", warm_error, false);
     problem(c.res, 503, "not_ready", "Not ready", "loading models and building the gallery index", false);
   }
@@ -655,6 +684,11 @@ struct Server::Impl {
     admission.write(o);
     o << "# HELP facekit_ready 1 once the models are loaded and the index is built.\n# TYPE facekit_ready gauge\n"
       << "facekit_ready " << (ready ? 1 : 0) << "\n";
+    const SyncStatus sync = engine.sync_status();
+    o << "# HELP facekit_gallery_caught_up 1 while the index follows the gallery (its last look succeeded).\n"
+         "# TYPE facekit_gallery_caught_up gauge\nfacekit_gallery_caught_up "
+      << (sync.caught_up ? 1 : 0) << "\n# HELP facekit_index_revision The gallery revision the index holds.\n"
+         "# TYPE facekit_index_revision gauge\nfacekit_index_revision " << sync.revision << "\n";
     if (ready) {
       const GalleryStats st = engine.gallery_stats();
       o << "# HELP facekit_gallery_people People in the gallery.\n# TYPE facekit_gallery_people gauge\n"
@@ -682,6 +716,7 @@ struct Server::Impl {
     json j{{"schema_version", jv::kSchemaVersion},
            {"ready", ready.load()},
            {"gallery", {{"people", st.people}, {"templates", st.templates}, {"revision", st.revision}}},
+           {"sync", sync_json()},
            {"models",
             {{"detector", engine.options().pipeline.detector},
              {"landmarker", engine.options().pipeline.landmarker},
@@ -1208,11 +1243,20 @@ struct Server::Impl {
     });
   }
 
+  json sync_json() const {
+    const SyncStatus s = engine.sync_status();
+    json j{{"caught_up", s.caught_up}, {"index_revision", s.revision}, {"interval_ms", opt.sync_interval_ms}};
+    if (!s.error.empty()) j["error"] = s.error;
+    return j;
+  }
+
   void warm() {
     try {
       engine.load_models();
       engine.spoof_checker();
       engine.refresh_index();
+      // Other servers' writes reach this one through the watcher (notifications, and a look every interval).
+      engine.watch_gallery(std::chrono::milliseconds(opt.sync_interval_ms));
       ready = true;
     } catch (const std::exception& e) {
       std::lock_guard lock(warm_mu);

@@ -15,7 +15,8 @@ namespace facekit::server {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  ///< 0: any free port (start() returns it)
-  /// Keys, declared subjects, thumbnails; "" : GALLERY.server.db beside the gallery.
+  /// Keys, declared subjects, thumbnails; "" : GALLERY.server.db beside the gallery (for a database gallery,
+  /// in the user's data folder, named after the URL).
   std::filesystem::path state;
   /// Where the first start writes the admin key it creates; "": GALLERY.admin-key.
   std::filesystem::path admin_key_file;
@@ -30,6 +31,9 @@ struct ServerOptions {
   int read_timeout_s = 10;                 ///< a client sending slower is cut off
   double rate_limit = 0;                   ///< requests/s per key for keys without their own rate; 0: none
   bool public_metrics = false;             ///< /metrics without a key
+  /// The longest a change by another server (or process) may take to reach this one when its notification
+  /// is lost: the index looks at the gallery at least this often. Notified changes arrive in milliseconds.
+  int sync_interval_ms = 1000;
 };
 
 std::filesystem::path default_state_path(const std::filesystem::path& gallery);
