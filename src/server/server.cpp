@@ -810,6 +810,7 @@ struct Server::Impl {
     EnrollOptions eo = engine.options().enroll;
     eo.on_conflict = OnConflict::kMerge;
     eo.allow_poor = allow_poor;
+    if (c.field("augment")) eo.augment.enabled = bool_param(c, "augment");
     EnrollResult r;
     {
       auto slot = admission.enter();
