@@ -23,9 +23,10 @@ case $cmd in
     port=$(( 20000 + RANDOM % 20000 ))
     "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; exit 1; }
-    # fsync off: a test server's data need not survive a power cut, and commits are ~10x faster.
+    # fsync off by default: a test server's data need not survive a power cut, and commits are ~10x faster.
+    # Benchmarks set FACEKIT_PG_FSYNC=on, so that a commit costs what it costs in production.
     "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-k $dir -p $port -c listen_addresses='' -c fsync=off -c max_connections=200" start >/dev/null \
+      -o "-k $dir -p $port -c listen_addresses='' -c fsync=${FACEKIT_PG_FSYNC:-off} -c max_connections=200" start >/dev/null \
       || { cat "$dir/server.log" >&2; exit 1; }
     url="postgresql:///postgres?host=$dir&port=$port&user=postgres"
     echo "$url" > "$dir/url"

@@ -12,17 +12,16 @@ Phases, each on the same three servers A, B and C:
   5. a fourth server starts while enrolments run: it ends with the same people as the others.
 Exit 0 when all pass, 1 on a failure, 77 (skipped) when PostgreSQL cannot start here.
 """
-import http.client
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pg_servers import Server, converge, psql  # noqa: E402
 
 FACEKIT, CLUSTER, PHOTO = sys.argv[1:4]
 PHOTO_BYTES = open(PHOTO, "rb").read()
@@ -35,116 +34,10 @@ def check(ok, what):
         failures.append(what)
 
 
-def multipart(field, filename, data):
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
-class Server:
-    def __init__(self, name, url, work):
-        self.name, self.url, self.work = name, url, work
-        self.proc, self.port = None, None
-
-    def start(self):
-        port_file = os.path.join(self.work, f"port_{self.name}")
-        if os.path.exists(port_file):
-            os.remove(port_file)
-        env = dict(os.environ, OMP_NUM_THREADS="1", XDG_DATA_HOME=os.path.join(self.work, "data"),
-                   XDG_CACHE_HOME=os.path.join(self.work, f"cache_{self.name}"))
-        self.log = open(os.path.join(self.work, f"log_{self.name}"), "ab")
-        self.proc = subprocess.Popen(
-            [FACEKIT, "serve", "--gallery", self.url, "--port", "0", "--port-file", port_file, "--workers", "1",
-             "--state", os.path.join(self.work, f"state_{self.name}.db"),
-             "--admin-key-file", os.path.join(self.work, f"key_{self.name}"), "--sync-interval-ms", "500"],
-            stdout=self.log, stderr=self.log, env=env)
-        for _ in range(600):
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                self.port = int(open(port_file).read())
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {self.name} exited: see {self.log.name}")
-            time.sleep(0.05)
-        self.key = open(os.path.join(self.work, f"key_{self.name}")).read().strip()
-
-    def request(self, method, path, body=None, ctype=None, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {"x-api-key": self.key}
-        if ctype:
-            headers["Content-Type"] = ctype
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r.status, (json.loads(data) if data and data[:1] in b"{[" else data)
-
-    def ready(self):
-        try:
-            status, j = self.request("GET", "/readyz", timeout=5)
-            return j.get("revision") if status == 200 else None
-        except OSError:
-            return None
-
-    def wait_ready(self, revision=None, timeout=60):
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            r = self.ready()
-            if r is not None and (revision is None or r >= revision):
-                return time.time() - t0
-            time.sleep(0.02)
-        return None
-
-    def enrol(self, subject):
-        body, ctype = multipart("file", "face.jpg", PHOTO_BYTES)
-        return self.request("POST", f"/api/v1/recognition/faces?subject={subject}&augment=false", body, ctype)
-
-    def recognise(self):
-        body, ctype = multipart("file", "face.jpg", PHOTO_BYTES)
-        status, j = self.request("POST", "/api/v1/recognition/recognize?limit=1", body, ctype)
-        if status != 200:
-            return None
-        subjects = j["result"][0]["subjects"] if j.get("result") else []
-        return [s["subject"] for s in subjects]
-
-    def subjects(self):
-        status, j = self.request("GET", "/api/v1/recognition/subjects")
-        return set(j["subjects"]) if status == 200 else None
-
-    def revision(self):
-        return self.request("GET", "/api/v1/facekit/status")[1]["gallery"]["revision"]
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def psql(pg_url, sql):
-    return subprocess.run(["psql", "-At", pg_url, "-c", sql], capture_output=True, text=True).stdout.strip()
-
-
-def converge(servers, timeout=30):
-    """Waits until every server's index holds the gallery's current revision; the seconds it took."""
-    target = servers[0].revision()
-    t0 = time.time()
-    for s in servers:
-        if s.wait_ready(target, timeout) is None:
-            return None
-    return time.time() - t0
-
-
 def enrol_many(server, names, ok, errors):
     for n in names:
         try:
-            status, _ = server.enrol(n)
+            status, _ = server.enrol(n, PHOTO_BYTES)
             (ok if status == 201 else errors).append(n)
         except OSError:
             errors.append(n)
@@ -164,7 +57,7 @@ def main():
     pg_url = start.stdout.strip()
     servers = []
     try:
-        a, b, c = (Server(n, pg_url, work) for n in "abc")
+        a, b, c = (Server(FACEKIT, n, pg_url, work) for n in "abc")
         servers = [a, b, c]
         for s in servers:
             s.start()
@@ -172,24 +65,24 @@ def main():
             check(s.wait_ready(timeout=120) is not None, f"server {s.name} is ready")
 
         # 1. enrol through A, recognise through B and C; remove through C, forgotten by A and B.
-        status, _ = a.enrol("Alice")
+        status, _ = a.enrol("Alice", PHOTO_BYTES)
         check(status == 201, "A enrols Alice")
         lag = converge(servers)
         check(lag is not None, f"B and C hold A's change ({lag if lag is None else round(lag * 1000)} ms)")
-        check(b.recognise() == ["Alice"] and c.recognise() == ["Alice"], "B and C recognise Alice")
+        check(b.recognise(PHOTO_BYTES) == ["Alice"] and c.recognise(PHOTO_BYTES) == ["Alice"], "B and C recognise Alice")
         status, _ = c.request("DELETE", "/api/v1/recognition/subjects/Alice")
         check(status == 200, "C removes Alice")
         converge(servers)
-        check(a.recognise() == [] and b.recognise() == [], "A and B no longer recognise Alice")
+        check(a.recognise(PHOTO_BYTES) == [] and b.recognise(PHOTO_BYTES) == [], "A and B no longer recognise Alice")
 
         # 2. a lost notification: the LISTEN connections are killed, then a change is made.
         killed = psql(pg_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               "WHERE application_name = 'facekit-listen'")
         check(killed == "3", f"the three servers' LISTEN connections are killed ({killed})")
-        status, _ = a.enrol("Bob")
+        status, _ = a.enrol("Bob", PHOTO_BYTES)
         t0 = time.time()
         seen = all(s.wait_ready(a.revision(), 10) is not None for s in (b, c))
-        check(seen and b.recognise() == ["Bob"] and c.recognise() == ["Bob"],
+        check(seen and b.recognise(PHOTO_BYTES) == ["Bob"] and c.recognise(PHOTO_BYTES) == ["Bob"],
               f"B and C see Bob all the same ({round((time.time() - t0) * 1000)} ms)")
         time.sleep(1.5)
         listeners = psql(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'facekit-listen'")
@@ -203,7 +96,7 @@ def main():
             while not stop.is_set():
                 for s in servers:
                     try:
-                        recognitions.append(s.recognise() is not None)
+                        recognitions.append(s.recognise(PHOTO_BYTES) is not None)
                     except OSError:
                         recognitions.append(False)
 
@@ -249,7 +142,7 @@ def main():
         t = threading.Thread(target=enrol_many, args=(a, [f"n{i}" for i in range(20)], ok, errors))
         t.start()
         time.sleep(1.0)
-        d = Server("d", pg_url, work)
+        d = Server(FACEKIT, "d", pg_url, work)
         servers.append(d)
         d.start()
         t.join()
