@@ -231,7 +231,7 @@ int cmd_review(const std::string& what, ReviewArgs& a) {
       auto g = open_gallery(a.gallery.resolved(), a.gallery.options(true));
       const AddResult r = enrol_cluster(*g, embedder_id_of(st.embedder), cl, s);
       std::printf("enrolled %s in %s: %d templates added, %d already there\n", r.person.name.c_str(),
-                  a.gallery.resolved().string().c_str(), r.added, r.duplicates);
+                  g->location().c_str(), r.added, r.duplicates);
     }
   } else if (what == "merge") {
     const int into = st.find(a.first).id, from = st.find(a.second).id;
@@ -257,10 +257,12 @@ int cmd_review(const std::string& what, ReviewArgs& a) {
     }
     st.not_same(key, person);
     std::printf("%s is not %s: kept for the next runs\n", key.c_str(), person.c_str());
-    if (!a.no_enrol && !name.empty() && fs::exists(a.gallery.resolved())) {
+    const auto where = a.gallery.resolved();
+    if (!a.no_enrol && !name.empty() && (is_database_location(where.string()) || fs::exists(where))) {
       auto g = open_gallery(a.gallery.resolved(), a.gallery.options(false));
       const auto s = load_scan(st.cache, {key.substr(0, key.rfind('#'))}, st.embedder);
-      if (unenrol_face(*g, name, key, s)) std::printf("removed its template from %s in %s\n", name.c_str(), a.gallery.resolved().string().c_str());
+      if (unenrol_face(*g, name, key, s))
+        std::printf("removed its template from %s in %s\n", name.c_str(), g->location().c_str());
     }
   }
   write_outputs(st, a.state, a.html, a.html_faces);

@@ -269,6 +269,9 @@ std::unique_ptr<Gallery> open_gallery(const std::filesystem::path& path, const G
 
 /// Whether `location` names a PostgreSQL database ("postgresql://..." or "postgres://...") rather than a file.
 bool is_database_location(const std::string& location);
+/// The location as shown in messages, /status and logs: a database URL without its password (user:PASSWORD@
+/// and password=...); a file path unchanged.
+std::string redact_location(const std::string& location);
 
 /// What copy_gallery did.
 struct GalleryCopy {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 
@@ -131,7 +132,18 @@ struct Engine::Impl {
     const std::int64_t now = now_ns();
     if (s && !dirty && now - polled_ns < std::int64_t(opt.revision_poll_ms) * 1000000) return s;
     polled_ns = now;
-    if (s && !dirty && s->revision == g.revision()) return s;
+    // A gallery that cannot be asked (its database is away) leaves the index as it was: identify() goes on
+    // answering from it, and the watcher (readyz) reports the outage.
+    const auto revision_or_stale = [&]() -> std::optional<std::int64_t> {
+      try {
+        return g.revision();
+      } catch (const Error& e) {
+        if (!s || e.code() != ErrorCode::kStorage) throw;
+        return std::nullopt;
+      }
+    };
+    const auto latest = revision_or_stale();
+    if (!latest || (s && !dirty && s->revision == *latest)) return s;
     std::unique_lock build(build_mu, std::defer_lock);
     if (s) {
       if (!build.try_lock()) return s;
@@ -174,8 +186,8 @@ struct Engine::Impl {
       }
       bool woke = false;
       try {
-        // In slices of at most a second, so that stopping is prompt.
-        woke = gallery().wait_for_change(std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(1)));
+        // In slices of at most 200 ms, so that stopping is prompt.
+        woke = gallery().wait_for_change(std::min<std::chrono::milliseconds>(interval, std::chrono::milliseconds(200)));
       } catch (const std::exception&) {
         woke = true;
       }
@@ -187,6 +199,7 @@ struct Engine::Impl {
       last = Clock::now();
       try {
         dirty = true;
+        gallery().revision();  // throws while the gallery is away (snapshot() would answer from the old index)
         const auto s = snapshot();
         std::lock_guard lock(sync_mu);
         sync.revision = s->revision;

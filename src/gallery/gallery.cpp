@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,16 @@ std::unique_ptr<Gallery> open_postgres_gallery(const std::string& url, const Gal
 
 bool is_database_location(const std::string& location) {
   return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+std::string redact_location(const std::string& location) {
+  if (!is_database_location(location)) return location;
+  static const std::regex userinfo(R"(^(postgres(?:ql)?://[^:@/?]*):[^@/?]*@)");
+  static const std::regex param(R"(([?&])password=[^&]*&?)");
+  std::string s = std::regex_replace(location, userinfo, "$1@");
+  s = std::regex_replace(s, param, "$1");
+  while (!s.empty() && (s.back() == '&' || s.back() == '?')) s.pop_back();
+  return s;
 }
 
 std::unique_ptr<Gallery> open_gallery(const fs::path& path, const GalleryOptions& options) {

@@ -20,13 +20,13 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -221,16 +221,6 @@ std::string int_array(const std::vector<std::int64_t>& v) {
   return s + "}";
 }
 
-// The URL with any password taken out: it is shown in messages, /status and logs.
-std::string without_password(const std::string& url) {
-  static const std::regex userinfo(R"(^(postgres(?:ql)?://[^:@/?]*):[^@/?]*@)");
-  static const std::regex param(R"(([?&])password=[^&]*&?)");
-  std::string s = std::regex_replace(url, userinfo, "$1@");
-  s = std::regex_replace(s, param, "$1");
-  while (!s.empty() && (s.back() == '&' || s.back() == '?')) s.pop_back();
-  return s;
-}
-
 class Connection {
  public:
   Connection(const std::string& url, const std::string& shown, const std::string& app) : shown_(shown) {
@@ -250,7 +240,7 @@ class Connection {
 
   PGconn* get() const { return c_; }
   bool ok() const { return !broken_ && PQstatus(c_) == CONNECTION_OK; }
-  int statements = 0;  // sent since the caller last reset it
+  bool committing = false;  // a COMMIT was sent: if it failed, whether it took effect is unknown
 
   /// Runs a statement (results in binary); throws Error: kInvalidArgument for a unique-name clash, kStorage
   /// otherwise, saying when the connection is gone.
@@ -262,7 +252,6 @@ class Connection {
       lengths.push_back(static_cast<int>(p.value.size()));
       formats.push_back(p.binary ? 1 : 0);
     }
-    ++statements;
     ResultPtr r(PQexecParams(c_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(), lengths.data(),
                              formats.data(), 1));
     check(r.get(), sql);
@@ -289,7 +278,6 @@ class Connection {
 
   /// COPY ... FROM STDIN (FORMAT binary) of the rows `fill` writes.
   void copy(const std::string& sql, int fields, const std::function<void(CopyIn&)>& fill) {
-    ++statements;
     ResultPtr start(PQexec(c_, sql.c_str()));
     if (!start || PQresultStatus(start.get()) != PGRES_COPY_IN) check(start.get(), sql);
     CopyIn in(c_, fields);
@@ -330,6 +318,7 @@ class Tx {
     if (!done_ && c_.ok()) ResultPtr(PQexec(c_.get(), "ROLLBACK"));
   }
   void commit() {
+    c_.committing = true;
     c_.exec("COMMIT");
     done_ = true;
   }
@@ -376,8 +365,9 @@ class PostgresGallery final : public Gallery {
  private:
   std::unique_ptr<Connection> connect(const std::string& app) const;
   void init_or_check();
-  /// Runs `f` on the connection under the lock. A connection found dead is re-opened; `f` is run again when
-  /// it failed on its first statement (nothing was sent) or only reads.
+  /// Runs `f` on the connection under the lock. A connection found dead is re-opened, and `f` run once more
+  /// when the connection died before a COMMIT was sent (PostgreSQL rolled the transaction back) or `f` only
+  /// reads. A COMMIT that failed is not retried: it may have taken effect.
   template <class F>
   auto run(bool reads_only, F&& f) const {
     std::lock_guard lock(mu_);
@@ -386,11 +376,11 @@ class PostgresGallery final : public Gallery {
         conn_.reset();
         conn_ = connect("facekit");
       }
-      conn_->statements = 0;
+      conn_->committing = false;
       try {
         return f(*conn_);
       } catch (const Error&) {
-        if (attempt > 0 || conn_->ok() || (!reads_only && conn_->statements > 1)) throw;
+        if (attempt > 0 || conn_->ok() || (!reads_only && conn_->committing)) throw;
       }
     }
   }
@@ -426,7 +416,7 @@ std::unique_ptr<Connection> PostgresGallery::connect(const std::string& app) con
 }
 
 PostgresGallery::PostgresGallery(const std::string& url, const GalleryOptions& options)
-    : url_(url), shown_(without_password(url)), options_(options) {
+    : url_(url), shown_(redact_location(url)), options_(options) {
   if (options.key)
     throw Error(ErrorCode::kInvalidArgument,
                 "templates encrypted at rest are for SQLite galleries; " + shown_ +
@@ -556,6 +546,7 @@ std::vector<AddResult> PostgresGallery::add_people(const std::vector<NewPerson>&
                                 "', 'id')) FROM generate_series(1, $1::bigint)",
                             {P(static_cast<std::int64_t>(n))});
       for (int i = 0; i < r.size(); ++i) ids.push_back(r.i64(i, 0));
+      std::sort(ids.begin(), ids.end());  // the batch's order
       return ids;
     };
     {

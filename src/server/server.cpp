@@ -46,9 +46,7 @@ namespace {
 std::filesystem::path beside(const std::filesystem::path& gallery, const std::string& suffix) {
   const std::string loc = gallery.string();
   if (!is_database_location(loc)) return loc + suffix;
-  std::string shown = loc;
-  if (const auto at = shown.find('@'), colon = shown.find(':', 13); at != std::string::npos && colon < at)
-    shown.erase(colon, at - colon);
+  const std::string shown = redact_location(loc);
   std::uint64_t h = 1469598103934665603ull;
   for (unsigned char ch : shown) h = (h ^ ch) * 1099511628211ull;
   char hex[17];
