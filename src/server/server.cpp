@@ -615,10 +615,19 @@ struct Server::Impl {
   }
 
   /// The template of `person_id` nearest to `e` (of this engine's embedder): the example that matched.
+  /// The id of the person's stored template nearest `e`; none when the person was removed meanwhile or the
+  /// gallery cannot be read (a database that is away: the answer then comes without an image_id).
   std::optional<std::int64_t> nearest_template(std::int64_t person_id, const Embedding& e) {
     std::optional<std::int64_t> best;
     float bd = 1e9f;
-    for (const auto& t : engine.gallery().templates_of(person_id)) {
+    std::vector<Template> templates;
+    try {
+      templates = engine.gallery().templates_of(person_id);
+    } catch (const Error& err) {
+      if (err.code() != ErrorCode::kStorage && err.code() != ErrorCode::kNotFound) throw;
+      return std::nullopt;
+    }
+    for (const auto& t : templates) {
       if (t.embedder != engine.embedder_id() || t.embedding.size() != e.size()) continue;
       const float d = l2_distance(t.embedding, e);
       if (d < bd) bd = d, best = t.id;
