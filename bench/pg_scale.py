@@ -4,8 +4,9 @@
   bench/pg_scale.py [--people 200000 --per 5] [--probes 1000] [--copy] [--json OUT]
 
 For each store: the bulk load (`facekit gallery import` of a synthetic export, bench/synthetic_export.py; binary
-COPY into PostgreSQL, transactions into SQLite), a server's cold start to /readyz (no index cache: models load
-and the index is built from the store) and its start with the cache, identify latency on the warm server
+COPY into PostgreSQL, transactions into SQLite), a server's start to /readyz with nothing cached (models load and
+the index is built from the store), on a new machine (no local cache: a database gallery keeps a copy of the
+index, a file gallery does not) and with its local cache, identify latency on the warm server
 (POST /api/v1/recognition/embeddings/recognize, one probe per request, client round trip), and the server's
 resident memory. --copy also times `facekit gallery copy` from the SQLite file into a second database and its
 verification. The PostgreSQL server is a throw-away one (tests/pg/pg_cluster.sh) with fsync on.
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--per", type=int, default=5)
     ap.add_argument("--probes", type=int, default=1000)
     ap.add_argument("--copy", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server (one server, all cores)")
     ap.add_argument("--json")
     ap.add_argument("--work", help="working folder (default: a new temporary one, removed after)")
     a = ap.parse_args()
@@ -94,11 +96,18 @@ def main():
             ["psql", "-At", url, "-c", "SELECT pg_database_size(current_database())"], capture_output=True,
             text=True).stdout)
         out["sqlite_bytes"] = os.path.getsize(stores["sqlite"])
+        # Starts: "cold" with nothing cached anywhere (the index is built from the store), "new_machine" with
+        # no local cache (a database gallery keeps a copy of the index; a file gallery has none, so it builds
+        # again), "cached" with the local cache from the previous start.
         for store, loc in stores.items():
-            srv = Server(a.facekit, store, loc, work)
-            shutil.rmtree(os.path.join(work, f"cache_{store}"), ignore_errors=True)
-            shutil.rmtree(loc + ".cache", ignore_errors=True) if store == "sqlite" else None
-            for start in ("cold", "cached"):
+            for start in ("cold", "new_machine", "cached"):
+                if start != "cached":
+                    shutil.rmtree(os.path.join(work, f"cache_{store}"), ignore_errors=True)
+                    if store == "sqlite":
+                        shutil.rmtree(loc + ".cache", ignore_errors=True)
+                if start == "cold" and store == "postgresql":
+                    subprocess.run(["psql", url, "-c", "DELETE FROM facekit_index_cache"], capture_output=True)
+                srv = Server(a.facekit, store, loc, work, threads=a.threads)
                 t0 = time.time()
                 srv.start()
                 ok = srv.wait_ready(timeout=1800)

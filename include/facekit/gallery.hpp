@@ -103,6 +103,11 @@ struct GalleryChanges {
   std::vector<Template> added;
   /// (template id, person id) of templates removed, including those added and removed within the span.
   std::vector<std::pair<std::int64_t, std::int64_t>> removed;
+  /// People added or renamed in the span, with their names now, when the store can tell (`names_complete`):
+  /// a reader keeping names then needs no full list of people per change. A store that cannot tell (SQLite)
+  /// leaves it false, and readers read every name again.
+  std::vector<std::pair<std::int64_t, std::string>> named;
+  bool names_complete = false;
 };
 
 /// A 256-bit key for templates encrypted at rest (libsodium secretbox: XSalsa20-Poly1305). Wiped from memory
@@ -207,6 +212,14 @@ class Gallery {
   /// SQLite gallery; for a database, a folder named by the gallery's uuid under $XDG_CACHE_HOME/facekit (else
   /// ~/.cache/facekit), never derived from the connection URL.
   virtual std::filesystem::path cache_dir() const;
+
+  /// An index built from this gallery, kept in the store itself so that a server starting on a new machine
+  /// loads it instead of building it (minutes at a million templates), then applies the changes since.
+  /// `name` says which index (embedder, aggregation); the bytes are what the local index cache file holds.
+  /// A file gallery keeps none (its cache is beside it): nullopt, and put_shared_index does nothing. Writing
+  /// one is not a change of the gallery (no revision).
+  virtual std::optional<std::string> shared_index(const std::string& name) const;
+  virtual void put_shared_index(const std::string& name, const std::string& bytes) const;
 
   /// Waits up to `timeout` for another writer to change the gallery. true: it may have changed (a
   /// notification came, or the wait could not listen and the caller should look); false: the time ran out.

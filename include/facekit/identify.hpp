@@ -180,6 +180,7 @@ struct Identification {
 struct RefreshReport {
   std::int64_t revision = 0;
   bool index_from_cache = false, classifier_from_cache = false;
+  bool index_from_shared = false;  ///< the cache came from the gallery's shared copy (Gallery::shared_index)
   bool rebuilt = false;       ///< the index was built from scratch
   bool retrained = false;
   std::int64_t added = 0, removed = 0;  ///< rows applied incrementally

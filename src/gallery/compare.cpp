@@ -28,6 +28,7 @@ GalleryComparison compare_galleries(const Gallery& a, const Gallery& b, int prob
   o.classifier = "knn";
   o.use_cache = false;
   o.threshold = 0.f;
+  o.index.kind = "flat";  // exact: HNSW graphs built twice differ (threads race), and so would their answers
   for (const auto& [embedder, n] : sa.templates_by_embedder) {
     if (!sb.templates_by_embedder.count(embedder)) continue;
     const Identifier ia(a, embedder, o), ib(b, embedder, o);
@@ -46,10 +47,14 @@ GalleryComparison compare_galleries(const Gallery& a, const Gallery& b, int prob
                std::abs(ra.candidates[k].score - rb.candidates[k].score) <= 1e-5f;
       if (!same) {
         ++c.different;
+        const auto list = [](const Identification& r) {
+          std::string s;
+          for (const auto& cd : r.candidates) s += (s.empty() ? "" : ", ") + cd.name + " " + std::to_string(cd.score);
+          return s.empty() ? std::string("nobody") : s;
+        };
         if (c.different <= 5)
-          c.problems.push_back(embedder.str() + ": a probe is answered " +
-                               (ra.candidates.empty() ? "nobody" : ra.candidates[0].name) + " by one and " +
-                               (rb.candidates.empty() ? "nobody" : rb.candidates[0].name) + " by the other");
+          c.problems.push_back(embedder.str() + ": a probe is answered [" + list(ra) + "] by one and [" + list(rb) +
+                               "] by the other");
       }
     }
   }

@@ -47,6 +47,9 @@ std::unique_ptr<Gallery> open_gallery(const fs::path& path, const GalleryOptions
 
 fs::path Gallery::cache_dir() const { return fs::path(location() + ".cache"); }
 
+std::optional<std::string> Gallery::shared_index(const std::string&) const { return std::nullopt; }
+void Gallery::put_shared_index(const std::string&, const std::string&) const {}
+
 bool Gallery::wait_for_change(std::chrono::milliseconds timeout) const {
   std::this_thread::sleep_for(timeout);
   return false;

@@ -224,7 +224,9 @@ struct Identifier::Impl {
   // renamed or a person removed after it (and identify() needs no query per candidate).
   std::unordered_map<std::int64_t, std::string> names;
   std::int64_t names_revision = -1;
-  std::optional<Clock::time_point> saved_at;  // the index cache's last save by this identifier
+  std::optional<Clock::time_point> saved_at;   // the index cache's last save by this identifier
+  std::optional<Clock::time_point> shared_at;  // its last copy into the gallery (shared_index)
+  Clock::time_point created_at = Clock::now();
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
@@ -330,6 +332,12 @@ struct Identifier::Impl {
     }
     index->add(data.data(), keys.data(), labels.data(), static_cast<std::int64_t>(keys.size()));
     last.added += static_cast<std::int64_t>(keys.size());
+    // Names move with the index when the store lists who was added or renamed (a removed person's name may
+    // stay: nothing in the index points at it any more).
+    if (ch.names_complete && names_revision == revision) {
+      for (const auto& [pid, name] : ch.named) names[pid] = name;
+      names_revision = ch.to_revision;
+    }
     revision = ch.to_revision;
     const auto& vi = index->index();
     // Tombstones cost search time and memory; the kind should follow the size.
@@ -340,36 +348,83 @@ struct Identifier::Impl {
     return true;
   }
 
-  void load_index_cache() {
-    File f(std::fopen(index_path().c_str(), "rb"));
-    if (!f) return;
+  // A cache is used when it was built from this gallery with these options and is not ahead of it.
+  bool load_index_from(std::FILE* f, const std::string& where) {
     try {
-      const Header h = read_header(f.get(), kIndexCacheMagic);
-      if (h.uuid != gallery.uuid() || h.key != index_key() || h.revision > gallery.revision()) return;
-      auto li = std::make_unique<LabelledIndex>(gallery.encrypted()
-                                                    ? index_from_bytes(gallery.unseal(rest_of(f.get())))
-                                                    : LabelledIndex::load(f.get()));
+      const Header h = read_header(f, kIndexCacheMagic);
+      if (h.uuid != gallery.uuid() || h.key != index_key() || h.revision > gallery.revision()) return false;
+      auto li = std::make_unique<LabelledIndex>(gallery.encrypted() ? index_from_bytes(gallery.unseal(rest_of(f)))
+                                                                    : LabelledIndex::load(f));
       index = std::move(li);
       revision = h.revision;
       last.index_from_cache = true;
+      return true;
     } catch (const Error& e) {
-      last.cache_error = index_path().string() + ": " + e.what() + " (rebuilt)";
+      last.cache_error = where + ": " + e.what() + " (rebuilt)";
+      return false;
     }
+  }
+
+  // The local file first, else the copy a database gallery keeps for servers starting elsewhere.
+  void load_index_cache() {
+    if (File f(std::fopen(index_path().c_str(), "rb")); f && load_index_from(f.get(), index_path().string())) return;
+    std::optional<std::string> shared;
+    try {
+      shared = gallery.shared_index(base());
+    } catch (const Error& e) {
+      last.cache_error = std::string("cannot read the gallery's shared index: ") + e.what();
+    }
+    if (!shared) return;
+    File m(::fmemopen(shared->data(), shared->size(), "rb"));
+    if (m && load_index_from(m.get(), "the gallery's shared index")) {
+      last.index_from_shared = true;
+      save_index_cache();  // the next start here reads the local file
+    }
+  }
+
+  void write_index_cache(std::FILE* f) const {
+    write_header(f, kIndexCacheMagic, gallery.uuid(), revision, index_key());
+    if (!gallery.encrypted()) return index->save(f);
+    const std::string sealed = gallery.seal(index_bytes(*index));
+    if (std::fwrite(sealed.data(), 1, sealed.size(), f) != sealed.size())
+      throw Error(ErrorCode::kStorage, "cannot write cache");
   }
 
   void save_index_cache() {
     if (!opt.use_cache || !index) return;
     try {
       fs::create_directories(cache_dir());
-      const std::string sealed = gallery.encrypted() ? gallery.seal(index_bytes(*index)) : std::string();
-      write_file_atomically_c(index_path(), [&](std::FILE* f) {
-        write_header(f, kIndexCacheMagic, gallery.uuid(), revision, index_key());
-        if (!gallery.encrypted()) return index->save(f);
-        if (std::fwrite(sealed.data(), 1, sealed.size(), f) != sealed.size())
-          throw Error(ErrorCode::kStorage, "cannot write cache");
-      });
+      write_file_atomically_c(index_path(), [&](std::FILE* f) { write_index_cache(f); });
     } catch (const std::exception& e) {
       last.cache_error = std::string("cannot write the index cache: ") + e.what();
+    }
+  }
+
+  // A database gallery keeps a copy for servers that start without a cache: after a full build, and at most
+  // every 10 minutes while an index lives and is updated in place (a server loading an older copy applies the changes
+  // since). A file gallery ignores it.
+  void share_index_cache() {
+    if (!opt.use_cache || !index || gallery.encrypted()) return;
+    if (!last.rebuilt && Clock::now() - (shared_at ? *shared_at : created_at) < std::chrono::minutes(10)) return;
+    shared_at = Clock::now();
+    try {
+      char* buf = nullptr;
+      size_t n = 0;
+      std::FILE* m = ::open_memstream(&buf, &n);
+      if (!m) return;
+      try {
+        write_index_cache(m);
+      } catch (...) {
+        std::fclose(m);
+        std::free(buf);
+        throw;
+      }
+      std::fclose(m);
+      const std::string bytes(buf, n);
+      std::free(buf);
+      gallery.put_shared_index(base(), bytes);
+    } catch (const std::exception& e) {
+      last.cache_error = std::string("cannot store the shared index: ") + e.what();
     }
   }
 
@@ -449,6 +504,7 @@ RefreshReport Identifier::refresh() {
     m.save_index_cache();
     m.saved_at = Clock::now();
   }
+  if (index_changed && !m.last.index_from_shared) m.share_index_cache();
   if (m.classifier->trainable() && m.index && m.classifier_revision != m.revision) {
     if (m.opt.use_cache && m.load_model_cache()) {
       m.last.classifier_from_cache = true;

@@ -18,15 +18,16 @@ def multipart(field, filename, data):
 
 
 class Server:
-    def __init__(self, facekit, name, url, work, extra=()):
+    def __init__(self, facekit, name, url, work, extra=(), threads=1):
         self.facekit, self.name, self.url, self.work, self.extra = facekit, name, url, work, list(extra)
+        self.threads = threads
         self.proc, self.port = None, None
 
     def start(self):
         port_file = os.path.join(self.work, f"port_{self.name}")
         if os.path.exists(port_file):
             os.remove(port_file)
-        env = dict(os.environ, OMP_NUM_THREADS="1", XDG_DATA_HOME=os.path.join(self.work, "data"),
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), XDG_DATA_HOME=os.path.join(self.work, "data"),
                    XDG_CACHE_HOME=os.path.join(self.work, f"cache_{self.name}"))
         self.log = open(os.path.join(self.work, f"log_{self.name}"), "ab")
         self.proc = subprocess.Popen(

@@ -10,6 +10,7 @@ Phases, each on the same three servers A, B and C:
      success is lost, and every server catches up without a restart.
   4. one server is kill -9'd mid-enrolment and started again: it catches up, nothing acknowledged is lost.
   5. a fourth server starts while enrolments run: it ends with the same people as the others.
+  6. `facekit gallery copy` moves the gallery to an SQLite file and back into a new database, verified.
 Exit 0 when all pass, 1 on a failure, 77 (skipped) when PostgreSQL cannot start here.
 """
 import os
@@ -151,6 +152,18 @@ def main():
         subjects = [s.subjects() for s in servers]
         check(all(x == subjects[0] for x in subjects) and set(ok) <= subjects[0],
               "the new server lists the same people as the others")
+        # 6. gallery copy: PostgreSQL -> SQLite -> a new database, each verified by the command itself.
+        lite = os.path.join(work, "copy.db")
+        r1 = subprocess.run([FACEKIT, "gallery", "copy", "--from", pg_url, "--to", lite], capture_output=True, text=True)
+        psql(pg_url, "CREATE DATABASE copied")
+        second = pg_url.replace("/postgres?", "/copied?")
+        r2 = subprocess.run([FACEKIT, "gallery", "copy", "--from", lite, "--to", second], capture_output=True, text=True)
+        check(r1.returncode == 0 and r2.returncode == 0 and "verified" in r1.stdout and "verified" in r2.stdout,
+              "gallery copy to SQLite and back into a new database, verified: " + r2.stdout.strip().replace("\n", "; "))
+        check(psql(second, "SELECT count(*) FROM facekit_people") == psql(pg_url, "SELECT count(*) FROM facekit_people"),
+              "the copy holds as many people as the original")
+        r3 = subprocess.run([FACEKIT, "gallery", "copy", "--from", lite, "--to", second], capture_output=True, text=True)
+        check(r3.returncode != 0 and "already holds people" in r3.stderr, "a copy into a gallery with people is refused")
     finally:
         for s in servers:
             s.stop()

@@ -389,4 +389,41 @@ TEST_F(PgGallery, AnIdentifierOnTwoConnectionsStaysInStep) {
   fs::remove_all(dir);
 }
 
+// A server on a new machine (no local cache) loads the index that another built, from the database, and then
+// applies what changed since instead of building.
+TEST_F(PgGallery, ANewMachineLoadsTheIndexFromTheDatabase) {
+  const auto dir = fk_test::fresh_test_dir("pg_shared");
+  auto writer = open();
+  std::vector<fk::NewPerson> people;
+  for (int i = 0; i < 30; ++i) people.push_back(person("S" + std::to_string(i), 2, rng));
+  writer->add_people(people);
+  fk::IdentifyOptions o;
+  o.threshold = 0.5f;
+  o.cache_dir = dir / "first";
+  {
+    fk::Identifier first(*writer, kEmb, o);
+    EXPECT_TRUE(first.last_refresh().rebuilt);
+    EXPECT_TRUE(writer->shared_index("test_embedder_1.mean").has_value() ||
+                writer->shared_index("test_embedder@1.mean").has_value());
+  }
+  writer->add_person(person("Late", 1, rng));
+  auto reader = open();
+  o.cache_dir = dir / "second";  // empty: a new machine
+  fk::Identifier second(*reader, kEmb, o);
+  const auto& rep = second.last_refresh();
+  EXPECT_TRUE(rep.index_from_shared) << rep.cache_error;
+  EXPECT_FALSE(rep.rebuilt);
+  EXPECT_EQ(rep.added, 1);  // the person enrolled after the copy was stored
+  EXPECT_EQ(second.index().label_count(), 31);
+  EXPECT_EQ(second.identify(people[7].templates[0].embedding).candidates.at(0).name, "S7");
+  // It also left a local copy: the next start here reads the file.
+  fk::Identifier third(*reader, kEmb, o);
+  EXPECT_TRUE(third.last_refresh().index_from_cache);
+  EXPECT_FALSE(third.last_refresh().index_from_shared);
+  // An SQLite gallery keeps none.
+  auto lite = fk::open_gallery(dir / "g.db");
+  EXPECT_FALSE(lite->shared_index("anything"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
