@@ -161,6 +161,15 @@ struct Engine::Impl {
       return next;
     }
     if (s->revision != g.revision()) {
+      if (s->identifier->classifier().trainable()) {
+        // An SVM retrains on every change (seconds to a minute): readers keep the old snapshot meanwhile.
+        auto next = std::make_shared<Snapshot>();
+        next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
+        next->revision = next->identifier->revision();
+        std::lock_guard lock(snap_mu);
+        snap = next;
+        return next;
+      }
       std::unique_lock alone(s->mu);
       s->identifier->refresh();
       s->revision = s->identifier->revision();
@@ -178,7 +187,7 @@ struct Engine::Impl {
 
   void watch_loop(std::chrono::milliseconds interval) {
     using Clock = std::chrono::steady_clock;
-    auto last = Clock::now() - interval;
+    auto last = Clock::now();  // watch_gallery looked just before
     for (;;) {
       {
         std::lock_guard lock(watch_mu);
@@ -197,24 +206,32 @@ struct Engine::Impl {
       }
       if (!woke && Clock::now() - last < interval) continue;
       last = Clock::now();
-      try {
-        dirty = true;
-        gallery().revision();  // throws while the gallery is away (snapshot() would answer from the old index)
-        const auto s = snapshot();
-        std::lock_guard lock(sync_mu);
-        sync.revision = s->revision;
-        sync.error.clear();
-        sync.caught_up = true;
-        sync.checks += 1;
-      } catch (const std::exception& e) {
-        std::lock_guard lock(sync_mu);
-        sync.error = e.what();
-        sync.caught_up = false;
-        sync.checks += 1;
+      if (!look()) {
         std::unique_lock w(watch_mu);
         watch_cv.wait_for(w, std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(1)),
                           [&] { return watch_stop; });
       }
+    }
+  }
+
+  /// One look at the gallery, recorded in `sync`; false when the gallery could not be reached.
+  bool look() {
+    try {
+      dirty = true;
+      gallery().revision();  // throws while the gallery is away (snapshot() would answer from the old index)
+      const auto s = snapshot();
+      std::lock_guard lock(sync_mu);
+      sync.revision = s->revision;
+      sync.error.clear();
+      sync.caught_up = true;
+      sync.checks += 1;
+      return true;
+    } catch (const std::exception& e) {
+      std::lock_guard lock(sync_mu);
+      sync.error = e.what();
+      sync.caught_up = false;
+      sync.checks += 1;
+      return false;
     }
   }
 
@@ -519,6 +536,7 @@ void Engine::watch_gallery(std::chrono::milliseconds interval) {
     std::lock_guard lock(m.sync_mu);
     m.sync.watching = true;
   }
+  m.look();  // so that the status is known before the first wake-up
   m.watcher = std::thread([&m, interval] { m.watch_loop(interval); });
 }
 

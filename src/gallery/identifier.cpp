@@ -1,5 +1,7 @@
 // Identifier: a gallery's templates of one embedder in a FAISS index plus a classifier, kept consistent with
 // the store by revision, and cached beside the gallery so a new process does not rebuild them.
+#include <malloc.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -423,6 +425,7 @@ struct Identifier::Impl {
       const std::string bytes(buf, n);
       std::free(buf);
       gallery.put_shared_index(base(), bytes);
+      ::malloc_trim(0);  // the copies of a large index go back to the system, not to the heap's free lists
     } catch (const std::exception& e) {
       last.cache_error = std::string("cannot store the shared index: ") + e.what();
     }

@@ -107,7 +107,6 @@ struct Param {
 };
 Param P(std::int64_t v) { return {std::to_string(v), false}; }
 Param P(const std::string& v) { return {v, false}; }
-Param Bytes(std::string v) { return {std::move(v), true}; }
 
 /// A binary result: columns read by their wire representation.
 class Rows {
@@ -757,7 +756,10 @@ TemplateRemoval PostgresGallery::remove_template(std::int64_t template_id) {
 
 void PostgresGallery::for_each_template(const EmbedderId& embedder, const std::function<void(const Template&)>& fn,
                                         std::int64_t* revision_out) const {
+  std::int64_t delivered = 0;
   run(true, [&](Connection& c) {
+    // Rows already handed to `fn` cannot be taken back: a connection lost mid-scan is an error, not a retry.
+    if (delivered) throw Error(ErrorCode::kStorage, "the connection to " + shown_ + " was lost while reading templates");
     Tx tx(c, kSnapshot);
     const std::int64_t rev = revision_of(c);
     // Streamed through a cursor: a million templates are never all in one result.
@@ -766,7 +768,7 @@ void PostgresGallery::for_each_template(const EmbedderId& embedder, const std::f
            {P(embedder.name), P(embedder.version)});
     for (;;) {
       const Rows r = c.exec("FETCH 20000 FROM facekit_scan");
-      for (int i = 0; i < r.size(); ++i) fn(read_template(r, i));
+      for (int i = 0; i < r.size(); ++i, ++delivered) fn(read_template(r, i));
       if (r.size() < 20000) break;
     }
     tx.commit();
@@ -848,9 +850,16 @@ std::optional<std::string> PostgresGallery::shared_index(const std::string& name
 void PostgresGallery::put_shared_index(const std::string& name, const std::string& bytes) const {
   if (options_.read_only) return;
   run(false, [&](Connection& c) {
-    c.exec("INSERT INTO facekit_index_cache(name, data, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO "
-           "UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-           {P(name), Bytes(bytes), P(detail::now_seconds())});
+    // Sent from the caller's buffer: the index is ~150 MB at a million templates, not worth a copy.
+    const std::string now = std::to_string(detail::now_seconds());
+    const char* values[] = {name.c_str(), bytes.data(), now.c_str()};
+    const int lengths[] = {static_cast<int>(name.size()), static_cast<int>(bytes.size()), static_cast<int>(now.size())};
+    const int formats[] = {0, 1, 0};
+    const char* sql =
+        "INSERT INTO facekit_index_cache(name, data, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO "
+        "UPDATE SET data = excluded.data, updated_at = excluded.updated_at";
+    ResultPtr r(PQexecParams(c.get(), sql, 3, nullptr, values, lengths, formats, 1));
+    c.check(r.get(), sql);
     return 0;
   });
 }
