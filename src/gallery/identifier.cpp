@@ -253,6 +253,13 @@ struct Identifier::Impl {
   }
 
   void rebuild() {
+    build_from_store();
+    // Reading the store held every template at once (half a gigabyte at a million): give it back to the
+    // system, not to the heap's free lists, or a server keeps it for life.
+    ::malloc_trim(0);
+  }
+
+  void build_from_store() {
     std::vector<float> data;
     std::vector<std::int64_t> keys, labels;
     std::int64_t rev = 0;
