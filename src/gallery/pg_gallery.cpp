@@ -1,8 +1,8 @@
 // The PostgreSQL gallery store: the one several `facekit serve` processes share (docs/deploy.md).
 //
 // Why these choices:
-//  - libpq itself rather than libpqxx: binary COPY for bulk loads, binary results for embeddings and the
-//    connection's socket to wait on for notifications; libpqxx 6 (Debian 12) offers neither of the first two.
+//  - libpq itself rather than libpqxx: binary COPY for bulk loads and binary results for embeddings, where
+//    libpqxx 6.4 (Debian 12) writes COPY as text (tablewriter); the store needs only a small RAII layer.
 //  - One row, facekit_revision, is the gallery's revision. Every write transaction begins by incrementing it,
 //    which holds that row's lock until commit: writers take turns, so revisions commit in the order they are
 //    numbered, and a reader that has seen revision R has seen every change up to R. (Numbers from a sequence
