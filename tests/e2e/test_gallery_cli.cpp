@@ -443,8 +443,10 @@ TEST(ClusterCli, ReviewNamesMergesSplitsKeepsANotAndAssignsNewPhotosToTheNamedPe
   ASSERT_EQ(r.status, 0) << r.err;
   j = load();
   EXPECT_NE(cluster_of_actor(j, 1)["cluster"], cluster_of_actor(j, 2)["cluster"]);
-  for (int g : {1, 2})
-    for (const auto& f : cluster_of_actor(j, g)["faces"]) EXPECT_EQ(actor.at(f["photo"].get<std::string>()), g);
+  for (int g : {1, 2}) {
+    const json c = cluster_of_actor(j, g);  // held: a loop over a temporary's member would read freed memory
+    for (const auto& f : c["faces"]) EXPECT_EQ(actor.at(f["photo"].get<std::string>()), g);
+  }
   // Split by hand, then merge back.
   const std::string moved = key_of(cluster_of_actor(j, 0)["faces"][1]);
   r = fk_test::run_cli("cluster split \"Actor Zero\" " + q(moved) + state);
