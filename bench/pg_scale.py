@@ -26,14 +26,9 @@ import numpy as np
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "tests", "server"))
-from pg_servers import Server, start_cluster  # noqa: E402
+from pg_servers import Server, percentile as pct, start_cluster  # noqa: E402
 
 CLUSTER = os.path.join(root, "tests", "pg", "pg_cluster.sh")
-
-
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
 def rss_mb(pid):

@@ -24,14 +24,9 @@ import time
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "tests", "server"))
-from pg_servers import Server, converge, multipart, psql, start_cluster  # noqa: E402
+from pg_servers import Server, converge, multipart, percentile, psql, start_cluster  # noqa: E402
 
 CLUSTER = os.path.join(root, "tests", "pg", "pg_cluster.sh")
-
-
-def percentile(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
 def lfw_photos(lfw):

@@ -152,24 +152,19 @@ struct Engine::Impl {
     }
     s = current();
     dirty = false;  // a write from now on makes the snapshot below stale again
-    if (!s) {
+    // A snapshot built aside and then published: readers keep the old one while it is built.
+    const auto publish_new = [&] {
       auto next = std::make_shared<Snapshot>();
       next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
       next->revision = next->identifier->revision();
       std::lock_guard lock(snap_mu);
       snap = next;
       return next;
-    }
+    };
+    if (!s) return publish_new();
     if (s->revision != g.revision()) {
-      if (s->identifier->classifier().trainable()) {
-        // An SVM retrains on every change (seconds to a minute): readers keep the old snapshot meanwhile.
-        auto next = std::make_shared<Snapshot>();
-        next->identifier = std::make_unique<Identifier>(g, eid, opt.identify);
-        next->revision = next->identifier->revision();
-        std::lock_guard lock(snap_mu);
-        snap = next;
-        return next;
-      }
+      // An SVM retrains on every change (seconds to a minute): built aside, not under the readers' lock.
+      if (s->identifier->classifier().trainable()) return publish_new();
       std::unique_lock alone(s->mu);
       s->identifier->refresh();
       s->revision = s->identifier->revision();

@@ -130,3 +130,9 @@ def start_cluster(cluster_sh, directory, fsync=False):
     if r.returncode != 0:
         raise RuntimeError("cannot start PostgreSQL: " + r.stderr)
     return r.stdout.strip()
+
+
+def percentile(xs, q):
+    """The q-th percentile of xs (nearest rank), for the benchmarks' latency figures."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
