@@ -54,10 +54,12 @@ CLI::Validator non_empty() {
 PipelineOptions pipeline_options(const Common& c) {
   check_model_name(c.model, "embedder", "--model");
   check_model_name(c.detector, "detector", "--detector");
+  check_model_name(c.landmarker, "landmarker", "--landmarker");
   PipelineOptions o;
   o.device = c.device;
   o.embedder = c.model;
   o.detector = c.detector;
+  o.landmarker = c.landmarker;
   o.detection.min_score = c.min_score;
   o.detection.input_size = c.detect_size;
   o.detection.large_face_input = c.large_face_input;

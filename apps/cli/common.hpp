@@ -31,6 +31,7 @@ struct Common {
   std::string device = PipelineOptions{}.device;
   std::string model = PipelineOptions{}.embedder;
   std::string detector = PipelineOptions{}.detector;
+  std::string landmarker = PipelineOptions{}.landmarker;
   int threads = 1;
   float min_score = 0.5f;
   int detect_size = DetectorOptions{}.input_size;

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", c.threads, "threads per network call")->capture_default_str()->check(CLI::Range(1, 256));
   app.add_option("--model", c.model, "embedder: a model name, or a model directory written by facekit train")->capture_default_str();
   app.add_option("--detector", c.detector, "detector model name")->capture_default_str();
+  app.add_option("--landmarker", c.landmarker, "landmarker model name (face_landmark_68, facemesh)")->capture_default_str();
   app.add_option("--min-score", c.min_score, "detection score threshold")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   app.add_option("--max-faces", c.max_faces, "report at most this many faces per photo, best first")
       ->capture_default_str()->check(CLI::Range(1, 10000));

@@ -26,7 +26,7 @@ class Landmarker {
   virtual const std::string& name() const = 0;
 };
 
-/// "face_landmark_68" (face-api's 68-point net).
+/// "face_landmark_68" (face-api's 68-point net) or "facemesh" (MediaPipe FaceMesh's 468 points, reduced to 68).
 std::unique_ptr<Landmarker> create_landmarker(const std::string& name = defaults::kLandmarker,
                                               const LandmarkerOptions& options = {});
 

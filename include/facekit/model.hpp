@@ -90,6 +90,15 @@ struct ModelManifest {
   } attributes;
   /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
   /// loaded from one (a model written by `facekit train`).
+  /// Mesh landmarkers (arch "facemesh"): how many passes and how the next pass's crop is drawn from a mesh.
+  struct Mesh {
+    int passes = 1;             ///< each pass after the first crops around the previous pass's mesh
+    float refine_scale = 1.5f;  ///< that crop's side over the mesh's extent (MediaPipe's 1.5)
+    /// Per 68-point offsets in dlib's template frame (face units), added to the mesh vertices standing for
+    /// them so that they mean what face-api's points mean on frontal faces; empty: none.
+    std::vector<std::array<float, 2>> point_offsets;
+    std::string point_offsets_source;
+  } mesh;
   std::filesystem::path dir;
 
   /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.

@@ -4,6 +4,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "align/facemesh.hpp"
 #include "align/landmark68_net.hpp"
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
@@ -126,6 +127,7 @@ Registry<Landmarker, const ModelManifest&, const LandmarkerOptions&>& landmarker
     r->add("faceapi_landmark68", [](const ModelManifest& m, const LandmarkerOptions& o) -> std::unique_ptr<Landmarker> {
       return std::make_unique<detail::FaceApiLandmarker>(m, o);
     });
+    r->add("facemesh", [](const ModelManifest& m, const LandmarkerOptions& o) { return detail::make_facemesh_landmarker(m, o); });
     return r;
   }();
   return *r;

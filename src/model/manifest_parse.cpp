@@ -76,7 +76,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
   m.dir = dir;
   try {
     const auto j = parse_json_limited(text, where);
-    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof", "attributes"})
+    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof", "attributes", "mesh"})
       if (j.contains(part)) check_numbers(j[part], where);
     m.name = j.at("name");
     m.kind = j.at("kind");
@@ -118,6 +118,17 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
       }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     m.box_adjust_source = j.value("landmark_box_source", "");
+    if (j.contains("mesh")) {
+      const auto& me = j["mesh"];
+      m.mesh.passes = me.value("passes", 1);
+      m.mesh.refine_scale = me.value("refine_scale", 1.5f);
+      m.mesh.point_offsets = me.value("point_offsets", std::vector<std::array<float, 2>>{});
+      m.mesh.point_offsets_source = me.value("point_offsets_source", "");
+      if (m.mesh.passes < 1 || m.mesh.passes > 4 || !(m.mesh.refine_scale > 0.5f && m.mesh.refine_scale < 4.f))
+        throw Error(ErrorCode::kModelCorrupt, where + ": mesh.passes must be 1-4 and mesh.refine_scale in (0.5, 4)");
+      if (!m.mesh.point_offsets.empty() && m.mesh.point_offsets.size() != 68)
+        throw Error(ErrorCode::kModelCorrupt, where + ": mesh.point_offsets must have 68 [dx, dy] pairs");
+    }
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
     if (j.contains("spoof")) {
@@ -192,6 +203,11 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
     j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};
   if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;
   if (!m.box_adjust_source.empty()) j["landmark_box_source"] = m.box_adjust_source;
+  if (m.arch == "facemesh") {
+    j["mesh"] = {{"passes", m.mesh.passes}, {"refine_scale", m.mesh.refine_scale}};
+    if (!m.mesh.point_offsets.empty()) j["mesh"]["point_offsets"] = m.mesh.point_offsets;
+    if (!m.mesh.point_offsets_source.empty()) j["mesh"]["point_offsets_source"] = m.mesh.point_offsets_source;
+  }
   if (!m.members.empty()) {
     json mem = json::array();
     for (const auto& [n, w] : m.members) mem.push_back({{"name", n}, {"weight", w}});

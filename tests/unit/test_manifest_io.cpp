@@ -53,6 +53,24 @@ TEST(ManifestParser, ANumberOutOfIntRangeIsRefused) {
   EXPECT_EQ(fk::parse_manifest(base + R"("input": {"size": 416, "scale": 0.0078}})", "m.json", ".").input_size, 416);
 }
 
+TEST(ManifestParser, AMeshLandmarkerOutOfItsRangesIsRefused) {
+  const std::string base = R"({"name": "x", "kind": "landmarker", "arch": "facemesh", "files": [], )";
+  for (const char* bad : {R"("mesh": {"passes": 0}})", R"("mesh": {"passes": 9}})", R"("mesh": {"refine_scale": 0.1}})",
+                          R"("mesh": {"point_offsets": [[0, 0], [0.1, 0.2]]}})"}) {
+    try {
+      fk::parse_manifest(base + bad, "m.json", ".");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const fk::Error& e) {
+      EXPECT_EQ(e.code(), fk::ErrorCode::kModelCorrupt) << bad;
+      EXPECT_NE(std::string(e.what()).find("mesh."), std::string::npos) << e.what();
+    }
+  }
+  const auto m = fk::load_manifest("facemesh");
+  EXPECT_EQ(m.mesh.passes, 2);
+  EXPECT_EQ(m.mesh.point_offsets.size(), 68u);
+  EXPECT_FALSE(m.mesh.point_offsets_source.empty());
+}
+
 TEST(ManifestWriter, EveryCommittedManifestSurvivesARoundTrip) {
   int checked = 0;
   for (const auto& name : fk::list_manifests()) {
