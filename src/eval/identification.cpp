@@ -204,7 +204,8 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
   const int dim = pipeline.embedder().dim();
   const auto& det = pipeline.detector().options();
   const EmbedderId eid = embedder_id(pipeline);
-  const std::string recipe = eid.str() + " detector=" + pipeline.detector().name() + " size=" +
+  const std::string recipe = eid.str() + " detector=" + pipeline.detector().name() +
+                             " landmarker=" + pipeline.landmarker().name() + " size=" +
                              std::to_string(det.input_size) + " min=" + std::to_string(det.min_score) + " " +
                              cache.recipe + " aug " + augment_key(augment) +
                              // Which photos (two face sets may share relative paths) and how faces were found
