@@ -14,6 +14,7 @@
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "model/model_files.hpp"
 #include "graph/graph_model.hpp"
 #include "nn/tf_ops.hpp"
 
@@ -34,10 +35,7 @@ constexpr std::array<int, 68> kMeshTo68 = {
 class FaceMeshLandmarker final : public Landmarker {
  public:
   FaceMeshLandmarker(const ModelManifest& m, const LandmarkerOptions& opt)
-      : manifest_(m), graph_(checked_path(m), nn::parse_device(opt.device)) {
-    const auto& off = manifest_.mesh.point_offsets;
-    for (size_t i = 0; i < off.size() && i < 68; ++i) offsets_[i] = {off[i][0], off[i][1]};
-  }
+      : manifest_(m), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {}
 
   std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const override {
     if (boxes.empty()) return {};
@@ -138,22 +136,18 @@ class FaceMeshLandmarker final : public Landmarker {
     for (int i : tpl.landmark_indices) from.push_back(pts[i]);
     const cv::Mat m = similarity_transform(from, tpl.points);  // image -> face units
     const double a = m.at<double>(0, 0), b = m.at<double>(1, 0), det = a * a + b * b;
+    const auto& offsets = manifest_.mesh.point_offsets;  // 68 of them: the manifest parser checks
     for (int i = 0; i < 68; ++i) {
-      const double dx = offsets_[i].x, dy = offsets_[i].y;
+      const double dx = offsets[i][0], dy = offsets[i][1];
       // inverse of the linear part [a -b; b a]
       pts[i].x += static_cast<float>((a * dx + b * dy) / det);
       pts[i].y += static_cast<float>((-b * dx + a * dy) / det);
     }
   }
 
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return models_dir() / m.file("model_json").path;
-  }
 
   ModelManifest manifest_;
   graph::GraphModel graph_;
-  std::array<cv::Point2f, 68> offsets_{};
 };
 
 }  // namespace

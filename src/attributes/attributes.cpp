@@ -8,6 +8,7 @@
 
 #include "facekit/error.hpp"
 #include "graph/graph_model.hpp"
+#include "model/model_files.hpp"
 #include "nn/tf_ops.hpp"
 
 namespace facekit {
@@ -55,7 +56,7 @@ std::vector<LabelScore> ranked(const at::Tensor& p, const std::vector<std::strin
 class GraphAttributeEstimator final : public AttributeEstimator {
  public:
   GraphAttributeEstimator(ModelManifest m, const AttributeOptions& o)
-      : manifest_(std::move(m)), graph_(checked_path(manifest_), nn::parse_device(o.device)) {
+      : manifest_(std::move(m)), graph_(detail::verified_model_file(manifest_, "model_json"), nn::parse_device(o.device)) {
     if (manifest_.input_size <= 0) throw Error(ErrorCode::kModelCorrupt, "manifest " + manifest_.name + " has no input size");
   }
   FaceAttributes estimate(const Image& rgb, const Face& face) const override {
@@ -109,10 +110,6 @@ class GraphAttributeEstimator final : public AttributeEstimator {
   const ModelManifest& manifest() const override { return manifest_; }
 
  private:
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return models_dir() / m.file("model_json").path;
-  }
   ModelManifest manifest_;
   graph::GraphModel graph_;
 };

@@ -10,6 +10,7 @@
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+#include "model/model_files.hpp"
 #include "graph/graph_model.hpp"
 #include "nn/tf_ops.hpp"
 
@@ -19,7 +20,7 @@ namespace {
 class BlazeFaceDetector final : public Detector {
  public:
   BlazeFaceDetector(const ModelManifest& m, const DetectorOptions& opt)
-      : manifest_(m), opt_(opt), graph_(checked_path(m), nn::parse_device(opt.device)) {
+      : manifest_(m), opt_(opt), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {
     std::stringstream ss(m.graph_output);
     for (std::string s; std::getline(ss, s, ',');) outputs_.push_back(s);
     if (outputs_.size() != 4)
@@ -189,10 +190,6 @@ class BlazeFaceDetector final : public Detector {
     return out;
   }
 
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return models_dir() / m.file("model_json").path;
-  }
 
   // BlazeFace's square box is tighter than the boxes the 68-point landmark net was trained on (SSD's, which
   // reach from the forehead to the chin). The manifest's landmark_box maps one onto the other

@@ -9,6 +9,7 @@
 #include "embed/small_cnn.hpp"
 #include "graph/graph_model.hpp"
 #include "onnx/onnx_net.hpp"
+#include "model/model_files.hpp"
 #include "facekit/error.hpp"
 #include "facekit/registry.hpp"
 
@@ -141,13 +142,9 @@ class SmallCnnEmbedder final : public NetEmbedder {
 class GraphEmbedder final : public NetEmbedder {
  public:
   GraphEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
-      : NetEmbedder(m, opt), graph_(checked_path(m), nn::parse_device(opt.device)) {}
+      : NetEmbedder(m, opt), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {}
 
  private:
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return models_dir() / m.file("model_json").path;
-  }
   at::Tensor forward(const at::Tensor& x) const override {
     const at::Tensor nhwc = x.permute({0, 2, 3, 1});  // contiguous: x is channels-last
     const auto out = graph_.run({{manifest_.graph_input, nhwc}}, {manifest_.graph_output});
@@ -162,16 +159,12 @@ class GraphEmbedder final : public NetEmbedder {
 class OnnxEmbedder final : public NetEmbedder {
  public:
   OnnxEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
-      : NetEmbedder(m, opt), net_(checked_path(m)), device_(at::kCPU) {
+      : NetEmbedder(m, opt), net_(detail::verified_model_file(m, "onnx")), device_(at::kCPU) {
     if (nn::parse_device(opt.device) != device_)
       throw Error(ErrorCode::kInvalidArgument, m.name + " is an ONNX model: it runs on the CPU only");
   }
 
  private:
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return m.file_path("onnx");
-  }
   at::Tensor forward(const at::Tensor& x) const override {
     at::Tensor nchw = x.contiguous();
     const int sizes[] = {int(nchw.size(0)), int(nchw.size(1)), int(nchw.size(2)), int(nchw.size(3))};

@@ -9,6 +9,8 @@
 
 #include "facekit/error.hpp"
 #include "facekit/model.hpp"
+
+#include "model/model_files.hpp"
 #include "gallery/atomic_file.hpp"
 #include "model/calibration_json.hpp"
 #include "core/json_depth.hpp"
@@ -128,6 +130,13 @@ ModelManifest load_manifest_file(const fs::path& p, const fs::path& dir) {
   text << in.rdbuf();
   return parse_manifest(text.str(), "manifest " + p.string(), dir);
 }
+
+namespace detail {
+fs::path verified_model_file(const ModelManifest& m, const std::string& role) {
+  verify_model_files(m);
+  return m.file_path(role);
+}
+}  // namespace detail
 
 void verify_model_files(const ModelManifest& m) {
   for (const auto& f : m.files) {

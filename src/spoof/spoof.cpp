@@ -8,6 +8,7 @@
 #include "facekit/error.hpp"
 #include "facekit/registry.hpp"
 #include "graph/graph_model.hpp"
+#include "model/model_files.hpp"
 #include "nn/tf_ops.hpp"
 #include "spoof/spoof_models.hpp"
 
@@ -124,15 +125,11 @@ class SignalChecker : public SpoofChecker {
 class GraphSpoofChecker final : public SignalChecker {
  public:
   GraphSpoofChecker(const ModelManifest& m, const SpoofOptions& opt)
-      : SignalChecker(m), graph_(checked_path(m), nn::parse_device(opt.device)) {
+      : SignalChecker(m), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {
     if (m.input_size <= 0) throw Error(ErrorCode::kModelCorrupt, "manifest " + m.name + " has no input size");
   }
 
  private:
-  static std::filesystem::path checked_path(const ModelManifest& m) {
-    verify_model_files(m);
-    return models_dir() / m.file("model_json").path;
-  }
   float score(const Image& crop) const override {
     c10::InferenceMode guard;
     at::Tensor x = nn::images_to_batch({crop}, manifest_.mean, manifest_.scale, graph_.device()).permute({0, 2, 3, 1});

@@ -238,8 +238,8 @@ TEST(BlazeFace, OneBoxForAFaceCroppedClose) {
   EXPECT_GE(one, 0.98 * crops) << one << " of " << crops << " crops gave one box on the face:" << list;
 }
 
-// Mean distance between two landmark sets over the points the dlib template aligns on, in units of the
-// distance between the eyes' outer corners.
+// Mean distance between two landmark sets over the nose, eyes and outer lips (points 27-54, most of what the
+// dlib template aligns on), in units of the distance between the eyes' outer corners.
 double landmark_gap(const fk::Landmarks68& a, const fk::Landmarks68& b) {
   const double iod = cv::norm(a[45] - a[36]);
   double sum = 0;
