@@ -80,6 +80,9 @@ struct IdentifyArgs {
   std::string classifier = "knn", aggregation = "auto";
   float threshold = std::numeric_limits<float>::quiet_NaN();
   double fpir = 0.01;
+  IdentifyOptions defaults;
+  float template_min_quality = defaults.template_min_quality;
+  double turned_fpir_factor = defaults.turned_fpir_factor;
   int ef_search = 0;
 };
 
@@ -90,6 +93,8 @@ IdentifyOptions identify_options(const IdentifyArgs& a) {
   io.top_k = a.top;
   io.threshold = a.threshold;
   io.fpir = a.fpir;
+  io.template_min_quality = a.template_min_quality;
+  io.turned_fpir_factor = a.turned_fpir_factor;
   if (a.ef_search > 0) io.index.ef_search = a.ef_search;
   return io;
 }
@@ -105,8 +110,8 @@ void print_identified(const std::string& image, const IdentifyResult& r) {
       std::printf("%s (id %lld), similarity %.3f, probability %.3f\n", best.name.c_str(),
                   static_cast<long long>(best.person_id), best.similarity, best.probability);
     } else if (!id.candidates.empty()) {
-      std::printf("unknown (closest: %s, score %.3f < threshold %.3f)\n", id.candidates[0].name.c_str(),
-                  id.candidates[0].score, id.threshold);
+      std::printf("unknown (closest: %s, score %.3f < threshold %.3f%s)\n", id.candidates[0].name.c_str(),
+                  id.candidates[0].score, id.threshold, id.turned ? ", a turned face's" : "");
     } else {
       std::printf("unknown\n");
     }
@@ -388,7 +393,10 @@ json protocol_json(const ProtocolResult& r) {
   if (r.nonmated_probes > 0)
     j["open_set"] = {{"dir", r.open_set.dir}, {"fpir", r.open_set.fpir}, {"threshold", r.open_set.threshold},
                      {"calibrated", {{"dir", r.calibrated.dir}, {"fpir", r.calibrated.fpir},
-                                     {"threshold", r.calibrated.threshold}, {"source", r.calibrated_source}}}};
+                                     {"threshold", r.calibrated.threshold}, {"source", r.calibrated_source},
+                                     {"turned", {{"mated", r.turned_mated}, {"strangers", r.turned_nonmated},
+                                                 {"threshold", r.calibrated_turned.threshold},
+                                                 {"fpir", r.calibrated_turned.fpir}, {"dir", r.calibrated_turned.dir}}}}}};
   if (!r.far_table.empty()) {
     j["far_table"] = r.far_table;
     j["impostor_comparisons"] = r.impostor_comparisons;
@@ -439,6 +447,11 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
       std::printf("open-set %s/%s at the calibrated threshold %.4f (%s): FPIR %.2f%% (target %.2f%%), DIR %.2f%%\n",
                   r.classifier.c_str(), r.aggregation.c_str(), r.calibrated.threshold, r.calibrated_source.c_str(),
                   100 * r.calibrated.fpir, 100 * a.lfw.fpir, 100 * r.calibrated.dir);
+  for (const auto& r : rep.results)
+    if (r.nonmated_probes > 0 && r.enrolment == "plain" && r.turned_mated + r.turned_nonmated > 0)
+      std::printf("  of which turned probes (%d mated, %d strangers), threshold %.4f: FPIR %.2f%%, DIR %.2f%%\n",
+                  r.turned_mated, r.turned_nonmated, r.calibrated_turned.threshold, 100 * r.calibrated_turned.fpir,
+                  100 * r.calibrated_turned.dir);
   for (const auto& r : rep.results)
     if (r.classifier == "svm" && r.enrolment == "plain")
       std::printf("%s svm: %s\n", r.protocol.c_str(), r.classifier_state.c_str());
@@ -610,6 +623,14 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   identify_cmd->add_option("--fpir", id->fpir, "share of strangers the default threshold may name as someone")
       ->capture_default_str()
       ->check(finite_range(1e-9, 1.0));
+  identify_cmd->add_option("--template-min-quality", id->template_min_quality,
+                           "mean templates: leave out a person's templates of lower quality when they have one at least this good (0 = keep all)")
+      ->capture_default_str()
+      ->check(finite_range(0, 1));
+  identify_cmd->add_option("--turned-fpir-factor", id->turned_fpir_factor,
+                           "a face turned 45 degrees or more must pass the default threshold for FPIR x this; from 25 degrees in proportion (1 = as frontal faces)")
+      ->capture_default_str()
+      ->check(finite_range(1e-6, 1.0));
   identify_cmd->add_option("--ef-search", id->ef_search, "HNSW search beam for large galleries")->check(CLI::Range(1, 1 << 20));
   out.emplace_back(identify_cmd, [&c, id] { return cmd_identify(c, *id); });
 
@@ -699,6 +720,14 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   bid->add_flag("--no-augment", [ba](std::int64_t) { ba->lfw.measure_augmentation = false; },
                 "measure plain enrolment only (embeds no augmented copies: 7x less work for the enrolled photos)");
   bid->add_option("--fpir", ba->lfw.fpir, "false-positive identification rate of the open-set point")->capture_default_str();
+  bid->add_option("--template-min-quality", ba->lfw.template_min_quality,
+                  "mean templates: leave out a person's templates of lower quality when they have one at least this good (0 = keep all)")
+      ->capture_default_str()
+      ->check(finite_range(0, 1));
+  bid->add_option("--turned-fpir-factor", ba->lfw.turned_fpir_factor,
+                  "probes turned 45 degrees or more meet the threshold for FPIR x this; from 25 degrees in proportion (1 = none)")
+      ->capture_default_str()
+      ->check(finite_range(1e-6, 1.0));
   bid->add_option("--knn-k", ba->lfw.classifier.knn_k, "kNN voters")->capture_default_str();
   bid->add_option("--svm-c", ba->lfw.classifier.svm_c, "SVM C")->capture_default_str();
   bid->add_option("--svm-hard", ba->lfw.classifier.svm_hard_negative_people, "SVM hard-negative people")->capture_default_str();

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct ProbeOutcome {
   int rank = 0;            ///< 1-based rank of the probe's person among the candidates; 0 = not listed / no face
   float top_score = 0;     ///< the best candidate's score (meaningless when !has_candidate)
   bool has_candidate = false;
+  bool turned = false;     ///< the face was turned (IdentifyOptions::turned_yaw)
+  /// The threshold this probe must meet when it has its own (a turned face's); NaN: the common one.
+  float threshold = std::numeric_limits<float>::quiet_NaN();
 };
 
 /// Fraction of mated probes whose person is within the first k candidates.
@@ -35,7 +39,8 @@ struct OpenSetPoint {
 /// The detection-and-identification rate at the lowest threshold whose false-positive identification rate is
 /// at most `fpir` (NIST FRVT's DIR at FPIR). Needs at least one mated and one non-mated probe.
 OpenSetPoint dir_at_fpir(const std::vector<ProbeOutcome>& probes, double fpir);
-/// FPIR and DIR at a given threshold (a product's calibrated one, not the oracle threshold of dir_at_fpir).
+/// FPIR and DIR at a given threshold (a product's calibrated one, not the oracle threshold of dir_at_fpir);
+/// a probe with its own threshold (ProbeOutcome::threshold) is held to that one.
 OpenSetPoint open_set_at(const std::vector<ProbeOutcome>& probes, float threshold);
 
 // ---- LFW ---------------------------------------------------------------------------------------------------
@@ -50,7 +55,8 @@ std::vector<LfwPerson> lfw_people(const std::filesystem::path& root, int min_pho
 /// The embeddings of one photo: variants[0] the plain one (the pipeline's), then augmented copies when asked.
 struct PhotoEmbeddings {
   bool ok = false;  ///< a face was found
-  float quality = 0;
+  float quality = 0;  ///< the face's quality score (the classic assessor's, as enrolment stores it)
+  float yaw = 0;      ///< its head pose's yaw, degrees
   std::vector<Embedding> variants;
 };
 
@@ -81,6 +87,11 @@ struct LfwIdentificationOptions {
   ClassifierOptions classifier;
   IndexOptions index;
   double fpir = 0.01;
+  /// What identification does with poor templates and turned faces (IdentifyOptions, same defaults).
+  float template_min_quality = IdentifyOptions{}.template_min_quality;
+  float turned_yaw = IdentifyOptions{}.turned_yaw;
+  float turned_yaw_full = IdentifyOptions{}.turned_yaw_full;
+  double turned_fpir_factor = IdentifyOptions{}.turned_fpir_factor;
   std::uint64_t seed = 1;    ///< which half of the people is enrolled in the open-set protocol
   std::vector<std::string> classifiers = {"knn", "svm"};
 };
@@ -98,6 +109,10 @@ struct ProtocolResult {
   /// calibration for this many people at the target FPIR), and where that threshold came from.
   OpenSetPoint calibrated;
   std::string calibrated_source;
+  /// The same over the turned probes alone (each at its yaw's threshold; `threshold` is that of a full
+  /// turn), and how many probes were turned (mated, non-mated).
+  OpenSetPoint calibrated_turned;
+  int turned_mated = 0, turned_nonmated = 0;
   double train_seconds = 0;
   double median_search_ms = 0;
   std::string classifier_state;  ///< Classifier::describe() after training

@@ -48,6 +48,11 @@ std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const 
 
 /// The L2-normalised mean of embeddings (many-to-one aggregation).
 Embedding mean_embedding(const std::vector<Embedding>& embeddings);
+/// The mean of a person's good templates: those whose quality (Template::quality) is below `min_quality` are
+/// left out when at least one reaches it; with none reaching it, all are used. A profile or a blurred photo
+/// enrolled beside good ones pulls the mean towards everyone (docs/results.md, open-set on cfp-dev).
+Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
+                                 float min_quality);
 
 struct EnrollOptions {
   AugmentOptions augment;
@@ -143,6 +148,18 @@ struct IdentifyOptions {
   /// every template (people with many photos out-vote the right one) and 97.2% for the nearest template; the
   /// SVM needs the individual templates (its Platt fit holds some out).
   Aggregation aggregation = Aggregation::kAuto;
+  /// kMean: a person's templates of quality below this are left out of their mean when they have one at or
+  /// above it (mean_of_good_templates). 0.5 is where quality's score says "poor" (one measure past its poor
+  /// bound, or several past their fair ones). 0 keeps every template.
+  float template_min_quality = 0.5f;
+  /// Turned faces meet a stricter default threshold: a stranger's profile lies closer to everyone's template
+  /// than a frontal face does, and at one threshold profiles were named as someone 5-8x as often as frontal
+  /// faces (cfp-dev, docs/results.md). The FPIR a face's threshold is set for is `fpir` up to a yaw of
+  /// `turned_yaw` degrees (estimate_head_pose from its landmarks; quality's `yaw_fair`), falls log-linearly
+  /// beyond, and is `fpir * turned_fpir_factor` from `turned_yaw_full` on (quality's `yaw_poor`); see
+  /// turned_fpir_scale(). 1 = no difference. A threshold given in `threshold` applies to every face.
+  float turned_yaw = 25.f, turned_yaw_full = 45.f;
+  double turned_fpir_factor = 0.1;
   int top_k = 5;  ///< candidates returned per face
   /// Open-set threshold on the best candidate's score (see classifier.hpp): below it the face is unknown.
   /// NaN: default_open_set_threshold() for the gallery's current number of people and `fpir`.
@@ -156,6 +173,10 @@ struct IdentifyOptions {
   bool use_cache = true;
   std::filesystem::path cache_dir;  ///< "" = Gallery::cache_dir() (<gallery path>.cache for SQLite)
 };
+
+/// The share of IdentifyOptions::fpir that the threshold of a face turned by `yaw` degrees allows: 1 up to
+/// turned_yaw, turned_fpir_factor from turned_yaw_full on, log-linear between.
+double turned_fpir_scale(float yaw, const IdentifyOptions& options);
 
 struct Candidate {
   std::int64_t person_id = 0;
@@ -173,7 +194,8 @@ struct Candidate {
 struct Identification {
   std::vector<Candidate> candidates;  ///< best first
   bool known = false;                 ///< candidates[0].score >= threshold
-  float threshold = 0;
+  float threshold = 0;                ///< the one this face was held to
+  bool turned = false;                ///< the face was turned (IdentifyOptions::turned_yaw): a stricter threshold
 };
 
 /// What refresh() did.
@@ -203,7 +225,8 @@ class Identifier {
   RefreshReport refresh();
   const RefreshReport& last_refresh() const;
 
-  Identification identify(const Embedding& embedding) const;
+  /// `pose`: the face's head pose when known (a turned face meets a stricter threshold, see IdentifyOptions).
+  Identification identify(const Embedding& embedding, const HeadPose* pose = nullptr) const;
 
   std::int64_t revision() const;
   const LabelledIndex& index() const;
@@ -212,6 +235,8 @@ class Identifier {
   /// Changes the HNSW search beam of the loaded index (needs exclusive use, like refresh()).
   void set_ef_search(int ef);
   float threshold() const;
+  /// The threshold for a face of this yaw (degrees); threshold() when one was given.
+  float threshold_at_yaw(float yaw) const;
   std::string threshold_source() const;
   /// Deletes this embedder's cache files (the next refresh rebuilds).
   static void clear_cache(const Gallery& gallery, const IdentifyOptions& options);

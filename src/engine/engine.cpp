@@ -239,7 +239,9 @@ struct Engine::Impl {
     if (watcher.joinable()) watcher.join();
   }
 
-  IdentifyResult identify_embeddings(const std::vector<std::pair<Face, const Embedding*>>& faces) const {
+  /// `image_size`: the photo the faces are in (their head pose needs it); empty when there is none.
+  IdentifyResult identify_embeddings(const std::vector<std::pair<Face, const Embedding*>>& faces,
+                                     cv::Size image_size) const {
     const auto s = snapshot();
     std::shared_lock shared(s->mu);
     const Identifier& id = *s->identifier;
@@ -258,7 +260,9 @@ struct Engine::Impl {
     }
     const auto t0 = std::chrono::steady_clock::now();
     for (const auto& [face, e] : faces) {
-      r.faces.push_back({face, id.identify(*e), *e});
+      std::optional<HeadPose> pose;
+      if (face.landmarks && !image_size.empty()) pose = estimate_head_pose(*face.landmarks, image_size);
+      r.faces.push_back({face, id.identify(*e, pose ? &*pose : nullptr), *e});
       if (!calibration.empty())
         for (auto& c : r.faces.back().identification.candidates) c.match_probability = calibration.probability_at(c.distance);
     }
@@ -267,10 +271,11 @@ struct Engine::Impl {
   }
 
   /// Faces with their embeddings against the newest snapshot, with the stage times that found them.
-  IdentifyResult identify_analyzed(const std::vector<AnalyzedFace>& faces, const StageTimes& times) const {
+  IdentifyResult identify_analyzed(const std::vector<AnalyzedFace>& faces, const StageTimes& times,
+                                   cv::Size image_size) const {
     std::vector<std::pair<Face, const Embedding*>> in;
     for (const auto& f : faces) in.emplace_back(f.face, &f.embedding);
-    IdentifyResult r = identify_embeddings(in);
+    IdentifyResult r = identify_embeddings(in, image_size);
     r.times = times;
     return r;
   }
@@ -441,7 +446,7 @@ EnrollResult Engine::enroll(const std::string& name, const std::vector<EnrollPho
 IdentifyResult Engine::identify(const Image& rgb) const {
   impl_->gallery();  // a gallery that cannot be opened fails before the models load
   StageTimes times;
-  return impl_->identify_analyzed(impl_->pipeline().analyze(rgb, &times), times);
+  return impl_->identify_analyzed(impl_->pipeline().analyze(rgb, &times), times, rgb.size());
 }
 
 IdentifyResult Engine::identify(const Image& rgb, const std::vector<Face>& faces) const {
@@ -449,7 +454,7 @@ IdentifyResult Engine::identify(const Image& rgb, const std::vector<Face>& faces
   StageTimes times;
   std::vector<AnalyzedFace> embedded;
   if (!faces.empty()) embedded = impl_->pipeline().embed(rgb, faces, &times);
-  return impl_->identify_analyzed(embedded, times);
+  return impl_->identify_analyzed(embedded, times, rgb.size());
 }
 
 IdentifyResult Engine::identify(const Embedding& embedding) const {
@@ -462,7 +467,7 @@ IdentifyResult Engine::identify(const Embedding& embedding) const {
   if (!std::isfinite(norm) || std::abs(norm - 1) > 1e-3)
     throw Error(ErrorCode::kInvalidArgument, "an embedding must be finite and of unit length (its length is " +
                                                  std::to_string(std::sqrt(norm)) + ")");
-  return impl_->identify_embeddings({{Face{}, &embedding}});
+  return impl_->identify_embeddings({{Face{}, &embedding}}, {});
 }
 
 std::vector<Person> Engine::people() const { return impl_->gallery().people(); }

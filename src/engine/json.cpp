@@ -207,6 +207,8 @@ json identified_image(const std::string& image, const Image& rgb, const Identify
                   {"identity", id.known ? id.candidates[0].name : "unknown"},
                   {"person_id", id.known ? json(id.candidates[0].person_id) : json(nullptr)},
                   {"known", id.known},
+                  {"threshold", id.threshold},
+                  {"turned", id.turned},
                   {"candidates", cj}});
   }
   return {{"image", image}, {"width", rgb.cols}, {"height", rgb.rows}, {"revision", r.revision}, {"faces", fj}};

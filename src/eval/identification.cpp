@@ -69,7 +69,7 @@ OpenSetPoint open_set_at(const std::vector<ProbeOutcome>& probes, float threshol
   r.threshold = threshold;
   std::int64_t mated = 0, nonmated = 0, fp = 0, hits = 0;
   for (const auto& p : probes) {
-    const bool accepted = p.has_candidate && p.top_score >= threshold;
+    const bool accepted = p.has_candidate && p.top_score >= (std::isnan(p.threshold) ? threshold : p.threshold);
     if (p.mated) {
       ++mated;
       hits += accepted && p.rank == 1;
@@ -117,7 +117,7 @@ std::vector<LfwPerson> lfw_people(const fs::path& root, int min_photos) {
 namespace {
 
 constexpr const char* kCacheMagic = "facekit-embedding-cache";
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 2;  // 2: the quality score and yaw of each face
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
@@ -157,6 +157,7 @@ void load_cache(const fs::path& file, const std::string& recipe, int dim, CacheM
     in.read(path.data(), n);
     in.read(reinterpret_cast<char*>(&ok), 1);
     in.read(reinterpret_cast<char*>(&pe.quality), sizeof pe.quality);
+    in.read(reinterpret_cast<char*>(&pe.yaw), sizeof pe.yaw);
     in.read(reinterpret_cast<char*>(&nv), 1);
     pe.ok = ok != 0;
     pe.variants.assign(nv, Embedding(dim));
@@ -177,6 +178,7 @@ void save_cache(const fs::path& file, const std::string& recipe, int dim, const 
       f.write(path.data(), n);
       f.write(reinterpret_cast<const char*>(&ok), 1);
       f.write(reinterpret_cast<const char*>(&pe.quality), sizeof pe.quality);
+      f.write(reinterpret_cast<const char*>(&pe.yaw), sizeof pe.yaw);
       f.write(reinterpret_cast<const char*>(&nv), 1);
       for (const auto& v : pe.variants) f.write(reinterpret_cast<const char*>(v.data()), dim * sizeof(float));
     }
@@ -229,6 +231,7 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
     else
       todo.push_back(i);
   }
+  const auto quality = create_quality_assessor();  // enrolment's default: the score a template stores
   std::mutex mu;  // out, map, the periodic save and progress
   int done = static_cast<int>(photos.size() - todo.size()), since_save = 0;
   detail::parallel_for(todo.size(), workers, [&](size_t k) {
@@ -238,7 +241,9 @@ std::vector<PhotoEmbeddings> embed_lfw_photos(const FacePipeline& pipeline, cons
     try {
       AnalyzedFace a = pipeline.analyze_one(img, FacePick::kNearestCenter);
       pe.ok = true;
-      pe.quality = a.face.score;
+      const FaceQuality q = quality->assess(img, a.face);
+      pe.quality = q.score;
+      pe.yaw = q.pose.yaw;
       if (augmented[i]) {
         pe.variants = augmented_embeddings(pipeline, img, *a.face.landmarks, augment);
         pe.variants[0] = std::move(a.embedding);  // exactly what identification of this photo would see
@@ -288,6 +293,7 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   r.aggregation = to_string(agg);
   // Rows: per template, then optionally averaged per person.
   std::map<int, std::vector<Embedding>> rows_by_person;
+  std::map<int, std::vector<float>> quality_by_person;  // of each photo's rows (enrolment stores it per template)
   for (int i : split.gallery) {
     const auto& pe = *photos[i].emb;
     if (!pe.ok) continue;
@@ -298,11 +304,12 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
       dst.push_back(mean_embedding(pe.variants));
     else
       for (const auto& v : pe.variants) dst.push_back(v);
+    quality_by_person[photos[i].person].resize(dst.size(), pe.quality);
   }
   std::vector<float> data;
   std::vector<std::int64_t> keys, labels;
   for (auto& [person, rows] : rows_by_person) {
-    if (agg == Aggregation::kMean) rows = {mean_embedding(rows)};
+    if (agg == Aggregation::kMean) rows = {mean_of_good_templates(rows, quality_by_person[person], opt.template_min_quality)};
     for (const auto& v : rows) {
       data.insert(data.end(), v.begin(), v.end());
       keys.push_back(static_cast<std::int64_t>(keys.size()));
@@ -320,12 +327,15 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   r.classifier_state = clf->describe();
 
   std::vector<ProbeOutcome> outcomes;
+  std::vector<std::pair<size_t, float>> yaws;  // of the turned probes
   std::vector<double> ms;
   for (int i : split.probes) {
     ProbeOutcome o;
     const int person = photos[i].person;
     o.mated = split.enrolled[person] != 0;
     const auto& pe = *photos[i].emb;
+    o.turned = pe.ok && std::abs(pe.yaw) >= opt.turned_yaw;
+    if (o.turned) yaws.emplace_back(outcomes.size(), pe.yaw);
     if (pe.ok) {
       t0 = Clock::now();
       const auto cands = clf->classify(index, pe.variants[0].data(), 5);
@@ -369,8 +379,23 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   r.rank5 = rank_k(outcomes, 5);
   if (r.nonmated_probes > 0 && r.mated_probes > 0) {
     r.open_set = dir_at_fpir(outcomes, opt.fpir);
-    r.calibrated = open_set_at(outcomes, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir,
-                                                                    &r.calibrated_source));
+    // As Identifier does: turned faces meet the calibration's threshold for their share of the FPIR.
+    IdentifyOptions io;
+    io.fpir = opt.fpir;
+    io.turned_yaw = opt.turned_yaw;
+    io.turned_yaw_full = opt.turned_yaw_full;
+    io.turned_fpir_factor = opt.turned_fpir_factor;
+    const auto cal = load_open_set_calibration(embedder, clf_name);
+    if (cal)
+      for (const auto& [k, yaw] : yaws)
+        outcomes[k].threshold = cal->threshold_for(opt.fpir * turned_fpir_scale(yaw, io), r.gallery_people);
+    r.calibrated = open_set_at(
+        outcomes, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir, &r.calibrated_source));
+    std::vector<ProbeOutcome> turned;
+    for (const auto& o : outcomes)
+      if (o.turned) turned.push_back(o), ++(o.mated ? r.turned_mated : r.turned_nonmated);
+    r.calibrated_turned = open_set_at(
+        turned, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir * opt.turned_fpir_factor));
   }
   if (!ms.empty()) {
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());

@@ -30,6 +30,16 @@ Embedding mean_embedding(const std::vector<Embedding>& embeddings) {
   return m;
 }
 
+Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
+                                 float min_quality) {
+  if (quality.size() != embeddings.size())
+    throw Error(ErrorCode::kInvalidArgument, "one quality per embedding is needed");
+  std::vector<Embedding> good;
+  for (size_t i = 0; i < embeddings.size(); ++i)
+    if (quality[i] >= min_quality) good.push_back(embeddings[i]);
+  return mean_embedding(good.empty() ? embeddings : good);
+}
+
 std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const Image& rgb,
                                             const Landmarks68& landmarks, const AugmentOptions& options) {
   const Embedder& embedder = pipeline.embedder();

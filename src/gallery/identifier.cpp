@@ -2,6 +2,7 @@
 // the store by revision, and cached beside the gallery so a new process does not rebuild them.
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -34,6 +35,13 @@ Aggregation parse_aggregation(const std::string& s) {
 Aggregation resolve_aggregation(Aggregation a, const std::string& classifier) {
   if (a != Aggregation::kAuto) return a;
   return classifier == "svm" ? Aggregation::kNone : Aggregation::kMean;
+}
+
+double turned_fpir_scale(float yaw, const IdentifyOptions& o) {
+  const double a = std::abs(yaw);
+  if (!(a > o.turned_yaw)) return 1;
+  const double t = std::min(1.0, (a - o.turned_yaw) / (o.turned_yaw_full - o.turned_yaw));
+  return std::pow(o.turned_fpir_factor, t);
 }
 
 float OpenSetCalibration::threshold_for(double fpir, std::int64_t people) const {
@@ -134,11 +142,19 @@ std::string file_safe(std::string s) {
   return s;
 }
 
+// How per-person means are taken (part of every cache key: a cache of other means is not reused).
+std::string mean_key(const IdentifyOptions& o) {
+  if (o.aggregation != Aggregation::kMean) return "";
+  std::ostringstream s;
+  s << " q>=" << o.template_min_quality;
+  return s.str();
+}
+
 // The options a trained classifier depends on: a cached model trained with others is not reused.
 std::string fingerprint(const IdentifyOptions& o) {
   const auto& c = o.classifier_options;
   std::ostringstream s;
-  s << o.classifier << " agg=" << to_string(o.aggregation) << " C=" << c.svm_c << " hard=" << c.svm_hard_negative_people
+  s << o.classifier << " agg=" << to_string(o.aggregation) << mean_key(o) << " C=" << c.svm_c << " hard=" << c.svm_hard_negative_people
     << " rand=" << c.svm_random_negatives << " platt=" << c.svm_fit_platt << "," << c.svm_platt_a << ","
     << c.svm_platt_b << " seed=" << c.seed;
   return s.str();
@@ -220,6 +236,10 @@ struct Identifier::Impl {
   std::unique_ptr<Classifier> classifier;
   std::int64_t revision = -1, classifier_revision = -1;
   float threshold = 0;
+  // The open-set calibration and gallery size the default threshold came from (none when one was given), for
+  // the thresholds of turned faces.
+  std::optional<OpenSetCalibration> calibration;
+  std::int64_t people = 0;
   std::string threshold_source;
   RefreshReport last;
   // People's names as of `revision`, so that an answer never mixes the index of one revision with a name
@@ -232,6 +252,12 @@ struct Identifier::Impl {
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
+    if (!(opt.template_min_quality >= 0 && opt.template_min_quality <= 1))
+      throw Error(ErrorCode::kInvalidArgument, "template_min_quality must be in [0, 1]");
+    if (!(opt.turned_fpir_factor > 0 && opt.turned_fpir_factor <= 1))
+      throw Error(ErrorCode::kInvalidArgument, "turned_fpir_factor must be in (0, 1]");
+    if (!(opt.turned_yaw >= 0 && opt.turned_yaw_full > opt.turned_yaw))
+      throw Error(ErrorCode::kInvalidArgument, "need 0 <= turned_yaw < turned_yaw_full (degrees)");
   }
 
   fs::path cache_dir() const {
@@ -241,7 +267,7 @@ struct Identifier::Impl {
   fs::path index_path() const { return cache_dir() / (base() + ".index"); }
   fs::path model_path() const { return cache_dir() / (base() + "." + opt.classifier + ".model"); }
   std::string index_key() const {
-    return embedder.str() + " " + to_string(opt.aggregation) + " " + opt.index.kind + " M=" +
+    return embedder.str() + " " + to_string(opt.aggregation) + mean_key(opt) + " " + opt.index.kind + " M=" +
            std::to_string(opt.index.hnsw_m) + " efc=" + std::to_string(opt.index.ef_construction) +
            " min=" + std::to_string(opt.index.hnsw_min_size) + (gallery.encrypted() ? " sealed" : "");
   }
@@ -276,18 +302,20 @@ struct Identifier::Impl {
           },
           &rev);
     } else {
-      std::unordered_map<std::int64_t, std::vector<Embedding>> by_person;
+      std::unordered_map<std::int64_t, std::pair<std::vector<Embedding>, std::vector<float>>> by_person;
       std::vector<std::int64_t> order;
       gallery.for_each_template(
           embedder,
           [&](const Template& t) {
             auto& v = by_person[t.person_id];
-            if (v.empty()) order.push_back(t.person_id);
-            v.push_back(t.embedding);
+            if (v.first.empty()) order.push_back(t.person_id);
+            v.first.push_back(t.embedding);
+            v.second.push_back(t.quality);
           },
           &rev);
       for (std::int64_t pid : order) {
-        const Embedding m = mean_embedding(by_person[pid]);
+        const auto& [es, qs] = by_person[pid];
+        const Embedding m = mean_of_good_templates(es, qs, opt.template_min_quality);
         if (!dim) dim = static_cast<int>(m.size());
         data.insert(data.end(), m.begin(), m.end());
         keys.push_back(pid);
@@ -325,14 +353,15 @@ struct Identifier::Impl {
       for (std::int64_t pid : affected) {
         last.removed += index->remove_key(pid);
         std::vector<Embedding> mine;
+        std::vector<float> quality;
         try {
           for (auto& t : gallery.templates_of(pid))
-            if (t.embedder == embedder) mine.push_back(std::move(t.embedding));
+            if (t.embedder == embedder) mine.push_back(std::move(t.embedding)), quality.push_back(t.quality);
         } catch (const Error& e) {
           if (e.code() != ErrorCode::kNotFound) throw;  // removed since: nothing to add
         }
         if (mine.empty()) continue;
-        const Embedding m = mean_embedding(mine);
+        const Embedding m = mean_of_good_templates(mine, quality, opt.template_min_quality);
         if (static_cast<int>(m.size()) != index->dim()) continue;
         data.insert(data.end(), m.begin(), m.end());
         keys.push_back(pid);
@@ -529,7 +558,10 @@ RefreshReport Identifier::refresh() {
   if (std::isnan(m.opt.threshold)) {
     const std::int64_t people = m.index ? m.index->label_count() : 0;
     m.threshold = default_open_set_threshold(m.embedder, m.opt.classifier, people, m.opt.fpir, &m.threshold_source);
+    m.calibration = load_open_set_calibration(m.embedder, m.opt.classifier);
+    m.people = people;
   } else {
+    m.calibration.reset();
     m.threshold = m.opt.threshold;
     m.threshold_source = "given";
   }
@@ -540,10 +572,11 @@ RefreshReport Identifier::refresh() {
 
 const RefreshReport& Identifier::last_refresh() const { return impl_->last; }
 
-Identification Identifier::identify(const Embedding& e) const {
+Identification Identifier::identify(const Embedding& e, const HeadPose* pose) const {
   const auto& m = *impl_;
   Identification r;
-  r.threshold = m.threshold;
+  r.turned = pose && std::abs(pose->yaw) >= m.opt.turned_yaw;
+  r.threshold = r.turned ? threshold_at_yaw(pose->yaw) : m.threshold;
   if (!m.index || m.index->size() == 0) return r;
   if (static_cast<int>(e.size()) != m.index->dim())
     throw Error(ErrorCode::kInvalidArgument, "embedding has " + std::to_string(e.size()) + " values, the gallery's " +
@@ -570,7 +603,7 @@ Identification Identifier::identify(const Embedding& e) const {
     c.probability = s.probability;
     r.candidates.push_back(std::move(c));
   }
-  r.known = !r.candidates.empty() && r.candidates[0].score >= m.threshold;
+  r.known = !r.candidates.empty() && r.candidates[0].score >= r.threshold;
   return r;
 }
 
@@ -586,6 +619,11 @@ void Identifier::set_ef_search(int ef) {
   if (impl_->index) impl_->index->set_ef_search(ef);
 }
 float Identifier::threshold() const { return impl_->threshold; }
+float Identifier::threshold_at_yaw(float yaw) const {
+  const auto& m = *impl_;
+  if (!m.calibration) return m.threshold;  // given, or no calibration to read a stricter one from
+  return m.calibration->threshold_for(m.opt.fpir * turned_fpir_scale(yaw, m.opt), m.people);
+}
 std::string Identifier::threshold_source() const { return impl_->threshold_source; }
 
 void Identifier::clear_cache(const Gallery& gallery, const IdentifyOptions& options) {

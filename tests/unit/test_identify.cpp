@@ -502,6 +502,101 @@ TEST_F(IdentifierTest, MeanAggregationHasOneRowPerPersonAndFollowsChanges) {
   EXPECT_EQ(r.candidates[0].name, "person5");
 }
 
+TEST(MeanOfGoodTemplates, PoorTemplatesAreLeftOutWhileAGoodOneExists) {
+  const fk::Embedding a = {1, 0}, b = {0, 1};
+  EXPECT_EQ(fk::mean_of_good_templates({a, b}, {0.9f, 0.2f}, 0.5f), a);
+  EXPECT_EQ(fk::mean_of_good_templates({a, b}, {0.2f, 0.5f}, 0.5f), b);  // the bound itself is good
+  const auto both = fk::mean_of_good_templates({a, b}, {0.1f, 0.2f}, 0.5f);  // none good: all of them
+  EXPECT_NEAR(both[0], std::sqrt(0.5f), 1e-6);
+  EXPECT_NEAR(both[1], std::sqrt(0.5f), 1e-6);
+  EXPECT_NEAR(fk::mean_of_good_templates({a, b}, {0.9f, 0.2f}, 0.f)[1], std::sqrt(0.5f), 1e-6);  // 0 keeps all
+  EXPECT_THROW(fk::mean_of_good_templates({a, b}, {0.9f}, 0.5f), fk::Error);
+}
+
+namespace {
+// A unit vector at cosine `c` to unit vector `u` (its other part orthogonal to u).
+fk::Embedding at_cosine(const fk::Embedding& u, float c, std::mt19937& rng) {
+  fk::Embedding w = random_unit(rng, static_cast<int>(u.size()));
+  float d = 0, n = 0;
+  for (size_t i = 0; i < u.size(); ++i) d += w[i] * u[i];
+  for (size_t i = 0; i < u.size(); ++i) w[i] -= d * u[i], n += w[i] * w[i];
+  fk::Embedding v(u.size());
+  for (size_t i = 0; i < u.size(); ++i) v[i] = c * u[i] + std::sqrt(1 - c * c) * w[i] / std::sqrt(n);
+  return v;
+}
+}  // namespace
+
+TEST(TurnedFpirScale, FallsLogLinearlyFromTheFairToThePoorYaw) {
+  const fk::IdentifyOptions o;  // 25 and 45 degrees, 0.1
+  EXPECT_DOUBLE_EQ(fk::turned_fpir_scale(0, o), 1);
+  EXPECT_DOUBLE_EQ(fk::turned_fpir_scale(-25, o), 1);
+  EXPECT_NEAR(fk::turned_fpir_scale(35, o), std::sqrt(0.1), 1e-12);
+  EXPECT_NEAR(fk::turned_fpir_scale(-45, o), 0.1, 1e-12);
+  EXPECT_NEAR(fk::turned_fpir_scale(90, o), 0.1, 1e-12);
+  auto off = o;
+  off.turned_fpir_factor = 1;
+  EXPECT_DOUBLE_EQ(fk::turned_fpir_scale(90, off), 1);
+}
+
+TEST_F(IdentifierTest, MeanTemplatesLeaveOutPoorPhotosAndTurnedFacesMeetAStricterThreshold) {
+  // One person enrolled from a good photo (at u) and a poor one (at w, orthogonal): the mean is u alone.
+  const fk::Embedding u = random_unit(rng_);
+  const fk::Embedding w = at_cosine(u, 0.f, rng_);
+  fk::NewPerson np;
+  np.name = "exact";
+  np.templates.resize(2);
+  np.templates[0].embedder = np.templates[1].embedder = kEmb;
+  np.templates[0].embedding = u, np.templates[0].quality = 0.9f;
+  np.templates[1].embedding = w, np.templates[1].quality = 0.2f;
+  gallery_->add_person(np);
+  auto o = options();
+  o.aggregation = fk::Aggregation::kMean;
+  {
+    fk::Identifier id(*gallery_, kEmb, o);
+    EXPECT_NEAR(id.identify(u).candidates.at(0).similarity, 1.f, 1e-5);
+    o.template_min_quality = 0;  // every template: the mean lies between u and w
+    fk::Identifier all(*gallery_, kEmb, o);
+    EXPECT_NEAR(all.identify(u).candidates.at(0).similarity, std::sqrt(0.5f), 1e-5);
+    o.template_min_quality = 0.5f;
+  }
+  // The default thresholds, from a calibration: 21 people at FPIR 1% -> FAR 4.8e-4 per comparison -> 0.73;
+  // a face turned 45 degrees or more at FPIR 0.1% -> beyond the table's last FAR -> 0.8; at 35 degrees, FPIR
+  // 1% x 10^-0.5.
+  const fs::path file = dir_ / "open_set.json";
+  fk::OpenSetCalibration c;
+  c.far = {1e-1, 1e-2, 1e-3, 1e-4};
+  c.threshold = {0.5f, 0.6f, 0.7f, 0.8f};
+  c.source = "unit test";
+  fk::save_open_set_calibration(file, kEmb, "knn", c);
+  ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
+  o.threshold = std::numeric_limits<float>::quiet_NaN();
+  fk::Identifier id(*gallery_, kEmb, o);
+  ::unsetenv("FACEKIT_OPEN_SET");
+  EXPECT_NEAR(id.threshold(), 0.7 + 0.1 * (std::log10(21e2) - 3), 1e-4);
+  EXPECT_FLOAT_EQ(id.threshold_at_yaw(45), 0.8f);
+  EXPECT_NEAR(id.threshold_at_yaw(-35), 0.7 + 0.1 * (std::log10(21e2 * std::sqrt(10.0)) - 3), 1e-4);
+  const fk::Embedding probe = at_cosine(u, 0.76f, rng_);
+  const fk::HeadPose frontal{5, 0, 0}, turned{-40, 0, 0}, just{25, 0, 0};
+  for (const fk::HeadPose* pose : {static_cast<const fk::HeadPose*>(nullptr), &frontal, &just}) {
+    const auto r = id.identify(probe, pose);
+    EXPECT_TRUE(r.known);
+    EXPECT_EQ(r.turned, pose == &just);  // turned from 25 degrees, stricter only beyond
+    EXPECT_EQ(r.candidates.at(0).name, "exact");
+    EXPECT_FLOAT_EQ(r.threshold, id.threshold());
+  }
+  const auto r = id.identify(probe, &turned);  // FPIR 1% x 10^-0.75: beyond the table, 0.8
+  EXPECT_FALSE(r.known);
+  EXPECT_TRUE(r.turned);
+  EXPECT_FLOAT_EQ(r.threshold, 0.8f);
+  // A threshold given by the caller holds for every face.
+  o.threshold = 0.75f;
+  fk::Identifier given(*gallery_, kEmb, o);
+  EXPECT_TRUE(given.identify(probe, &turned).known);
+  EXPECT_FLOAT_EQ(given.threshold_at_yaw(60), 0.75f);
+  o.turned_fpir_factor = 0;
+  EXPECT_THROW(fk::Identifier(*gallery_, kEmb, o), fk::Error);
+}
+
 TEST_F(IdentifierTest, EmptyGalleryAnswersUnknown) {
   fk::Identifier id(*gallery_, {"nobody", "0"}, options());
   const auto r = id.identify(centres_[0]);
