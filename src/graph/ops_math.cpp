@@ -71,7 +71,17 @@ void register_math_ops() {
   binary("LogicalAnd", [](const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); });
   binary("LogicalOr", [](const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); });
   // TF's Prelu: max(0, x) + alpha * min(0, x), alpha broadcast over the last axis.
-  binary("Prelu", [](const at::Tensor& x, const at::Tensor& a) { return at::relu(x) + a * at::clamp_max(x, 0); });
+  binary("Prelu", [](const at::Tensor& x, const at::Tensor& a) {
+    // ATen's prelu is one pass (the formula below makes three temporaries); it wants channels at dim 1.
+    if (x.dim() >= 2 && a.numel() == x.size(-1) && x.scalar_type() == a.scalar_type()) {
+      std::vector<int64_t> to(x.dim()), back(x.dim());
+      to[0] = 0, to[1] = x.dim() - 1;
+      for (int64_t d = 2; d < x.dim(); ++d) to[d] = d - 1;
+      for (int64_t d = 0; d < x.dim(); ++d) back[to[d]] = d;
+      return at::prelu(x.permute(to), a.reshape({-1})).permute(back);
+    }
+    return at::relu(x) + a * at::clamp_max(x, 0);
+  });
 
   unary("Identity", [](const at::Tensor& x) { return x; });
   unary("Relu", [](const at::Tensor& x) { return at::relu(x); });

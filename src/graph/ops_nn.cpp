@@ -33,6 +33,8 @@ at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& 
     case kRelu: return y.relu_();
     case kRelu6: return y.clamp_(0, 6);
     case kPrelu: {
+      // ATen's prelu is one pass; it wants channels at dim 1 (where convolutions and matmuls have them).
+      if (channel_dim == 1 && y.dim() >= 2 && alpha.numel() == y.size(1)) return at::prelu(y, alpha);
       std::vector<int64_t> shape(y.dim(), 1);
       shape[channel_dim] = alpha.numel();
       return at::relu(y) + alpha.reshape(shape) * at::clamp_max(y, 0);
