@@ -88,8 +88,6 @@ struct ModelManifest {
     /// arch "combined": which member model gives each attribute ("age", "gender", "group" -> model name).
     std::map<std::string, std::string> sources;
   } attributes;
-  /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
-  /// loaded from one (a model written by `facekit train`).
   /// Mesh landmarkers (arch "facemesh"): how many passes and how the next pass's crop is drawn from a mesh.
   struct Mesh {
     int passes = 1;             ///< each pass after the first crops around the previous pass's mesh
@@ -99,6 +97,8 @@ struct ModelManifest {
     std::vector<std::array<float, 2>> point_offsets;
     std::string point_offsets_source;
   } mesh;
+  /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
+  /// loaded from one (a model written by `facekit train`).
   std::filesystem::path dir;
 
   /// The path of the file with this role; throws Error(kModelCorrupt) if the manifest has none.
