@@ -18,6 +18,7 @@
 #include "facekit/identification_eval.hpp"
 #include "facekit/image.hpp"
 #include "gallery/atomic_file.hpp"
+#include "gallery/open_set.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -390,12 +391,13 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
       for (const auto& [k, yaw] : yaws)
         outcomes[k].threshold = cal->threshold_for(opt.fpir * turned_fpir_scale(yaw, io), r.gallery_people);
     r.calibrated = open_set_at(
-        outcomes, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir, &r.calibrated_source));
+        outcomes, detail::open_set_threshold(cal, embedder, clf_name, r.gallery_people, opt.fpir, &r.calibrated_source));
     std::vector<ProbeOutcome> turned;
     for (const auto& o : outcomes)
       if (o.turned) turned.push_back(o), ++(o.mated ? r.turned_mated : r.turned_nonmated);
     r.calibrated_turned = open_set_at(
-        turned, default_open_set_threshold(embedder, clf_name, r.gallery_people, opt.fpir * opt.turned_fpir_factor));
+        turned,
+        detail::open_set_threshold(cal, embedder, clf_name, r.gallery_people, opt.fpir * opt.turned_fpir_factor));
   }
   if (!ms.empty()) {
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());

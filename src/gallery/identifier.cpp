@@ -17,6 +17,7 @@
 #include "facekit/identify.hpp"
 #include "facekit/model.hpp"
 #include "gallery/atomic_file.hpp"
+#include "gallery/open_set.hpp"
 
 namespace facekit {
 namespace fs = std::filesystem;
@@ -106,9 +107,9 @@ void save_open_set_calibration(const fs::path& file, const EmbedderId& embedder,
   write_file_atomically(file, [&](std::ostream& os) { os << out.dump(2) << "\n"; });
 }
 
-float default_open_set_threshold(const EmbedderId& embedder, const std::string& classifier, std::int64_t people,
-                                 double fpir, std::string* source) {
-  if (auto c = load_open_set_calibration(embedder, classifier)) {
+float detail::open_set_threshold(const std::optional<OpenSetCalibration>& c, const EmbedderId& embedder,
+                                 const std::string& classifier, std::int64_t people, double fpir, std::string* source) {
+  if (c) {
     const float t = c->threshold_for(fpir, people);
     if (source) {
       char buf[160];
@@ -126,6 +127,12 @@ float default_open_set_threshold(const EmbedderId& embedder, const std::string& 
   }
   if (source) *source = "default 0.5 (no open-set calibration)";
   return 0.5f;
+}
+
+float default_open_set_threshold(const EmbedderId& embedder, const std::string& classifier, std::int64_t people,
+                                 double fpir, std::string* source) {
+  return detail::open_set_threshold(load_open_set_calibration(embedder, classifier), embedder, classifier, people,
+                                    fpir, source);
 }
 
 namespace {
@@ -557,8 +564,9 @@ RefreshReport Identifier::refresh() {
   // The default threshold depends on how many people a stranger is compared with.
   if (std::isnan(m.opt.threshold)) {
     const std::int64_t people = m.index ? m.index->label_count() : 0;
-    m.threshold = default_open_set_threshold(m.embedder, m.opt.classifier, people, m.opt.fpir, &m.threshold_source);
     m.calibration = load_open_set_calibration(m.embedder, m.opt.classifier);
+    m.threshold = detail::open_set_threshold(m.calibration, m.embedder, m.opt.classifier, people, m.opt.fpir,
+                                             &m.threshold_source);
     m.people = people;
   } else {
     m.calibration.reset();

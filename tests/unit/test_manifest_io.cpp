@@ -37,34 +37,31 @@ void expect_contains(const json& got, const json& want, const std::string& where
   }
 }
 
+// parse_manifest refuses `text` as corrupt, with `words` in its message.
+void expect_refused(const std::string& text, const std::string& words) {
+  try {
+    fk::parse_manifest(text, "m.json", ".");
+    ADD_FAILURE() << text << " was accepted";
+  } catch (const fk::Error& e) {
+    EXPECT_EQ(e.code(), fk::ErrorCode::kModelCorrupt) << text;
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
 TEST(ManifestParser, ANumberOutOfIntRangeIsRefused) {
   // scripts/fuzz: "size": 5.9e59 read into an int was undefined behaviour.
   const std::string base = R"({"name": "x", "kind": "detector", "arch": "ssd_mobilenetv1", "files": [], )";
   for (const char* bad : {R"("input": {"size": 5.9e59}})", R"("input": {"size": 4294967297}})",
-                          R"("input": {"size": -3e9}})", R"("landmark_box": [1, 1, 1e300, 0]})"}) {
-    try {
-      fk::parse_manifest(base + bad, "m.json", ".");
-      ADD_FAILURE() << bad << " was accepted";
-    } catch (const fk::Error& e) {
-      EXPECT_EQ(e.code(), fk::ErrorCode::kModelCorrupt) << bad;
-      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
-    }
-  }
+                          R"("input": {"size": -3e9}})", R"("landmark_box": [1, 1, 1e300, 0]})"})
+    expect_refused(base + bad, "out of range");
   EXPECT_EQ(fk::parse_manifest(base + R"("input": {"size": 416, "scale": 0.0078}})", "m.json", ".").input_size, 416);
 }
 
 TEST(ManifestParser, AMeshLandmarkerOutOfItsRangesIsRefused) {
   const std::string base = R"({"name": "x", "kind": "landmarker", "arch": "facemesh", "files": [], )";
   for (const char* bad : {R"("mesh": {"passes": 0}})", R"("mesh": {"passes": 9}})", R"("mesh": {"refine_scale": 0.1}})",
-                          R"("mesh": {"point_offsets": [[0, 0], [0.1, 0.2]]}})"}) {
-    try {
-      fk::parse_manifest(base + bad, "m.json", ".");
-      ADD_FAILURE() << bad << " was accepted";
-    } catch (const fk::Error& e) {
-      EXPECT_EQ(e.code(), fk::ErrorCode::kModelCorrupt) << bad;
-      EXPECT_NE(std::string(e.what()).find("mesh."), std::string::npos) << e.what();
-    }
-  }
+                          R"("mesh": {"point_offsets": [[0, 0], [0.1, 0.2]]}})"})
+    expect_refused(base + bad, "mesh.");
   const auto m = fk::load_manifest("facemesh");
   EXPECT_EQ(m.mesh.passes, 2);
   EXPECT_EQ(m.mesh.point_offsets.size(), 68u);
