@@ -95,15 +95,6 @@ void set_tf32(bool on) {
   at::globalContext().setAllowTF32CuBLAS(on);
 }
 
-// The network's weights in `dtype`, in place (as the library's bf16 embedder does).
-void cast_weights(const fd::DlibResNet& net, at::ScalarType dtype) {
-  if (dtype == at::kFloat) return;
-  for (auto& [name, t] : net.tensors()) {
-    at::Tensor live = t;
-    live.set_data(t.to(dtype).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
-  }
-}
-
 struct Chips {
   int n = 0, h = 0, w = 0;
   at::Tensor u8;  // [n, h, w, 3] on the host
@@ -204,7 +195,7 @@ int main(int argc, char** argv) {
       if (cuda) set_tf32(p == "tf32");
       const auto dt = dtype_of(p);
       fd::DlibResNet net(weights, device);
-      cast_weights(net, dt);
+      if (dt != at::kFloat) net.set_dtype(dt);
       auto embed = [&](const at::Tensor& x) {
         at::Tensor e = net.forward(x.to(dt)).to(at::kFloat);
         return e / e.norm(2, {1}, true).clamp_min(1e-12);

@@ -9,10 +9,8 @@
 // landmarks, FacePick::kMain, the embedder's alignment); the embedder runs with flip off, one view per chip.
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -20,42 +18,12 @@
 
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
+#include "facekit/eval.hpp"
 #include "facekit/image.hpp"
 #include "facekit/pipeline.hpp"
 
 namespace fs = std::filesystem;
 namespace fk = facekit;
-
-namespace {
-
-struct Pair {
-  std::string a, b;  // relative paths under the image root
-  bool same = false;
-};
-
-std::string lfw_path(const std::string& name, int n) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%04d", n);
-  return name + "/" + name + "_" + buf + ".jpg";
-}
-
-std::vector<Pair> read_pairs(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw fk::Error(fk::ErrorCode::kInvalidArgument, "cannot read " + file.string());
-  std::string line;
-  std::getline(in, line);  // "folds pairs-per-fold"
-  std::vector<Pair> pairs;
-  while (std::getline(in, line)) {
-    std::istringstream s(line);
-    std::vector<std::string> f;
-    for (std::string t; s >> t;) f.push_back(t);
-    if (f.size() == 3) pairs.push_back({lfw_path(f[0], std::stoi(f[1])), lfw_path(f[0], std::stoi(f[2])), true});
-    if (f.size() == 4) pairs.push_back({lfw_path(f[0], std::stoi(f[1])), lfw_path(f[2], std::stoi(f[3])), false});
-  }
-  return pairs;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> arg;
@@ -67,15 +35,15 @@ int main(int argc, char** argv) {
   try {
     const fs::path root = arg["--root"], out = arg["--out"];
     const size_t want = arg.count("--pairs-n") ? std::stoul(arg["--pairs-n"]) : 256;
-    const auto all = read_pairs(arg["--pairs"]);
-    std::vector<Pair> same, diff;
+    const auto all = fk::read_lfw_pairs(arg["--pairs"]);
+    std::vector<fk::LfwPair> same, diff;
     for (const auto& p : all) (p.same ? same : diff).push_back(p);
-    auto spread = [](const std::vector<Pair>& v, size_t k) {
-      std::vector<Pair> r;
+    auto spread = [](const std::vector<fk::LfwPair>& v, size_t k) {
+      std::vector<fk::LfwPair> r;
       for (size_t i = 0; i < k && !v.empty(); ++i) r.push_back(v[i * v.size() / k]);
       return r;
     };
-    std::vector<Pair> pairs = spread(same, want / 2);
+    std::vector<fk::LfwPair> pairs = spread(same, want / 2);
     for (auto& p : spread(diff, want - want / 2)) pairs.push_back(p);
 
     fk::PipelineOptions po;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds bench/gpu_bench.cpp (facekit_gpu_bench) against the CUDA libtorch of the machine's Python torch, for a
 # lent GPU machine (no OpenCV, no CMake package needed there): the OpenCV and nlohmann-json headers come from
-# INCLUDE_DIR (bench/gpu/pack.sh copies them from this machine). Only the library's network code is compiled;
-# --gc-sections drops the few functions that would need OpenCV's libraries (image batches, thread settings).
+# INCLUDE_DIR (bench/gpu/pack.sh copies them from this machine). Only the library's network code is compiled
+# (src/nn/opencv_bridge.cpp, the part that needs OpenCV's libraries, is left out); --gc-sections drops the loaders
+# in those files that reach into the rest of the library (weights.cpp's load_model_weights: model manifests).
 #   bench/gpu/build.sh OUT_DIR INCLUDE_DIR
 # Torch is found through python3 unless TORCH_INCLUDES (-I flags) and TORCH_LIBDIR are set.
 set -euo pipefail

@@ -103,6 +103,13 @@ TensorMap DlibResNet::tensors() const {
   return m;
 }
 
+void DlibResNet::set_dtype(at::ScalarType dtype) {
+  for (auto& [name, t] : tensors()) {
+    at::Tensor live = t;  // shares the network's tensor: set_data changes the weight itself
+    live.set_data(t.to(dtype).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+  }
+}
+
 void DlibResNet::add_projection() { proj_ = at::eye(128, at::TensorOptions().device(device_)); }
 
 at::Tensor DlibResNet::stem(const at::Tensor& x) const {

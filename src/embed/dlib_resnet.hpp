@@ -28,6 +28,9 @@ class DlibResNet {
   /// The live weight tensors by name ("stem.w", "b3.conv1.b", "fc", "proj", ...): the same tensors the
   /// network runs with, so a trainer may set requires_grad on them and update them in place.
   TensorMap tensors() const;
+  /// Converts every weight to `dtype` in place (bf16 or fp16 inference: forward() then wants input of that type);
+  /// 4-D filters stay channels-last.
+  void set_dtype(at::ScalarType dtype);
   /// Adds a 128x128 projection after fc, initialised to the identity (the embedding is unchanged until trained).
   void add_projection();
   const at::Device& device() const { return device_; }

@@ -102,14 +102,7 @@ class DlibResNetEmbedder final : public NetEmbedder {
         net_(m.arch == "dlib_resnet29_tuned" ? DlibResNet::from_folded(load_trained_weights(m), nn::parse_device(opt.device))
                                              : DlibResNet(load_model_weights(m), nn::parse_device(opt.device))),
         bf16_(std::string(resolve_precision(opt.precision)) == "bf16") {
-    if (bf16_) {
-      // In place: tensors() are the network's live weights.
-      for (auto& [name, t] : net_.tensors()) {
-        at::Tensor live = t;
-        live.set_data(t.to(at::kBFloat16).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast
-                                                                  : at::MemoryFormat::Contiguous));
-      }
-    }
+    if (bf16_) net_.set_dtype(at::kBFloat16);
   }
 
  private:

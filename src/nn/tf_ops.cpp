@@ -7,8 +7,6 @@
 #include <cpuid.h>
 #endif
 
-#include <ATen/Parallel.h>
-
 namespace facekit::nn {
 
 at::Tensor conv_weight_from_tf(const at::Tensor& w) { return w.permute({3, 2, 0, 1}).contiguous(); }
