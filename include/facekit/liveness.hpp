@@ -1,7 +1,8 @@
 #pragma once
 // Active liveness: one face followed through a video (a file or a folder of frames); blinks from the eye
-// aspect ratio, head turns from the yaw (both from the 68 landmarks, quality.hpp), optional challenges to do
-// in order, a per-frame passive score from any single-image anti-spoofing model, and a verdict with evidence.
+// aspect ratio, head turns from the yaw (both from face-api's 68 landmarks: GeometryMeter, quality.hpp),
+// optional challenges to do in order, a per-frame passive score from any single-image anti-spoofing model,
+// and a verdict with evidence.
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -69,6 +70,9 @@ struct ActiveLivenessOptions {
   /// baseline yaw: face-api's landmarks widen the eyes of a turned face (EAR 0.25 -> 0.36 at 20 degrees on
   /// the test clip), which would make the frontal frames between two turns look closed.
   float blink_max_yaw_deg = 10.f;
+  /// The landmarker whose points give each frame's EAR and yaw (GeometryMeter, quality.hpp); empty: the
+  /// pipeline's own landmarks. The ratios and angles here were set on face-api's net.
+  std::string geometry_landmarker = defaults::kGeometryLandmarker;
 
   // Head turns: yaw relative to the baseline (the median yaw of the track's first `baseline_frames`).
   float turn_yaw_deg = 15.f;  ///< a turn reaches at least this many degrees from the baseline...

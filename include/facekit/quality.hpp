@@ -32,6 +32,37 @@ float eye_aspect_ratio(const Landmarks68& pts, bool image_left);
 /// The mean of both eyes' ratios.
 float eye_aspect_ratio(const Landmarks68& pts);
 
+/// Head pose and eye state of one face.
+struct FaceGeometry {
+  HeadPose pose;
+  float eye_aspect_ratio = 0;  ///< the mean of both eyes'
+};
+
+/// Measures head pose and eye state with the points of the landmarker that the eye and liveness rules were set
+/// on (face-api's 68-point net), run on the face's box, whatever landmarker the pipeline aligns with.
+/// FaceMesh's eyelid vertices do not follow the lids: the shut-eyed LFW photo of the tests
+/// (Atal_Bihari_Vajpayee_0007) reads an EAR of 0.19 with them (face-api's net: 0.15), and 41 of LFW View 1's
+/// 3,443 training faces read below 0.17, mostly open-eyed (face-api's net: one). Its yaw reads about 1.09x
+/// face-api's (correlation 0.97 on those faces), but frontal photos turned by a few degrees more: Vajpayee_0005
+/// -14.6 against -7.9 degrees, which halves a liveness turn measured from it. The network is loaded on first
+/// use. Thread safety: measure() is safe to call from several threads at once.
+class GeometryMeter {
+ public:
+  /// `landmarker`: a registered landmarker name; empty: measure on the face's own landmarks.
+  explicit GeometryMeter(std::string landmarker = defaults::kGeometryLandmarker,
+                         std::string device = defaults::kDevice);
+  ~GeometryMeter();
+  GeometryMeter(const GeometryMeter&) = delete;
+  GeometryMeter& operator=(const GeometryMeter&) = delete;
+  /// The face must carry landmarks when the meter has no landmarker.
+  FaceGeometry measure(const Image& rgb, const Face& face) const;
+  const std::string& landmarker() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 enum class QualityLevel { kGood, kFair, kPoor };
 const char* to_string(QualityLevel level);
 
@@ -59,8 +90,12 @@ struct QualityOptions {
   /// token photo; LFW's faces have about 41; the embedders lose accuracy below about 25).
   float eye_distance_fair = 30.f, eye_distance_poor = 18.f;
   /// Eyes: the mean eye aspect ratio below this is "eyes closed" (poor for enrolment). Of 2,000 LFW faces
-  /// (median 0.30) only two read below 0.19, both with the eyes shut or nearly.
+  /// (median 0.30) only two read below 0.19, both with the eyes shut or nearly (face-api's points).
   float eyes_closed_ear = 0.17f;
+  /// The landmarker whose eye points measure that ratio, run on the face's box (GeometryMeter); empty: the
+  /// face's own landmarks. The threshold belongs to face-api's net. (Pose is the face's own landmarks':
+  /// with FaceMesh's, cfp-dev open-set FPIR 1.09% against 1.60% with face-api's; docs/results.md.)
+  std::string eye_landmarker = defaults::kGeometryLandmarker;
   /// Border: the face counts as cut when the box of its 68 points, grown by this fraction of its size on
   /// each side, leaves the image by more than `border_cut_fraction` of its area. 0: an ID-style crop whose
   /// jaw and brows touch the frame is whole (a margin of 0.1 called every tightly cropped face "cut"); a face
@@ -100,7 +135,8 @@ class QualityAssessor {
   virtual const std::string& name() const = 0;
 };
 
-/// "classic": the measures above, computed with OpenCV from the photo and the 68 landmarks (no network).
+/// "classic": the measures above, computed with OpenCV from the photo and the 68 landmarks; the eyes from the
+/// eye landmarker's points (QualityOptions::eye_landmarker).
 /// Throws Error(kNotFound) for an unknown name, Error(kInvalidArgument) for inconsistent options.
 std::unique_ptr<QualityAssessor> create_quality_assessor(const std::string& name = defaults::kQualityAssessor,
                                                          const QualityOptions& options = {});

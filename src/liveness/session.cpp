@@ -1,19 +1,23 @@
-// Active liveness: detection and IoU tracking of one face through frames, per-frame EAR, pose, passive score.
+// Active liveness: detection and IoU tracking of one face through frames, per-frame EAR and pose (GeometryMeter),
+// passive score.
 #include "facekit/error.hpp"
 #include "facekit/liveness.hpp"
 
 namespace facekit {
 
 struct ActiveLivenessSession::Impl {
+  Impl(const FacePipeline& p, ActiveLivenessOptions o)
+      : pipeline(p), options(std::move(o)), geometry(options.geometry_landmarker) {}
   const FacePipeline& pipeline;
   ActiveLivenessOptions options;
+  GeometryMeter geometry;
   std::vector<FrameObservation> frames;
   int track = -1, next_track = 0, lost = 0;
   Box last_box;
 };
 
 ActiveLivenessSession::ActiveLivenessSession(const FacePipeline& pipeline, ActiveLivenessOptions options)
-    : impl_(std::make_unique<Impl>(Impl{pipeline, std::move(options), {}, -1, 0, 0, {}})) {
+    : impl_(std::make_unique<Impl>(pipeline, std::move(options))) {
   if (impl_->options.track_iou <= 0 || impl_->options.track_iou > 1 || impl_->options.max_lost_frames < 0 ||
       impl_->options.blink_close_ratio >= impl_->options.blink_open_ratio || impl_->options.turn_yaw_deg <= 0 ||
       impl_->options.challenge_window_s <= 0)
@@ -51,8 +55,9 @@ const FrameObservation& ActiveLivenessSession::push(const Image& rgb, double tim
     s.last_box = chosen->box;
     ob.track = s.track;
     ob.box = chosen->box;
-    ob.ear = eye_aspect_ratio(*chosen->landmarks);
-    ob.pose = estimate_head_pose(*chosen->landmarks, rgb.size());
+    const FaceGeometry geo = s.geometry.measure(rgb, *chosen);
+    ob.ear = geo.eye_aspect_ratio;
+    ob.pose = geo.pose;
     if (s.options.passive) ob.passive = s.options.passive(rgb, *chosen);
   }
   s.frames.push_back(ob);

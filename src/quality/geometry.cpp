@@ -1,11 +1,14 @@
-// Head pose and eye aspect ratio from the 68 landmarks: shared by the quality assessor and active liveness.
+// Head pose and eye aspect ratio from the 68 landmarks, and GeometryMeter, which measures them with the
+// landmarker the rules were set on: shared by the quality assessor and active liveness.
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include <opencv2/calib3d.hpp>
 
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
+#include "facekit/landmarker.hpp"
 #include "facekit/quality.hpp"
 
 namespace facekit {
@@ -58,6 +61,33 @@ float eye_aspect_ratio(const Landmarks68& pts, bool image_left) {
 
 float eye_aspect_ratio(const Landmarks68& pts) {
   return 0.5f * (eye_aspect_ratio(pts, true) + eye_aspect_ratio(pts, false));
+}
+
+struct GeometryMeter::Impl {
+  std::string name, device;
+  mutable std::once_flag once;
+  mutable std::unique_ptr<Landmarker> net;
+};
+
+GeometryMeter::GeometryMeter(std::string landmarker, std::string device) : impl_(std::make_unique<Impl>()) {
+  impl_->name = std::move(landmarker);
+  impl_->device = std::move(device);
+}
+GeometryMeter::~GeometryMeter() = default;
+
+const std::string& GeometryMeter::landmarker() const { return impl_->name; }
+
+FaceGeometry GeometryMeter::measure(const Image& rgb, const Face& face) const {
+  Landmarks68 pts;
+  if (impl_->name.empty()) {
+    if (!face.landmarks) throw Error(ErrorCode::kInvalidArgument, "face geometry: the face has no landmarks");
+    pts = *face.landmarks;
+  } else {
+    // An unknown name throws here, at first use, and again at the next call (call_once retries).
+    std::call_once(impl_->once, [&] { impl_->net = create_landmarker(impl_->name, {impl_->device}); });
+    pts = impl_->net->landmarks(rgb, {face.box}).at(0);
+  }
+  return {estimate_head_pose(pts, rgb.size()), eye_aspect_ratio(pts)};
 }
 
 }  // namespace facekit

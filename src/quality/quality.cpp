@@ -1,4 +1,5 @@
-// The "classic" quality assessor: OpenCV measures on the photo, an aligned grey chip and the 68 landmarks.
+// The "classic" quality assessor: OpenCV measures on the photo, an aligned grey chip and the 68 landmarks;
+// the eyes' openness from the eye landmarker's points (GeometryMeter).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -61,7 +62,7 @@ struct Grader {
 
 class ClassicQuality final : public QualityAssessor {
  public:
-  explicit ClassicQuality(const QualityOptions& o) : o_(o) {
+  explicit ClassicQuality(const QualityOptions& o) : o_(o), eyes_(o.eye_landmarker) {
     auto ordered = [](float fair, float poor, bool higher_better) {
       return higher_better ? poor < fair : fair < poor;
     };
@@ -102,7 +103,7 @@ class ClassicQuality final : public QualityAssessor {
     q.sharpness = static_cast<float>(sd[0]);
 
     q.pose = estimate_head_pose(pts, rgb.size());
-    q.eye_aspect_ratio = eye_aspect_ratio(pts);
+    q.eye_aspect_ratio = eyes_.measure(rgb, face).eye_aspect_ratio;
     q.eyes_open = q.eye_aspect_ratio >= o_.eyes_closed_ear;
     cv::Point2f l(0, 0), r(0, 0);
     for (int i = 0; i < 6; ++i) l += pts[36 + i] / 6.f, r += pts[42 + i] / 6.f;
@@ -149,6 +150,7 @@ class ClassicQuality final : public QualityAssessor {
 
  private:
   QualityOptions o_;
+  GeometryMeter eyes_;
   AlignmentTemplate tpl_;
   std::string name_ = "classic";
 };

@@ -178,7 +178,8 @@ TEST(QualityDegradation, AnIdStyleCropToTheFaceIsNotCut) {
 }
 
 TEST(QualityDegradation, ClosedEyesAreFlaggedOnARealPhoto) {
-  // LFW: Atal Bihari Vajpayee with his eyes shut (0007) and open (0005).
+  // LFW: Atal Bihari Vajpayee with his eyes shut (0007) and open (0005). The pipeline's FaceMesh points read
+  // 0.19 on the shut eyes; the assessor measures eyes on face-api's points (GeometryMeter): 0.15.
   const fs::path d = kLfw / "Atal_Bihari_Vajpayee";
   if (!fs::exists(d / "Atal_Bihari_Vajpayee_0007.jpg")) GTEST_SKIP() << "LFW not present at " << kLfw;
   const Photo shut = photo(d / "Atal_Bihari_Vajpayee_0007.jpg"), open = photo(d / "Atal_Bihari_Vajpayee_0005.jpg");

@@ -223,3 +223,32 @@ TEST(QualityGeometry, RollIsTheInPlaneAngleOfTheLandmarksAndPositiveClockwise) {
     EXPECT_NEAR(fk::estimate_head_pose(p, cv::Size(640, 480)).roll, deg, 0.01) << deg;
   }
 }
+
+TEST(QualityGeometry, AMeterWithoutLandmarkerMeasuresTheFacesOwnPointsAndAnUnknownOneIsNotFound) {
+  fk::Face face;
+  face.box = {0, 0, 40, 40};
+  const fk::Image img(48, 64, CV_8UC3, cv::Scalar::all(0));
+  const fk::GeometryMeter own("");
+  try {
+    own.measure(img, face);
+    ADD_FAILURE() << "a face without landmarks was measured";
+  } catch (const fk::Error& e) {
+    EXPECT_EQ(e.code(), fk::ErrorCode::kInvalidArgument) << e.what();
+  }
+  fk::Landmarks68 p{};
+  p[36] = {0, 0}, p[37] = {3, -2}, p[38] = {7, -1}, p[39] = {10, 0}, p[40] = {7, 1}, p[41] = {3, 2};
+  p[42] = {20, 0}, p[43] = {22, -1}, p[44] = {26, -1}, p[45] = {28, 0}, p[46] = {26, 1}, p[47] = {22, 1};
+  face.landmarks = p;
+  EXPECT_NEAR(own.measure(img, face).eye_aspect_ratio, 0.275f, 1e-6);
+  EXPECT_EQ(fk::GeometryMeter().landmarker(), "face_landmark_68");
+  // The network is made at first use: an unknown name fails there, each time, with the registry's error.
+  const fk::GeometryMeter unknown("no_such_landmarker");
+  for (int i = 0; i < 2; ++i) {
+    try {
+      unknown.measure(img, face);
+      ADD_FAILURE() << "an unknown landmarker measured";
+    } catch (const fk::Error& e) {
+      EXPECT_EQ(e.code(), fk::ErrorCode::kNotFound) << e.what();
+    }
+  }
+}
