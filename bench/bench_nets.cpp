@@ -48,10 +48,7 @@ BENCHMARK(BM_DlibResNet)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMi
 void BM_DlibResNetBf16(benchmark::State& state) {
   static const fk::detail::DlibResNet net = [] {
     fk::detail::DlibResNet n(weights("dlib_resnet"), at::kCPU);
-    for (auto& [name, t] : n.tensors()) {
-      auto v = t;
-      v.set_data(t.to(at::kBFloat16).contiguous(t.dim() == 4 ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
-    }
+    n.set_dtype(at::kBFloat16);
     return n;
   }();
   c10::InferenceMode guard;
@@ -61,6 +58,15 @@ void BM_DlibResNetBf16(benchmark::State& state) {
   state.counters["faces_per_s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_DlibResNetBf16)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
+
+// int8: oneDNN's quantised kernels (VNNI where the CPU has it), the shipped activation ranges; float input.
+void BM_DlibResNetInt8(benchmark::State& state) {
+  static const fk::detail::DlibResNet net(weights("dlib_resnet"), at::kCPU);
+  static const fk::detail::DlibResNetInt8 q8(
+      net, fk::detail::read_int8_ranges((fk::share_dir() / "int8" / "dlib_resnet.json").string()));
+  run_net(state, q8, 150);
+}
+BENCHMARK(BM_DlibResNetInt8)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
 
 void BM_Landmark68(benchmark::State& state) {
   static const fk::detail::Landmark68Net net(weights("face_landmark_68"), at::kCPU);

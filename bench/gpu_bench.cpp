@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -141,7 +142,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) arg[argv[i]] = argv[i + 1];
   if (!arg.count("--data") || !arg.count("--models") || !arg.count("--manifests")) {
     std::fprintf(stderr, "usage: %s --data DIR --models MODELS --manifests share/models [--device cuda] "
-                         "[--precisions fp32,tf32,fp16,bf16] [--batches 1,16,512] [--graphs a,b] [--json FILE]\n",
+                         "[--precisions fp32,tf32,fp16,bf16,int8] [--batches 1,16,512] [--graphs a,b] [--json FILE]\n"
+                         "       [--int8-ranges FILE (default share/int8/dlib_resnet.json)]\n"
+                         "       [--calibrate-int8 OUT --note TEXT: write the int8 activation ranges measured on --data's chips]\n",
                  argv[0]);
     return 2;
   }
@@ -176,6 +179,32 @@ int main(int argc, char** argv) {
 
     const auto weights = fd::load_faceapi_weights(models / "face-api/face_recognition_model-weights_manifest.json");
     const at::Tensor all_x = normalise(chips.u8.to(device), mean_dev, scale).contiguous(at::MemoryFormat::ChannelsLast);
+    if (arg.count("--calibrate-int8")) {
+      // The fp32 network's min and max of every activation the int8 network quantises, over all chips.
+      const fd::DlibResNet net(weights, at::kCPU);
+      std::vector<std::pair<float, float>> r;
+      for (int64_t s = 0; s < chips.n; s += 64) {
+        size_t k = 0;
+        const fd::DlibResNet::Observer see = [&](const at::Tensor& t) {
+          const float lo = t.min().item<float>(), hi = t.max().item<float>();
+          if (k == r.size()) r.emplace_back(lo, hi);
+          else r[k] = {std::min(r[k].first, lo), std::max(r[k].second, hi)};
+          ++k;
+        };
+        (void)net.blocks(net.stem(all_x.slice(0, s, std::min<int64_t>(chips.n, s + 64)).to(at::kCPU), &see), 0,
+                         net.num_blocks(), &see);
+      }
+      const json head = {{"model", "dlib_resnet"},
+                         {"source", "facekit_gpu_bench --calibrate-int8: min and max of each activation of the fp32 "
+                                    "network (DlibResNet::Observer's order) over " + std::to_string(chips.n) +
+                                    " chips: " + arg["--note"]}};
+      std::ofstream f(arg["--calibrate-int8"]);
+      f << "{\n \"model\": " << head["model"].dump() << ",\n \"source\": " << head["source"].dump() << ",\n \"ranges\": [";
+      for (size_t i = 0; i < r.size(); ++i) f << (i ? ",\n  " : "\n  ") << json({r[i].first, r[i].second}).dump();
+      f << "\n ]\n}\n";
+      std::printf("%zu activation ranges over %d chips -> %s\n", r.size(), chips.n, arg["--calibrate-int8"].c_str());
+      return 0;
+    }
     // Reference decisions: the library's CPU fp32 embeddings.
     auto decide = [&](const at::Tensor& e) {
       int correct = 0;
@@ -196,8 +225,13 @@ int main(int argc, char** argv) {
       const auto dt = dtype_of(p);
       fd::DlibResNet net(weights, device);
       if (dt != at::kFloat) net.set_dtype(dt);
+      std::unique_ptr<fd::DlibResNetInt8> int8;
+      if (p == "int8")
+        int8 = std::make_unique<fd::DlibResNetInt8>(
+            net, fd::read_int8_ranges(arg.count("--int8-ranges") ? arg["--int8-ranges"]
+                                                                  : (manifests / ".." / "int8" / "dlib_resnet.json").string()));
       auto embed = [&](const at::Tensor& x) {
-        at::Tensor e = net.forward(x.to(dt)).to(at::kFloat);
+        at::Tensor e = (int8 ? int8->forward(x) : net.forward(x.to(dt))).to(at::kFloat);
         return e / e.norm(2, {1}, true).clamp_min(1e-12);
       };
       // Accuracy: every chip, batches of 128.

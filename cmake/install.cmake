@@ -1,11 +1,12 @@
 # Installation: the library, its headers, the CLI, the data files and the downloaded models, with a CMake package
 # (find_package(facekit) -> facekit::facekit) and a pkg-config file. Components, as a Debian split would use them:
-#   Runtime      libfacekit.so.X.Y, the facekit binary, ${CMAKE_INSTALL_DATADIR}/facekit/{models,gallery}
+#   Runtime      libfacekit.so.X.Y, the facekit binary, ${CMAKE_INSTALL_DATADIR}/facekit/{models,gallery,int8}
 #   Development  headers, the libfacekit.so link, lib/cmake/facekit, lib/pkgconfig/facekit.pc
 #   Models       the weight files of share/models/models.lock, from models/ (fetched by scripts/setup)
 # Installed data layout (the library finds it relative to its own file, see include/facekit/model.hpp):
 #   share/facekit/models/*.json, models.lock   the manifests (share/models in the source tree)
 #   share/facekit/gallery/open_set.json         open-set calibration (share/gallery)
+#   share/facekit/int8/dlib_resnet.json         int8 activation ranges (share/int8)
 #   share/facekit/weights/<package>/...         the model files (models/ in the source tree)
 include(CMakePackageConfigHelpers)
 
@@ -19,7 +20,7 @@ install(TARGETS facekit EXPORT facekitTargets
 install(TARGETS facekit_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT Runtime)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/facekit DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         COMPONENT Development FILES_MATCHING PATTERN "*.hpp")
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/share/models ${PROJECT_SOURCE_DIR}/share/gallery
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/share/models ${PROJECT_SOURCE_DIR}/share/gallery ${PROJECT_SOURCE_DIR}/share/int8
         DESTINATION ${FACEKIT_INSTALL_DATADIR} COMPONENT Runtime
         FILES_MATCHING PATTERN "*.json" PATTERN "models.lock")
 

@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(cli::input_size(true));
   app.add_option("--precision", c.precision,
-                 "embedder arithmetic: fp32, bf16 (dlib_resnet; fast on CPUs with AVX512-BF16 or AMX) or auto")
-      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+                 "embedder arithmetic: fp32, bf16 (dlib_resnet; fast on CPUs with AVX512-BF16 or AMX), int8 (dlib_resnet "
+                 "on the CPU; fast with VNNI) or auto (never int8)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}))
       ->capture_default_str();
   app.add_option("--calibration", c.calibration,
                  "distance -> P(same) map from this file (facekit calibrate) instead of the embedder's own")

@@ -22,7 +22,8 @@ cuda_libs=""
 [ -e "$TORCH_LIBDIR/libtorch_cuda.so" ] && cuda_libs="-ltorch_cuda -lc10_cuda"
 flags="-O2 -std=c++20 -fPIC -ffunction-sections -fdata-sections -Wno-deprecated-declarations -Wno-deprecated-enum-enum-conversion -Iinclude -Isrc
        -I$inc -I$inc/opencv4 $TORCH_INCLUDES ${EXTRA_FLAGS:-}"
-core=(src/core/error.cpp src/model/weights.cpp src/nn/tf_ops.cpp src/embed/dlib_resnet.cpp src/align/landmark68_net.cpp)
+core=(src/core/error.cpp src/model/weights.cpp src/nn/tf_ops.cpp src/embed/dlib_resnet.cpp src/embed/dlib_resnet_int8.cpp
+      src/align/landmark68_net.cpp)
 graph=(src/graph/graph_model.cpp src/graph/ops_array.cpp src/graph/ops_math.cpp src/graph/ops_nn.cpp)
 compile() {  # compile SRC [extra flags]: prints the object's path, or nothing when it fails
   local src=$1; shift

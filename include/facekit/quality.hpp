@@ -94,7 +94,7 @@ struct QualityOptions {
   float eyes_closed_ear = 0.17f;
   /// The landmarker whose eye points measure that ratio, run on the face's box (GeometryMeter); empty: the
   /// face's own landmarks. The threshold belongs to face-api's net. (Pose is the face's own landmarks':
-  /// with FaceMesh's, cfp-dev open-set FPIR 1.09% against 1.60% with face-api's; docs/results.md.)
+  /// with FaceMesh's, cfp-dev open-set FPIR 1.03% against 1.60% with face-api's; docs/results.md.)
   std::string eye_landmarker = defaults::kGeometryLandmarker;
   /// Border: the face counts as cut when the box of its 68 points, grown by this fraction of its size on
   /// each side, leaves the image by more than `border_cut_fraction` of its area. 0: an ID-style crop whose

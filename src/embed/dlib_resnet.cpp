@@ -112,15 +112,19 @@ void DlibResNet::set_dtype(at::ScalarType dtype) {
 
 void DlibResNet::add_projection() { proj_ = at::eye(128, at::TensorOptions().device(device_)); }
 
-at::Tensor DlibResNet::stem(const at::Tensor& x) const {
-  at::Tensor out = stem_(x.contiguous(at::MemoryFormat::ChannelsLast)).relu_();
+at::Tensor DlibResNet::stem(const at::Tensor& x, const Observer* observe) const {
+  const at::Tensor in = x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor out = stem_(in).relu_();
+  if (observe) (*observe)(in), (*observe)(out);
   return at::max_pool2d(out, {3, 3}, {2, 2});
 }
 
-at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end) const {
+at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end, const Observer* observe) const {
   for (int i = begin; i < end; ++i) {
     const auto& b = blocks_[i];
-    at::Tensor y = b.conv2(b.conv1(out).relu_());
+    at::Tensor y1 = b.conv1(out).relu_();
+    at::Tensor y = b.conv2(y1);
+    if (observe) (*observe)(y1), (*observe)(y);
     at::Tensor shortcut = out;
     if (b.down) {
       shortcut = at::avg_pool2d(out, {2, 2}, {2, 2});
@@ -131,6 +135,7 @@ at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end) const {
       if (dc > 0) shortcut = at::constant_pad_nd(shortcut, {0, 0, 0, 0, 0, dc}, 0);
     }
     out = (y + shortcut).relu_();
+    if (observe) (*observe)(out);
   }
   return out;
 }

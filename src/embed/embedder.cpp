@@ -7,6 +7,7 @@
 
 #include "embed/dlib_resnet.hpp"
 #include "embed/small_cnn.hpp"
+#include "facekit/model.hpp"
 #include "graph/graph_model.hpp"
 #include "onnx/onnx_net.hpp"
 #include "model/model_files.hpp"
@@ -103,15 +104,19 @@ class DlibResNetEmbedder final : public NetEmbedder {
                                              : DlibResNet(load_model_weights(m), nn::parse_device(opt.device))),
         bf16_(std::string(resolve_precision(opt.precision)) == "bf16") {
     if (bf16_) net_.set_dtype(at::kBFloat16);
+    if (opt.precision == "int8")
+      int8_ = std::make_unique<DlibResNetInt8>(net_, read_int8_ranges((share_dir() / "int8" / (m.name + ".json")).string()));
   }
 
  private:
   at::Tensor forward(const at::Tensor& x) const override {
+    if (int8_) return int8_->forward(x);
     return bf16_ ? net_.forward(x.to(at::kBFloat16)) : net_.forward(x);
   }
   const at::Device& device() const override { return net_.device(); }
   DlibResNet net_;
   bool bf16_;
+  std::unique_ptr<DlibResNetInt8> int8_;
 };
 
 // facekit's small CNN trained from scratch (src/embed/small_cnn.hpp).
@@ -267,6 +272,9 @@ std::unique_ptr<Embedder> create_embedder(const std::string& name, const Embedde
   if (options.precision == "bf16" && m.arch != "dlib_resnet29" && m.arch != "dlib_resnet29_tuned" && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (only dlib_resnet so far); use "
                                              "--precision fp32 or auto");
+  if (options.precision == "int8" && m.arch != "dlib_resnet29")
+    throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no int8 version (only the stock dlib_resnet, "
+                                             "whose activation ranges are calibrated); use --precision fp32 or auto");
   auto e = embedder_registry().create(m.arch, m, options);
   // A fusion aligns each member itself and has no chip to batch: its members, made with these options, batch.
   if (options.batch_across_calls && m.arch != "fusion") return detail::make_batching_embedder(std::move(e), options);

@@ -67,8 +67,9 @@ bool cpu_has_native_bf16() {
 const char* resolve_precision(const std::string& p) {
   if (p == "fp32") return "fp32";
   if (p == "bf16") return "bf16";
+  if (p == "int8") return "int8";  // asked for only: never what "auto" picks
   if (p == "auto") return cpu_has_native_bf16() ? "bf16" : "fp32";
-  throw Error(ErrorCode::kInvalidArgument, "precision must be fp32, bf16 or auto, not '" + p + "'");
+  throw Error(ErrorCode::kInvalidArgument, "precision must be fp32, bf16, int8 or auto, not '" + p + "'");
 }
 
 }  // namespace facekit

@@ -1,6 +1,9 @@
 // Reference tier: each ported network against the TF.js reference's tensors on the same input
 // (tests/data/golden, made by ../shared/ref-js). Tolerance: 1e-4 max abs difference.
+#include <algorithm>
 #include <fstream>
+#include <functional>
+#include <iostream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -9,6 +12,7 @@
 #include "detect/ssd_mobilenetv1.hpp"
 #include "embed/dlib_resnet.hpp"
 #include "facekit/detector.hpp"
+#include "facekit/error.hpp"
 #include "facekit/image.hpp"
 #include "facekit/model.hpp"
 
@@ -130,6 +134,59 @@ TEST_P(FaceParity, BatchedEqualsSingle) {
   const auto both = net.forward(at::cat({a, b}, 0));
   EXPECT_LT(max_abs(both[0], net.forward(a)[0]), 1e-5);
   EXPECT_LT(max_abs(both[1], net.forward(b)[0]), 1e-5);
+}
+
+TEST_P(FaceParity, ObserverSeesTheInt8ActivationsAndForwardIsUnchanged) {
+  // The observer sees the 44 activations DlibResNetInt8 quantises, in its order, without changing the result;
+  // the int8 network stays within cosine 0.995 of fp32 on the golden face, and with made-up ranges in the
+  // wrong order it does not (so the ranges file is what makes int8 right).
+  c10::InferenceMode guard;
+  fk::detail::DlibResNet net(weights("dlib_resnet"), at::kCPU);
+  const auto x = prepare(read_f32(GetParam() + "_recog_input_150.f32", {1, 150, 150, 3}), kFaceApiMean, 1 / 255.f);
+  std::vector<std::pair<float, float>> seen;
+  const fk::detail::DlibResNet::Observer see = [&](const at::Tensor& t) {
+    seen.emplace_back(t.min().item<float>(), t.max().item<float>());
+  };
+  const at::Tensor observed = net.head(net.blocks(net.stem(x, &see), 0, net.num_blocks(), &see));
+  ASSERT_EQ(seen.size(), static_cast<size_t>(fk::detail::DlibResNetInt8::kActivations));
+  EXPECT_LT(max_abs(observed, net.forward(x)), 1e-6);
+  EXPECT_FLOAT_EQ(seen[0].first, x.min().item<float>());  // the input comes first
+  for (size_t i = 1; i < seen.size(); i += 3) EXPECT_GE(seen[i].first, 0.f) << i;  // ReLU outputs: stem, conv1s
+  if (!fk::detail::DlibResNetInt8::available()) GTEST_SKIP() << "libtorch has no oneDNN quantised engine";
+  auto cosine = [&](const at::Tensor& a, const at::Tensor& b) {
+    return (a * b).sum().item<double>() / (a.norm().item<double>() * b.norm().item<double>());
+  };
+  const auto ranges = fk::detail::read_int8_ranges((fk::share_dir() / "int8" / "dlib_resnet.json").string());
+  const fk::detail::DlibResNetInt8 q8(net, ranges);
+  const double c = cosine(q8.forward(x), net.forward(x));
+  std::cout << GetParam() << ": int8 vs fp32 cosine " << c << "\n";
+  EXPECT_GT(c, 0.995);
+  auto reversed = ranges;
+  std::reverse(reversed.begin(), reversed.end());
+  EXPECT_LT(cosine(fk::detail::DlibResNetInt8(net, reversed).forward(x), net.forward(x)), 0.99);
+}
+
+TEST(Int8, BadRangesAreRefused) {
+  c10::InferenceMode guard;
+  fk::detail::DlibResNet net(weights("dlib_resnet"), at::kCPU);
+  auto code = [&](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const fk::Error& e) {
+      return e.code();
+    }
+    return fk::ErrorCode::kInternal;  // nothing thrown
+  };
+  EXPECT_EQ(code([&] { fk::detail::DlibResNetInt8(net, {{0.f, 1.f}}); }), fk::ErrorCode::kInvalidArgument);
+  std::vector<std::pair<float, float>> r(fk::detail::DlibResNetInt8::kActivations, {0.f, 1.f});
+  r[5] = {2.f, 1.f};
+  EXPECT_EQ(code([&] { fk::detail::DlibResNetInt8(net, r); }), fk::ErrorCode::kInvalidArgument);
+  const fs::path dir = fs::temp_directory_path() / "fk_int8_ranges";
+  fs::create_directories(dir);
+  EXPECT_EQ(code([&] { fk::detail::read_int8_ranges((dir / "absent.json").string()); }), fk::ErrorCode::kModelMissing);
+  std::ofstream(dir / "bad.json") << "{\"ranges\": [[0, \"x\"]]}";
+  EXPECT_EQ(code([&] { fk::detail::read_int8_ranges((dir / "bad.json").string()); }), fk::ErrorCode::kModelCorrupt);
+  fs::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, FaceParity, ::testing::Values("sample1_face0", "lfw_face0"));
