@@ -27,8 +27,8 @@ struct EmbedderOptions {
   /// or AMX about 1.9x faster at batch 1 and 3.5x at batch 16 for the dlib ResNet, embeddings within cosine
   /// 0.9999 of fp32 on 1,000 LFW faces, LFW and cfp-dev accuracy within 0.11 point; emulated, and slower,
   /// elsewhere); "int8" (the stock dlib ResNet only, CPU only, through oneDNN's quantised kernels: on an
-  /// Ice Lake core with VNNI 2.6-2.9x fp32's speed, embeddings within cosine 0.9987 of fp32 on 4,000 LFW
-  /// faces, a few pair decisions in 2,000 changed; never chosen by "auto"); "auto" (bf16 where the CPU has it
+  /// Ice Lake core with VNNI 2.3-2.8x fp32's speed, embeddings within cosine 0.9987 of fp32 on 4,000 LFW
+  /// chips, LFW -0.05 and cfp-dev FP -0.25 point; never chosen by "auto"); "auto" (bf16 where the CPU has it
   /// natively, else fp32). Only the dlib ResNet embedders have bf16 so far: the others run fp32 under "auto"
   /// and refuse "bf16" and "int8".
   std::string precision = "auto";

@@ -60,8 +60,9 @@ class DlibResNet {
 /// The dlib ResNet in int8 on the CPU (oneDNN's quantised kernels: VNNI where the CPU has it): filters int8 per
 /// output channel, activations uint8 per tensor with ranges measured once on calibration chips (the fp32
 /// network's min/max over LFW View 1 training chips, share/int8/dlib_resnet.json), the residual add quantised,
-/// the pooling and fc in fp32. On an Ice Lake core 2.6-2.9x fp32's speed at batch 1 and 16; embeddings within
-/// cosine 0.9987 of fp32's (docs/results.md). Thread safety: forward() may run on several threads at once.
+/// the pooling and fc in fp32. On an Ice Lake core 2.8x fp32's speed at batch 1, 2.3x at 16; embeddings within
+/// cosine 0.9987 of fp32's (docs/results.md). Thread safety: forward() may run on several threads at once
+/// (`bench lfw --workers 2` does).
 class DlibResNetInt8 {
  public:
   static constexpr int kActivations = 44;
