@@ -76,7 +76,7 @@ DlibResNetInt8::DlibResNetInt8(const DlibResNet& net, const std::vector<std::pai
                                                  std::to_string(kActivations));
   for (const auto& [lo, hi] : ranges)
     if (!(lo <= hi)) throw Error(ErrorCode::kInvalidArgument, "int8: an activation range has min > max (or NaN)");
-  if (net.has_projection() || !net.device().is_cpu())
+  if (net.has_projection() || !net.device().is_cpu() || 2 + 3 * net.blocks_.size() != kActivations)
     throw Error(ErrorCode::kInvalidArgument, "int8 runs the stock dlib ResNet on the CPU only");
   // The engine is process-wide; nothing else in facekit uses quantised operators.
   at::globalContext().setQEngine(at::QEngine::ONEDNN);
