@@ -63,7 +63,7 @@ BENCHMARK(BM_DlibResNetBf16)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark:
 void BM_DlibResNetInt8(benchmark::State& state) {
   static const fk::detail::DlibResNet net(weights("dlib_resnet"), at::kCPU);
   static const fk::detail::DlibResNetInt8 q8(
-      net, fk::detail::read_int8_ranges((fk::share_dir() / "int8" / "dlib_resnet.json").string()));
+      net, fk::detail::read_int8_ranges(fk::detail::int8_ranges_path("dlib_resnet")));
   run_net(state, q8, 150);
 }
 BENCHMARK(BM_DlibResNetInt8)->ArgName("batch")->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);

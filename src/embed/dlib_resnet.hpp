@@ -82,5 +82,8 @@ class DlibResNetInt8 {
 
 /// Reads the int8 ranges file (share/int8/dlib_resnet.json: {"ranges": [[min, max] x 44], ...}).
 std::vector<std::pair<float, float>> read_int8_ranges(const std::string& path);
+/// Where the shipped ranges of embedder `model` are: share_dir()/int8/<model>.json (defined in embedder.cpp,
+/// outside what bench/gpu/build.sh compiles).
+std::string int8_ranges_path(const std::string& model);
 
 }  // namespace facekit::detail

@@ -16,6 +16,9 @@
 
 namespace facekit {
 namespace detail {
+
+std::string int8_ranges_path(const std::string& model) { return (share_dir() / "int8" / (model + ".json")).string(); }
+
 namespace {
 
 // Fixed small perturbations (degrees, scale, shift as a fraction of the chip) in the range dlib's
@@ -105,7 +108,7 @@ class DlibResNetEmbedder final : public NetEmbedder {
         bf16_(std::string(resolve_precision(opt.precision)) == "bf16") {
     if (bf16_) net_.set_dtype(at::kBFloat16);
     if (opt.precision == "int8")
-      int8_ = std::make_unique<DlibResNetInt8>(net_, read_int8_ranges((share_dir() / "int8" / (m.name + ".json")).string()));
+      int8_ = std::make_unique<DlibResNetInt8>(net_, read_int8_ranges(int8_ranges_path(m.name)));
   }
 
  private:

@@ -156,7 +156,7 @@ TEST_P(FaceParity, ObserverSeesTheInt8ActivationsAndForwardIsUnchanged) {
   auto cosine = [&](const at::Tensor& a, const at::Tensor& b) {
     return (a * b).sum().item<double>() / (a.norm().item<double>() * b.norm().item<double>());
   };
-  const auto ranges = fk::detail::read_int8_ranges((fk::share_dir() / "int8" / "dlib_resnet.json").string());
+  const auto ranges = fk::detail::read_int8_ranges(fk::detail::int8_ranges_path("dlib_resnet"));
   const fk::detail::DlibResNetInt8 q8(net, ranges);
   const double c = cosine(q8.forward(x), net.forward(x));
   std::cout << GetParam() << ": int8 vs fp32 cosine " << c << "\n";
