@@ -130,6 +130,7 @@ void BM_GraphEmbedder(benchmark::State& state, const char* name) {
 BENCHMARK_CAPTURE(BM_GraphEmbedder, mobilefacenet, "mobilefacenet")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GraphEmbedder, mobileface, "mobileface")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GraphEmbedder, faceres, "faceres")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_GraphEmbedder, mobilefacenet_tflite, "mobilefacenet_tflite")->Unit(benchmark::kMillisecond);
 // The same loop for the ONNX embedder (OpenCV DNN) and, as its baseline in the same run, the dlib ResNet.
 BENCHMARK_CAPTURE(BM_GraphEmbedder, faceplugin_onnx, "faceplugin")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_GraphEmbedder, dlib_resnet, "dlib_resnet")->Unit(benchmark::kMillisecond);

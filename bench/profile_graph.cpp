@@ -1,7 +1,8 @@
 // Where a graph model spends its time: per op type, summed over the graph, median over runs.
 //   build/bench/facekit_profile_graph blazeface-back [runs]
 // Single-threaded unless FACEKIT_BENCH_THREADS says otherwise; input is random, at the manifest's size.
-// FACEKIT_GRAPH_NO_FUSION=1 profiles the graph without load-time fusion, for A/B comparisons.
+// FACEKIT_GRAPH_NO_FUSION=1 profiles the graph without load-time fusion, for A/B comparisons;
+// FACEKIT_PROFILE_NODES=1 times each node (name and shapes) instead of each op type.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>

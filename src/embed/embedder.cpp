@@ -207,24 +207,27 @@ class FusionEmbedder final : public Embedder {
   }
 
   std::vector<Embedding> embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const override {
-    std::vector<Embedding> out(faces.size());
-    for (size_t k = 0; k < members_.size(); ++k) {
-      const auto e = members_[k]->embed_faces(rgb, faces);
-      for (size_t i = 0; i < faces.size(); ++i)
-        for (float v : e[i]) out[i].push_back(v * weights_[k]);
-    }
-    for (auto& e : out) {
-      double n = 0;
-      for (float v : e) n += double(v) * v;
-      const float inv = static_cast<float>(1.0 / std::max(std::sqrt(n), 1e-12));
-      for (float& v : e) v *= inv;
-    }
-    return out;
+    return embed_faces_batch({rgb}, {faces}).at(0);
   }
+  // Each member batches the faces of all the photos (its network calls carry the whole batch).
   std::vector<std::vector<Embedding>> embed_faces_batch(const std::vector<Image>& images,
                                                         const std::vector<std::vector<Landmarks68>>& faces) const override {
-    std::vector<std::vector<Embedding>> out;
-    for (size_t i = 0; i < images.size(); ++i) out.push_back(embed_faces(images[i], faces.at(i)));
+    if (images.size() != faces.size()) throw Error(ErrorCode::kInvalidArgument, "embed_faces_batch: one face list per image");
+    std::vector<std::vector<Embedding>> out(images.size());
+    for (size_t i = 0; i < images.size(); ++i) out[i].resize(faces[i].size());
+    for (size_t k = 0; k < members_.size(); ++k) {
+      const auto e = members_[k]->embed_faces_batch(images, faces);
+      for (size_t i = 0; i < images.size(); ++i)
+        for (size_t j = 0; j < faces[i].size(); ++j)
+          for (float v : e.at(i).at(j)) out[i][j].push_back(v * weights_[k]);
+    }
+    for (auto& per_image : out)
+      for (auto& e : per_image) {
+        double n = 0;
+        for (float v : e) n += double(v) * v;
+        const float inv = static_cast<float>(1.0 / std::max(std::sqrt(n), 1e-12));
+        for (float& v : e) v *= inv;
+      }
     return out;
   }
   std::vector<Embedding> embed(const std::vector<Image>&) const override {

@@ -12,6 +12,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "facekit/error.hpp"
+#include "graph/tflite_reader.hpp"
 
 namespace facekit::graph {
 namespace fs = std::filesystem;
@@ -166,15 +167,22 @@ std::pair<int, int> GraphModel::resolve(const std::string& ref) const {
 GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
     : name_(model_json.stem().string()), device_(device) {
   json j;
-  try {
-    j = json::parse(read_file(model_json));
-  } catch (const json::exception& e) {
-    throw Error(ErrorCode::kModelCorrupt, model_json.string() + " is not valid JSON: " + e.what());
-  }
   c10::InferenceMode guard;
   std::map<std::string, at::Tensor> weights;
+  const bool tflite = model_json.extension() == ".tflite";
+  if (tflite) {
+    TfliteGraph t = read_tflite(read_file(model_json), model_json.filename().string());
+    j = {{"modelTopology", {{"node", std::move(t.nodes)}}}};
+    weights = std::move(t.weights);
+  } else {
+    try {
+      j = json::parse(read_file(model_json));
+    } catch (const json::exception& e) {
+      throw Error(ErrorCode::kModelCorrupt, model_json.string() + " is not valid JSON: " + e.what());
+    }
+  }
   try {
-    weights = load_weights(j.at("weightsManifest"), model_json.parent_path());
+    if (!tflite) weights = load_weights(j.at("weightsManifest"), model_json.parent_path());
     const auto& jn = j.at("modelTopology").at("node");
     for (const auto& n : jn) {
       Node node;
@@ -223,9 +231,7 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
   const std::vector<int> topo = depth_first(roots, [](int) { return true; });
 
   // Fold constant sub-graphs, let kernels prepare (e.g. convert filters), and plan buffer lifetimes.
-  for (int k : topo) {
-    Node& node = nodes_[k];
-    if (node.is_const() || node.op == "Placeholder") continue;
+  auto prepare = [&](Node& node, int k) {
     std::vector<const at::Tensor*> cin;
     bool all_const = true;
     for (const auto& [src, idx] : node.inputs) {
@@ -238,10 +244,21 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
       for (const auto* t : cin) ins.push_back(*t);
       if (node.kernel->prepare) node.kernel->prepare(node, cin);
       node.constant = node.kernel->run(OpCall{node, ins});
-      continue;
+      return;
     }
     if (node.kernel->prepare) node.kernel->prepare(node, cin);
     order_.push_back(k);
+  };
+  for (int k : topo) {
+    Node& node = nodes_[k];
+    if (node.is_const() || node.op == "Placeholder") continue;
+    try {
+      prepare(node, k);
+    } catch (const c10::Error& e) {
+      // Constants of impossible shapes reach ATen here (a damaged file): a model error, not a crash.
+      throw Error(ErrorCode::kModelCorrupt, name_ + ": node " + node.name + " (" + node.op + ") cannot be prepared: " +
+                                                e.what_without_backtrace());
+    }
   }
   std::set<int> outs;
   for (const auto& o : output_names_) outs.insert(index_.at(o));
@@ -368,7 +385,16 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
     const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       slots[order_[step]] = node.kernel->run(OpCall{node, args});
-      if (prof) (*prof)[node.op] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      // FACEKIT_PROFILE_NODES=1: time each node (op, name, input and filter shapes) rather than each op type.
+      static const bool per_node = std::getenv("FACEKIT_PROFILE_NODES") != nullptr;
+      std::string key = node.op;
+      if (per_node && prof) {
+        std::ostringstream os;
+        os << node.op << " " << node.name << " " << (args.empty() ? std::string() : c10::str(args[0].sizes()));
+        if (!node.prepared.empty() && node.prepared[0].defined()) os << " w" << node.prepared[0].sizes();
+        key = os.str();
+      }
+      if (prof) (*prof)[key] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::kInvalidArgument, name_ + ": op " + node.op + " (" + node.name + ") failed: " +
                                                    e.what_without_backtrace());

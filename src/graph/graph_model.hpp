@@ -76,8 +76,9 @@ struct Node {
 
 class GraphModel {
  public:
-  /// Loads model.json and its shards (looked up beside it). Throws facekit::Error (kModelMissing,
-  /// kModelCorrupt, kInvalidArgument for an unsupported op) with the model and op named.
+  /// Loads model.json and its shards (looked up beside it), or a float .tflite file (tflite_reader.hpp).
+  /// Throws facekit::Error (kModelMissing, kModelCorrupt, kInvalidArgument for an unsupported op) with the
+  /// model and op named.
   explicit GraphModel(const std::filesystem::path& model_json, const at::Device& device = at::kCPU);
 
   /// Runs the graph. `inputs` maps placeholder names to tensors (float32 NHWC); returns the requested

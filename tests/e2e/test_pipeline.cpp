@@ -149,10 +149,10 @@ TEST_P(Embedders, UnitLengthOfTheManifestDimensionAndSelfDistanceZero) {
   EXPECT_LT(fk::l2_distance(faces[0].embedding, again[0].embedding), 1e-5);
 }
 
-// The ONNX embedder (OpenCV DNN) at its manifest threshold: strangers apart, a turned photo of one man together.
-TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
+// An embedder at its manifest threshold: strangers apart, a turned photo of one man together.
+static void expect_strangers_apart_and_a_turned_photo_together(const std::string& embedder) {
   fk::PipelineOptions o;
-  o.embedder = "faceplugin";
+  o.embedder = embedder;
   const fk::FacePipeline p(o);
   const float t = p.embedder().threshold();
   const auto faces = p.analyze(fk::load_image(kDemo / "sample1.jpg"));
@@ -166,9 +166,19 @@ TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
   EXPECT_LT(fk::l2_distance(a.embedding, b.embedding), t);
 }
 
+// The ONNX embedder (OpenCV DNN).
+TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
+  expect_strangers_apart_and_a_turned_photo_together("faceplugin");
+}
+
+// The TFLite embedder (facekit's reader on the graph runtime).
+TEST(TfliteEmbedder, MobileFaceNetSeparatesStrangersAndKeepsARotatedPhoto) {
+  expect_strangers_apart_and_a_turned_photo_together("mobilefacenet_tflite");
+}
+
 INSTANTIATE_TEST_SUITE_P(All, Embedders,
                          ::testing::Values("dlib_resnet", "mobileface", "faceres", "mobilefacenet", "fusion",
-                                           "faceplugin", "dlib_faceplugin"));
+                                           "faceplugin", "dlib_faceplugin", "mobilefacenet_tflite"));
 
 // BlazeFace sees a photo at its own aspect ratio (anchors generated for the padded grid, not a square
 // letterbox): the same faces must come back, mapped to the same place, however wide or tall the canvas.
