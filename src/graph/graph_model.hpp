@@ -71,6 +71,8 @@ struct Node {
   /// Set by the load-time fusion of conv -> Add -> Relu: the kernel adds its last input (the residual) to
   /// its result and applies Relu, in place (ResNet/BlazeFace blocks; saves two passes and two buffers).
   bool residual_relu = false;
+  /// Kernel-specific load-time state that is not a tensor (ops_nn.cpp: XNNPACK's prepacked convolutions).
+  std::shared_ptr<void> state;
   bool is_const() const { return !constant.empty(); }
 };
 

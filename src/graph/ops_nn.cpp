@@ -1,6 +1,12 @@
 // Neural-network ops: convolutions (plain, depthwise, fused), matrix products, pooling, resizing.
 // Image tensors are NHWC; convolutions see them as NCHW through a permute, i.e. channels-last memory.
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
+#include <mutex>
+
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include "graph/ops_util.hpp"
 #include "nn/tf_ops.hpp"
@@ -46,6 +52,90 @@ at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& 
   }
 }
 
+// XNNPACK (in libtorch, through its prepacked ops) beats oneDNN on some dense convolutions of these small
+// models and loses on others (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp, one node against itself: 0.2-0.5x
+// the time on 3x3 to 8x8 maps, where oneDNN's per-call cost dominates, and 0.78x on BlazeFace's 128x128x24
+// maps, but up to 1.9x on MobileFaceNet's 28x28 and 56x56 projections); depthwise ones are ~15% slower and
+// it fuses only a clamp (no PReLU). So it is offered to dense convolutions with no activation, ReLU or ReLU6
+// whose padding does not depend on the input, and each such node times both on its first input and keeps the
+// faster (FACEKIT_GRAPH_NO_XNNPACK=1: oneDNN only). Where the other is faster, the two agree to ~1e-5. An XNNPACK operator keeps the buffers of the call it is
+// running, so a context serves one call at a time: each concurrent caller takes its own from a pool that grows
+// to the number of callers, rather than waiting for the others.
+class XnnpackConv {
+ public:
+  enum Choice : int { kUndecided, kOnednn, kXnnpack };
+  Choice choice() const { return static_cast<Choice>(choice_.load(std::memory_order_relaxed)); }
+  // Runs both (each once to warm up, then three times in turn), keeps the faster by its best time, and
+  // returns XNNPACK's result.
+  at::Tensor decide(const at::Tensor& x, const std::function<at::Tensor()>& onednn) {
+    at::Tensor y = run(x);
+    onednn();
+    double tx = 1e30, to = 1e30;
+    for (int r = 0; r < 3; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      run(x);
+      auto t1 = std::chrono::steady_clock::now();
+      onednn();
+      auto t2 = std::chrono::steady_clock::now();
+      tx = std::min(tx, std::chrono::duration<double>(t1 - t0).count());
+      to = std::min(to, std::chrono::duration<double>(t2 - t1).count());
+    }
+    choice_.store(tx < to ? kXnnpack : kOnednn, std::memory_order_relaxed);
+    return y;
+  }
+  static std::shared_ptr<XnnpackConv> make(const at::Tensor& w, const at::Tensor& bias, std::vector<int64_t> stride,
+                                           std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t act) {
+    static const bool off = std::getenv("FACEKIT_GRAPH_NO_XNNPACK") != nullptr;
+    // Absent where libtorch was built without XNNPACK: oneDNN then runs everything.
+    static const auto prepack = c10::Dispatcher::singleton().findSchema({"prepacked::conv2d_clamp_prepack", ""});
+    if (off || !prepack || !w.is_cpu() || w.scalar_type() != at::kFloat) return nullptr;
+    auto x = std::make_shared<XnnpackConv>();
+    x->prepack_ = &*prepack;
+    x->args_ = {w.contiguous(), bias.defined() ? c10::IValue(bias.contiguous()) : c10::IValue(), c10::List<int64_t>(stride),
+                c10::List<int64_t>(padding), c10::List<int64_t>(dilation), int64_t{1},
+                act == kNone ? c10::IValue() : c10::IValue(at::Scalar(0.0)),
+                act == kRelu6 ? c10::IValue(at::Scalar(6.0)) : c10::IValue()};
+    try {
+      x->release(x->acquire());  // packs once now: a build whose XNNPACK cannot start falls back to oneDNN
+    } catch (const c10::Error&) {
+      return nullptr;
+    }
+    return x;
+  }
+  at::Tensor run(const at::Tensor& nchw_channels_last) {
+    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("prepacked::conv2d_clamp_run", "");
+    c10::IValue ctx = acquire();
+    std::vector<c10::IValue> stack{nchw_channels_last, ctx};
+    op.callBoxed(&stack);
+    release(std::move(ctx));
+    return stack.at(0).toTensor();
+  }
+
+ private:
+  c10::IValue acquire() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!free_.empty()) {
+        c10::IValue v = std::move(free_.back());
+        free_.pop_back();
+        return v;
+      }
+    }
+    std::vector<c10::IValue> stack = args_;
+    prepack_->callBoxed(&stack);
+    return stack.at(0);
+  }
+  void release(c10::IValue v) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(v));
+  }
+  const c10::OperatorHandle* prepack_ = nullptr;
+  std::atomic<int> choice_{kUndecided};
+  std::vector<c10::IValue> args_;
+  std::mutex mutex_;
+  std::vector<c10::IValue> free_;
+};
+
 void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depthwise) {
   const auto strides = n.attr.ints("strides");
   auto dil = n.attr.ints("dilations");
@@ -85,9 +175,18 @@ void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depth
     if (cin.size() < 4 || !cin[3]) op_error(n, "prelu alpha must be constant");
     n.prepared[2] = cin[3]->reshape({-1});
   }
+  // Padding fixed at load: VALID, symmetric EXPLICIT, or SAME at stride 1 with an odd kernel (dilation 1).
+  const bool same_fixed = p[kPadMode] == 0 && p[kSh] == 1 && p[kSw] == 1 && p[kDh] == 1 && p[kDw] == 1 &&
+                          f.size(0) % 2 == 1 && f.size(1) % 2 == 1;
+  const bool fixed = p[kPadMode] == 1 || (p[kPadMode] == 2 && p[kPt] == p[kPb] && p[kPl] == p[kPr]);
+  if (!depthwise && (p[kAct] == kNone || p[kAct] == kRelu || p[kAct] == kRelu6) && (same_fixed || fixed)) {
+    const int64_t ph = same_fixed ? (f.size(0) - 1) / 2 : p[kPt], pw = same_fixed ? (f.size(1) - 1) / 2 : p[kPl];
+    n.state = XnnpackConv::make(n.prepared[0], n.prepared[1], {p[kSh], p[kSw]}, {ph, pw}, {p[kDh], p[kDw]}, p[kAct]);
+  }
 }
 
-std::vector<at::Tensor> run_conv(const OpCall& c) {
+// oneDNN's convolution of the node's input, with the node's activation (not its residual).
+at::Tensor conv_onednn(const OpCall& c) {
   const auto& p = c.node.params;
   const at::Tensor& w = c.node.prepared[0];
   // oneDNN's fast kernels need channels-last input; anything else (a strided view, a padded copy) would
@@ -114,14 +213,25 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
                                               at::IntArrayRef{p[kDh], p[kDw]}, groups)
                      : at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
                                   at::IntArrayRef{p[kDh], p[kDw]}, groups);
-  y = activate(c.node, y, p[kAct], c.node.prepared[2], 1);
+  return activate(c.node, y, p[kAct], c.node.prepared[2], 1);
+}
+
+std::vector<at::Tensor> run_conv(const OpCall& c) {
+  at::Tensor y;
+  auto* xnn = static_cast<XnnpackConv*>(c.node.state.get());
+  if (xnn && arg(c, 0).is_cpu() && arg(c, 0).scalar_type() == at::kFloat && xnn->choice() != XnnpackConv::kOnednn) {
+    const at::Tensor x = arg(c, 0).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);
+    y = xnn->choice() == XnnpackConv::kXnnpack ? xnn->run(x) : xnn->decide(x, [&] { return conv_onednn(c); });
+  } else {
+    y = conv_onednn(c);
+  }
   if (c.node.residual_relu) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
     if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)})
       op_error(c.node, "residual shape does not match the convolution's output");
-    y.add_(res.permute({0, 3, 1, 2})).relu_();
+    at::_add_relu_(y, res.permute({0, 3, 1, 2}));  // one pass (add and relu)
   }
-  return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when oneDNN returned channels-last
+  return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when the convolution returned channels-last
 }
 
 // params: [transpose_a, transpose_b, activation]

@@ -3,6 +3,7 @@
 // `graph.mjs --dump` on its reproducible "ramp" input). Tolerance: max |ours - TF.js| <= 1e-4 x max |TF.js|
 // for each output.
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -65,16 +66,45 @@ TEST_P(GraphParity, MatchesTfjs) {
   const auto range = meta["range"].get<std::vector<double>>();
   std::vector<std::string> names;
   for (const auto& o : meta["outputs"]) names.push_back(o["name"]);
-  const auto outs = g.run({{g.input_names().at(0), ramp(in_shape, range[0], range[1])}}, names);
-  ASSERT_EQ(outs.size(), names.size());
-  for (size_t k = 0; k < names.size(); ++k) {
-    const auto shape = meta["tensors"]["output" + std::to_string(k)]["shape"].get<std::vector<int64_t>>();
-    const at::Tensor ref = read_f32(kGolden / name / ("output" + std::to_string(k) + ".f32"), shape);
-    const at::Tensor got = outs[k].to(at::kFloat).contiguous().reshape(shape);
-    const double scale = std::max(ref.abs().max().item<double>(), 1e-6);
-    const double err = (got - ref).abs().max().item<double>();
-    EXPECT_LE(err, 1e-4 * scale) << name << " output " << names[k] << ": max abs error " << err << ", scale " << scale;
+  // Twice: the first run's dense convolutions answer with XNNPACK while each times both backends (ops_nn.cpp);
+  // the second runs whichever each chose.
+  for (int run = 0; run < 2; ++run) {
+    const auto outs = g.run({{g.input_names().at(0), ramp(in_shape, range[0], range[1])}}, names);
+    ASSERT_EQ(outs.size(), names.size());
+    for (size_t k = 0; k < names.size(); ++k) {
+      const auto shape = meta["tensors"]["output" + std::to_string(k)]["shape"].get<std::vector<int64_t>>();
+      const at::Tensor ref = read_f32(kGolden / name / ("output" + std::to_string(k) + ".f32"), shape);
+      const at::Tensor got = outs[k].to(at::kFloat).contiguous().reshape(shape);
+      const double scale = std::max(ref.abs().max().item<double>(), 1e-6);
+      const double err = (got - ref).abs().max().item<double>();
+      EXPECT_LE(err, 1e-4 * scale) << name << " output " << names[k] << " (run " << run << "): max abs error " << err
+                                   << ", scale " << scale;
+    }
   }
+}
+
+// GraphModel::run is const and called from several threads at once (bench workers, the server): each caller
+// must get its own answer, including through XNNPACK, whose operators remember their last call's buffers.
+TEST(GraphConcurrency, CallersAtOnceEachGetTheirOwnAnswer) {
+  const fs::path model = facekit::models_dir() / "human-models" / "blazeface-back.json";
+  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing: run scripts/setup";
+  const facekit::graph::GraphModel g(model);
+  const std::vector<at::Tensor> inputs = {ramp({1, 256, 256, 3}, -1, 1), ramp({1, 256, 256, 3}, 1, -0.5)};
+  std::vector<std::vector<at::Tensor>> expected;
+  for (const auto& x : inputs) g.run(x);  // the backends are chosen on the first calls
+  for (const auto& x : inputs) expected.push_back(g.run(x));
+  std::vector<int> wrong(inputs.size(), 0);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < inputs.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        const auto got = g.run(inputs[t]);
+        for (size_t k = 0; k < got.size(); ++k)
+          if (!at::allclose(got[k], expected[t][k], 1e-5, 1e-5)) ++wrong[t];
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < inputs.size(); ++t) EXPECT_EQ(wrong[t], 0) << "caller " << t;
 }
 
 INSTANTIATE_TEST_SUITE_P(HumanModels, GraphParity, ::testing::ValuesIn(golden_models()),
