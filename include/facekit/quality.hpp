@@ -56,6 +56,8 @@ class GeometryMeter {
   GeometryMeter& operator=(const GeometryMeter&) = delete;
   /// The face must carry landmarks when the meter has no landmarker.
   FaceGeometry measure(const Image& rgb, const Face& face) const;
+  /// The 68 points the measures are taken on (the meter's landmarker's, on the face's box).
+  Landmarks68 points(const Image& rgb, const Face& face) const;
   const std::string& landmarker() const;
 
  private:

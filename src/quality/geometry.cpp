@@ -77,16 +77,18 @@ GeometryMeter::~GeometryMeter() = default;
 
 const std::string& GeometryMeter::landmarker() const { return impl_->name; }
 
-FaceGeometry GeometryMeter::measure(const Image& rgb, const Face& face) const {
-  Landmarks68 pts;
+Landmarks68 GeometryMeter::points(const Image& rgb, const Face& face) const {
   if (impl_->name.empty()) {
     if (!face.landmarks) throw Error(ErrorCode::kInvalidArgument, "face geometry: the face has no landmarks");
-    pts = *face.landmarks;
-  } else {
-    // An unknown name throws here, at first use, and again at the next call (call_once retries).
-    std::call_once(impl_->once, [&] { impl_->net = create_landmarker(impl_->name, {impl_->device}); });
-    pts = impl_->net->landmarks(rgb, {face.box}).at(0);
+    return *face.landmarks;
   }
+  // An unknown name throws here, at first use, and again at the next call (call_once retries).
+  std::call_once(impl_->once, [&] { impl_->net = create_landmarker(impl_->name, {impl_->device}); });
+  return impl_->net->landmarks(rgb, {face.box}).at(0);
+}
+
+FaceGeometry GeometryMeter::measure(const Image& rgb, const Face& face) const {
+  const Landmarks68 pts = points(rgb, face);
   return {estimate_head_pose(pts, rgb.size()), eye_aspect_ratio(pts)};
 }
 

@@ -103,7 +103,7 @@ class ClassicQuality final : public QualityAssessor {
     q.sharpness = static_cast<float>(sd[0]);
 
     q.pose = estimate_head_pose(pts, rgb.size());
-    q.eye_aspect_ratio = eyes_.measure(rgb, face).eye_aspect_ratio;
+    q.eye_aspect_ratio = eye_aspect_ratio(eyes_.points(rgb, face));  // its pose is not wanted here
     q.eyes_open = q.eye_aspect_ratio >= o_.eyes_closed_ear;
     cv::Point2f l(0, 0), r(0, 0);
     for (int i = 0; i < 6; ++i) l += pts[36 + i] / 6.f, r += pts[42 + i] / 6.f;
