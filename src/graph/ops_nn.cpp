@@ -52,15 +52,15 @@ at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& 
   }
 }
 
-// XNNPACK (in libtorch, through its prepacked ops) beats oneDNN on some dense convolutions of these small
-// models and loses on others (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp, one node against itself: 0.2-0.5x
-// the time on 3x3 to 8x8 maps, where oneDNN's per-call cost dominates, and 0.78x on BlazeFace's 128x128x24
-// maps, but up to 1.9x on MobileFaceNet's 28x28 and 56x56 projections); depthwise ones are ~15% slower and
-// it fuses only a clamp (no PReLU). So it is offered to dense convolutions with no activation, ReLU or ReLU6
-// whose padding does not depend on the input, and each such node times both on its first input and keeps the
-// faster (FACEKIT_GRAPH_NO_XNNPACK=1: oneDNN only). Where the other is faster, the two agree to ~1e-5. An XNNPACK operator keeps the buffers of the call it is
-// running, so a context serves one call at a time: each concurrent caller takes its own from a pool that grows
-// to the number of callers, rather than waiting for the others.
+// XNNPACK (in libtorch, through its prepacked ops) beats oneDNN on some convolutions of these small models and
+// loses on others (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp, one node against itself: 0.2-0.5x the time
+// on 3x3 to 8x8 maps, where oneDNN's per-call cost of >= 30 us dominates, but up to 1.9x on MobileFaceNet's
+// 28x28 and 56x56 projections; docs/results.md), and it fuses only a clamp (no PReLU). So every convolution,
+// dense or depthwise, with no activation, ReLU or ReLU6 and a padding that does not depend on the input times
+// both on its first input and keeps the faster (FACEKIT_GRAPH_NO_XNNPACK=1: oneDNN only); the two agree to
+// ~1e-5. An XNNPACK operator keeps the buffers of the call it is running, so a context serves one call at a
+// time: each concurrent caller takes its own from a pool that grows to the number of callers, rather than
+// waiting for the others.
 class XnnpackConv {
  public:
   enum Choice : int { kUndecided, kOnednn, kXnnpack };
@@ -84,7 +84,8 @@ class XnnpackConv {
     return y;
   }
   static std::shared_ptr<XnnpackConv> make(const at::Tensor& w, const at::Tensor& bias, std::vector<int64_t> stride,
-                                           std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t act) {
+                                           std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups,
+                                           int64_t act) {
     static const bool off = std::getenv("FACEKIT_GRAPH_NO_XNNPACK") != nullptr;
     // Absent where libtorch was built without XNNPACK: oneDNN then runs everything.
     static const auto prepack = c10::Dispatcher::singleton().findSchema({"prepacked::conv2d_clamp_prepack", ""});
@@ -92,7 +93,7 @@ class XnnpackConv {
     auto x = std::make_shared<XnnpackConv>();
     x->prepack_ = &*prepack;
     x->args_ = {w.contiguous(), bias.defined() ? c10::IValue(bias.contiguous()) : c10::IValue(), c10::List<int64_t>(stride),
-                c10::List<int64_t>(padding), c10::List<int64_t>(dilation), int64_t{1},
+                c10::List<int64_t>(padding), c10::List<int64_t>(dilation), groups,
                 act == kNone ? c10::IValue() : c10::IValue(at::Scalar(0.0)),
                 act == kRelu6 ? c10::IValue(at::Scalar(6.0)) : c10::IValue()};
     try {
@@ -179,9 +180,10 @@ void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depth
   const bool same_fixed = p[kPadMode] == 0 && p[kSh] == 1 && p[kSw] == 1 && p[kDh] == 1 && p[kDw] == 1 &&
                           f.size(0) % 2 == 1 && f.size(1) % 2 == 1;
   const bool fixed = p[kPadMode] == 1 || (p[kPadMode] == 2 && p[kPt] == p[kPb] && p[kPl] == p[kPr]);
-  if (!depthwise && (p[kAct] == kNone || p[kAct] == kRelu || p[kAct] == kRelu6) && (same_fixed || fixed)) {
+  if ((p[kAct] == kNone || p[kAct] == kRelu || p[kAct] == kRelu6) && (same_fixed || fixed)) {
     const int64_t ph = same_fixed ? (f.size(0) - 1) / 2 : p[kPt], pw = same_fixed ? (f.size(1) - 1) / 2 : p[kPl];
-    n.state = XnnpackConv::make(n.prepared[0], n.prepared[1], {p[kSh], p[kSw]}, {ph, pw}, {p[kDh], p[kDw]}, p[kAct]);
+    n.state = XnnpackConv::make(n.prepared[0], n.prepared[1], {p[kSh], p[kSw]}, {ph, pw}, {p[kDh], p[kDw]},
+                                  depthwise ? f.size(2) : 1, p[kAct]);
   }
 }
 
