@@ -1,9 +1,6 @@
 // Neural-network ops: convolutions (plain, depthwise, fused), matrix products, pooling, resizing.
 // Image tensors are NHWC; convolutions see them as NCHW through a permute, i.e. channels-last memory.
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
-#include <functional>
 #include <mutex>
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -52,37 +49,21 @@ at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& 
   }
 }
 
-// XNNPACK (in libtorch, through its prepacked ops) beats oneDNN on some convolutions of these small models and
-// loses on others (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp, one node against itself: 0.2-0.5x the time
-// on 3x3 to 8x8 maps, where oneDNN's per-call cost of >= 30 us dominates, but up to 1.9x on MobileFaceNet's
-// 28x28 and 56x56 projections; docs/results.md), and it fuses only a clamp (no PReLU). So every convolution,
-// dense or depthwise, with no activation, ReLU or ReLU6 and a padding that does not depend on the input times
-// both on its first input and keeps the faster (FACEKIT_GRAPH_NO_XNNPACK=1: oneDNN only); the two agree to
-// ~1e-5. An XNNPACK operator keeps the buffers of the call it is running, so a context serves one call at a
-// time: each concurrent caller takes its own from a pool that grows to the number of callers, rather than
-// waiting for the others.
+// XNNPACK (in libtorch, through its prepacked ops) beats oneDNN on small convolutions and ties or loses on
+// larger ones: oneDNN's call costs >= 30 us however little it computes, XNNPACK's ~7 us (a standalone loop,
+// 1x1 conv + ReLU). Node against node (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp; docs/results.md):
+// 0.14-0.5x the time on facemesh's 3x3 and 6x6 maps, BlazeFace's 8x8 and MobileFaceNet's 1x1 (0.04-0.6 M
+// multiply-adds), 0.7-1.0x on 1-2.5 M, and slower on MobileFaceNet's 7x7 global depthwise (1.2 M) and larger.
+// So a convolution with no activation, ReLU or ReLU6 (XNNPACK fuses only a clamp) and a padding that does not
+// depend on the input runs on XNNPACK when it has at most kXnnpackMaxMacs multiply-adds per image
+// (FACEKIT_GRAPH_NO_XNNPACK=1: oneDNN only); the two agree to ~1e-5. (Timing both on the first call chose a
+// little better, but made the answer depend on the machine's load: the same photo twice gave embeddings 5e-4
+// apart.) An XNNPACK operator keeps the buffers of the call it is running, so a context serves one call at a
+// time: each concurrent caller takes its own from a pool that grows to the number of callers.
+constexpr int64_t kXnnpackMaxMacs = 1'000'000;
+
 class XnnpackConv {
  public:
-  enum Choice : int { kUndecided, kOnednn, kXnnpack };
-  Choice choice() const { return static_cast<Choice>(choice_.load(std::memory_order_relaxed)); }
-  // Runs both (each once to warm up, then three times in turn), keeps the faster by its best time, and
-  // returns XNNPACK's result.
-  at::Tensor decide(const at::Tensor& x, const std::function<at::Tensor()>& onednn) {
-    at::Tensor y = run(x);
-    onednn();
-    double tx = 1e30, to = 1e30;
-    for (int r = 0; r < 3; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      run(x);
-      auto t1 = std::chrono::steady_clock::now();
-      onednn();
-      auto t2 = std::chrono::steady_clock::now();
-      tx = std::min(tx, std::chrono::duration<double>(t1 - t0).count());
-      to = std::min(to, std::chrono::duration<double>(t2 - t1).count());
-    }
-    choice_.store(tx < to ? kXnnpack : kOnednn, std::memory_order_relaxed);
-    return y;
-  }
   static std::shared_ptr<XnnpackConv> make(const at::Tensor& w, const at::Tensor& bias, std::vector<int64_t> stride,
                                            std::vector<int64_t> padding, std::vector<int64_t> dilation, int64_t groups,
                                            int64_t act) {
@@ -131,7 +112,6 @@ class XnnpackConv {
     free_.push_back(std::move(v));
   }
   const c10::OperatorHandle* prepack_ = nullptr;
-  std::atomic<int> choice_{kUndecided};
   std::vector<c10::IValue> args_;
   std::mutex mutex_;
   std::vector<c10::IValue> free_;
@@ -221,9 +201,12 @@ at::Tensor conv_onednn(const OpCall& c) {
 std::vector<at::Tensor> run_conv(const OpCall& c) {
   at::Tensor y;
   auto* xnn = static_cast<XnnpackConv*>(c.node.state.get());
-  if (xnn && arg(c, 0).is_cpu() && arg(c, 0).scalar_type() == at::kFloat && xnn->choice() != XnnpackConv::kOnednn) {
-    const at::Tensor x = arg(c, 0).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);
-    y = xnn->choice() == XnnpackConv::kXnnpack ? xnn->run(x) : xnn->decide(x, [&] { return conv_onednn(c); });
+  const at::Tensor& in = arg(c, 0);  // NHWC
+  // The rule depends on the shapes only, so that a photo gives the same answer on every call and every run.
+  const at::Tensor& w = c.node.prepared[0];  // [out, in / groups, kh, kw]
+  if (xnn && in.is_cpu() && in.scalar_type() == at::kFloat && in.dim() == 4 &&
+      in.size(1) * in.size(2) / (c.node.params[kSh] * c.node.params[kSw]) * w.numel() <= kXnnpackMaxMacs) {
+    y = xnn->run(in.permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast));
   } else {
     y = conv_onednn(c);
   }
