@@ -118,7 +118,7 @@ std::vector<LfwPerson> lfw_people(const fs::path& root, int min_photos) {
 namespace {
 
 constexpr const char* kCacheMagic = "facekit-embedding-cache";
-constexpr int kCacheVersion = 3;  // 2: the quality score and yaw of each face; 3: eyes by GeometryMeter
+constexpr int kCacheVersion = 4;  // 2: the quality score and yaw of each face; 3: eyes by GeometryMeter; 4: XNNPACK in the graph runtime
 
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
