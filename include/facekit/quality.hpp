@@ -54,6 +54,11 @@ class GeometryMeter {
   ~GeometryMeter();
   GeometryMeter(const GeometryMeter&) = delete;
   GeometryMeter& operator=(const GeometryMeter&) = delete;
+  /// The meter's landmarker for faces whose points come from `pipeline_landmarker`: empty (their own points)
+  /// when it is the same net, which on the same box gives the same points: not run twice.
+  static std::string landmarker_for(const std::string& wanted, const std::string& pipeline_landmarker) {
+    return wanted == pipeline_landmarker ? std::string() : wanted;
+  }
   /// The face must carry landmarks when the meter has no landmarker.
   FaceGeometry measure(const Image& rgb, const Face& face) const;
   /// The 68 points the measures are taken on (the meter's landmarker's, on the face's box).

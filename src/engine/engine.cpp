@@ -89,7 +89,11 @@ struct Engine::Impl {
     return *pipe;
   }
   const QualityAssessor& quality() const {
-    std::call_once(quality_once, [&] { assessor = create_quality_assessor("classic", opt.quality); });
+    std::call_once(quality_once, [&] {
+      QualityOptions q = opt.quality;
+      q.eye_landmarker = GeometryMeter::landmarker_for(q.eye_landmarker, opt.pipeline.landmarker);
+      assessor = create_quality_assessor("classic", q);
+    });
     return *assessor;
   }
   const SpoofChecker& spoof() const {

@@ -79,7 +79,9 @@ EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::s
   check_metadata(options.metadata);
   if (photos.empty()) throw Error(ErrorCode::kInvalidArgument, "enrolment needs at least one photo");
   const EmbedderId eid = embedder_id(pipeline);
-  const auto assessor = create_quality_assessor("classic", options.quality);
+  QualityOptions quality = options.quality;
+  quality.eye_landmarker = GeometryMeter::landmarker_for(quality.eye_landmarker, pipeline.landmarker().name());
+  const auto assessor = create_quality_assessor("classic", quality);
   EnrollResult result;
   NewPerson person;
   person.name = name;

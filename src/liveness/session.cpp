@@ -7,7 +7,9 @@ namespace facekit {
 
 struct ActiveLivenessSession::Impl {
   Impl(const FacePipeline& p, ActiveLivenessOptions o)
-      : pipeline(p), options(std::move(o)), geometry(options.geometry_landmarker) {}
+      : pipeline(p),
+        options(std::move(o)),
+        geometry(GeometryMeter::landmarker_for(options.geometry_landmarker, p.landmarker().name())) {}
   const FacePipeline& pipeline;
   ActiveLivenessOptions options;
   GeometryMeter geometry;

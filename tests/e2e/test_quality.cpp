@@ -190,6 +190,26 @@ TEST(QualityDegradation, ClosedEyesAreFlaggedOnARealPhoto) {
   EXPECT_LT(shut.q.eye_aspect_ratio, 0.6f * open.q.eye_aspect_ratio);
 }
 
+// With face-api's 68 points in the pipeline, the eye rule takes the face's own points instead of running the
+// same net again (GeometryMeter::landmarker_for): on the same box it gives the same points, hence the same ratio.
+TEST(QualityGeometry, ThePipelinesOwn68PointsAreWhatTheMeterWouldMeasure) {
+  EXPECT_EQ(fk::GeometryMeter::landmarker_for("face_landmark_68", "face_landmark_68"), "");
+  EXPECT_EQ(fk::GeometryMeter::landmarker_for("face_landmark_68", "facemesh"), "face_landmark_68");
+  fk::PipelineOptions o;
+  o.landmarker = "face_landmark_68";
+  const fk::FacePipeline p68(o);
+  const fk::GeometryMeter meter("face_landmark_68"), own("");
+  int faces = 0;
+  for (const fs::path path : {kTom, kDemo / "sample1.jpg", kDemo / "sample3.jpg"}) {
+    const fk::Image img = fk::load_image(path);
+    for (const auto& f : p68.detect(img)) {
+      EXPECT_NEAR(own.measure(img, f).eye_aspect_ratio, meter.measure(img, f).eye_aspect_ratio, 1e-4) << path;
+      ++faces;
+    }
+  }
+  EXPECT_GE(faces, 4);
+}
+
 // ---- the CLI --------------------------------------------------------------------------------------------
 
 namespace {
