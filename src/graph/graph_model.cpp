@@ -385,16 +385,19 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
     const auto t0 = prof ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       slots[order_[step]] = node.kernel->run(OpCall{node, args});
-      // FACEKIT_PROFILE_NODES=1: time each node (op, name, input and filter shapes) rather than each op type.
-      static const bool per_node = std::getenv("FACEKIT_PROFILE_NODES") != nullptr;
-      std::string key = node.op;
-      if (per_node && prof) {
-        std::ostringstream os;
-        os << node.op << " " << node.name << " " << (args.empty() ? std::string() : c10::str(args[0].sizes()));
-        if (!node.prepared.empty() && node.prepared[0].defined()) os << " w" << node.prepared[0].sizes();
-        key = os.str();
+      if (prof) {
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        // FACEKIT_PROFILE_NODES=1: time each node (op, name, input and filter shapes) rather than each op type.
+        static const bool per_node = std::getenv("FACEKIT_PROFILE_NODES") != nullptr;
+        if (per_node) {
+          std::ostringstream os;
+          os << node.op << " " << node.name << " " << (args.empty() ? std::string() : c10::str(args[0].sizes()));
+          if (!node.prepared.empty() && node.prepared[0].defined()) os << " w" << node.prepared[0].sizes();
+          (*prof)[os.str()] += ms;
+        } else {
+          (*prof)[node.op] += ms;
+        }
       }
-      if (prof) (*prof)[key] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     } catch (const c10::Error& e) {
       throw Error(ErrorCode::kInvalidArgument, name_ + ": op " + node.op + " (" + node.name + ") failed: " +
                                                    e.what_without_backtrace());

@@ -107,6 +107,14 @@ class Table {
   uint16_t vlen_;
 };
 
+// The TF op of a fused activation ("" for none); the runtime takes ReLU and ReLU6 only.
+std::string activation_op(int8_t act, const std::string& model) {
+  if (act == kActNone) return "";
+  if (act == kActRelu) return "Relu";
+  if (act == kActRelu6) return "Relu6";
+  throw Error(ErrorCode::kInvalidArgument, model + ": fused activation " + std::to_string(act) + " is not supported");
+}
+
 json ints_attr(const std::vector<int64_t>& v) {
   json l = json::array();
   for (auto x : v) l.push_back(std::to_string(x));
@@ -230,8 +238,9 @@ TfliteGraph read_tflite(const std::string& bytes, const std::string& name) {
       const int relu = made_by(op_ins[k][side], kRelu), mul = made_by(op_ins[k][1 - side], kMul);
       if (relu < 0 || mul < 0 || op_ins[mul].size() != 2) continue;
       const int64_t x = op_ins[relu].at(0);
-      const int c_side = constant(check_index(op_ins[mul][0])).defined() ? 0 : 1;
-      const at::Tensor c = constant(check_index(op_ins[mul][c_side]));
+      const at::Tensor first = constant(check_index(op_ins[mul][0]));
+      const int c_side = first.defined() ? 0 : 1;
+      const at::Tensor c = c_side == 0 ? first : constant(check_index(op_ins[mul][1]));
       const int sub = made_by(op_ins[mul][1 - c_side], kSub);
       if (!c.defined() || sub < 0 || op_ins[sub].size() != 2 || op_ins[sub][0] != x) continue;
       const int abs = made_by(op_ins[sub][1], kAbs);
@@ -295,13 +304,8 @@ TfliteGraph read_tflite(const std::string& bytes, const std::string& name) {
         // Conv2DOptions: padding 0, stride_w 1, stride_h 2, activation 3, dilation_w 4, dilation_h 5;
         // DepthwiseConv2DOptions: the same with depth_multiplier at 3, so activation and dilations one later.
         const int a = dw ? 4 : 3;
-        act = opt(a, int8_t{0});
         std::vector<std::string> fused = {"BiasAdd"};
-        if (act == kActRelu) fused.push_back("Relu");
-        if (act == kActRelu6) fused.push_back("Relu6");
-        if (act != kActNone && act != kActRelu && act != kActRelu6)
-          throw Error(ErrorCode::kInvalidArgument, name + ": fused activation " + std::to_string(act) + " is not supported");
-        act = kActNone;  // the conv applies it
+        if (const std::string a_op = activation_op(opt(a, int8_t{0}), name); !a_op.empty()) fused.push_back(a_op);
         node["op"] = dw ? "FusedDepthwiseConv2dNative" : "_FusedConv2D";
         node["input"] = {input(ins[0]), add_const(tname[ins[1]] + "/hwio", f), add_const(tname[out] + "/bias", bias)};
         node["attr"] = {{"strides", ints_attr({1, opt(2, int32_t{1}), opt(1, int32_t{1}), 1})},
@@ -340,13 +344,11 @@ TfliteGraph read_tflite(const std::string& bytes, const std::string& name) {
         throw Error(ErrorCode::kInvalidArgument, name + ": TFLite op " + std::to_string(code) + " (writing " + tname[out] +
                                                      ") is not one facekit's graph runtime reads");
     }
-    if (act != kActNone) {
-      if (act != kActRelu && act != kActRelu6)
-        throw Error(ErrorCode::kInvalidArgument, name + ": fused activation " + std::to_string(act) + " is not supported");
+    if (const std::string a_op = activation_op(act, name); !a_op.empty()) {
       const std::string pre = tname[out] + "/pre";
       node["name"] = pre;
       g.nodes.push_back(node);
-      g.nodes.push_back({{"name", tname[out]}, {"op", act == kActRelu ? "Relu" : "Relu6"}, {"input", {pre}}});
+      g.nodes.push_back({{"name", tname[out]}, {"op", a_op}, {"input", {pre}}});
     } else {
       g.nodes.push_back(node);
     }
