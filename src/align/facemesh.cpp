@@ -32,36 +32,41 @@ constexpr std::array<int, 68> kMeshTo68 = {
     61,  39,  37,  0,   267, 269, 291, 405, 314, 17,  84,  181,                           // outer lips
     78,  82,  13,  312, 308, 317, 14,  87};                                               // inner lips
 
-class FaceMeshLandmarker final : public Landmarker {
+class FaceMeshLandmarker final : public Landmarker, public MeshSource {
  public:
   FaceMeshLandmarker(const ModelManifest& m, const LandmarkerOptions& opt)
       : manifest_(m), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {}
 
   std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const override {
+    std::vector<Landmarks68> out;
+    for (const auto& mesh : meshes(rgb, boxes)) out.push_back(to_68(mesh));
+    return out;
+  }
+
+  Landmarks68 to_68(const Mesh468& mesh) const override {
+    Landmarks68 pts;
+    for (int p = 0; p < 68; ++p) pts[p] = {mesh[kMeshTo68[p]].x, mesh[kMeshTo68[p]].y};
+    if (!manifest_.mesh.point_offsets.empty()) correct(pts);
+    return pts;
+  }
+
+  std::vector<Mesh468> meshes(const Image& rgb, const std::vector<Box>& boxes) const override {
     if (boxes.empty()) return {};
     if (rgb.empty() || rgb.type() != CV_8UC3) throw Error(ErrorCode::kInvalidArgument, "landmarks() needs an RGB image");
     std::vector<Square> squares;
     for (const auto& b : boxes) squares.push_back(square_of(b));
-    std::vector<Mesh> meshes;
+    std::vector<Mesh468> meshes;
     for (int pass = 0; pass < manifest_.mesh.passes; ++pass) {
       meshes = run(rgb, squares);
       // The next pass crops as MediaPipe's tracker does between frames: the square around this pass's mesh,
       // turned so that the eyes lie level (the network was trained on such crops).
       for (size_t i = 0; i < squares.size(); ++i) squares[i] = square_of_mesh(meshes[i], squares[i]);
     }
-    std::vector<Landmarks68> out;
-    for (const auto& mesh : meshes) {
-      Landmarks68 pts;
-      for (int p = 0; p < 68; ++p) pts[p] = mesh[kMeshTo68[p]];
-      if (!manifest_.mesh.point_offsets.empty()) correct(pts);
-      out.push_back(pts);
-    }
-    return out;
+    return meshes;
   }
   const std::string& name() const override { return manifest_.name; }
 
  private:
-  using Mesh = std::array<cv::Point2f, 468>;
   struct Square {
     float cx = 0, cy = 0, side = 0;
     float angle = 0;  // radians; the crop's x axis in the image
@@ -76,8 +81,8 @@ class FaceMeshLandmarker final : public Landmarker {
     return s;
   }
 
-  Square square_of_mesh(const Mesh& m, const Square& old) const {
-    const cv::Point2f eyes = m[263] - m[33];  // outer eye corners, subject's left minus right
+  Square square_of_mesh(const Mesh468& m, const Square& old) const {
+    const cv::Point2f eyes(m[263].x - m[33].x, m[263].y - m[33].y);  // outer eye corners, subject's left minus right
     Square s;
     s.angle = std::atan2(eyes.y, eyes.x);
     const float c = std::cos(s.angle), sn = std::sin(s.angle);
@@ -94,7 +99,7 @@ class FaceMeshLandmarker final : public Landmarker {
     return s;
   }
 
-  std::vector<Mesh> run(const Image& rgb, const std::vector<Square>& squares) const {
+  std::vector<Mesh468> run(const Image& rgb, const std::vector<Square>& squares) const {
     const int in = manifest_.input_size;
     std::vector<cv::Mat> inputs;
     std::vector<cv::Mat> to_img;  // crop pixel -> image pixel
@@ -116,13 +121,14 @@ class FaceMeshLandmarker final : public Landmarker {
     const auto o = graph_.run({{manifest_.graph_input, x}}, {manifest_.graph_output});
     const at::Tensor mesh = o.at(0).reshape({static_cast<int64_t>(squares.size()), 468, 3}).to(at::kCPU).contiguous();
     const float* r = mesh.data_ptr<float>();
-    std::vector<Mesh> out(squares.size());
+    std::vector<Mesh468> out(squares.size());
     for (size_t i = 0; i < squares.size(); ++i) {
       const cv::Mat& m = to_img[i];
       for (int p = 0; p < 468; ++p) {
         const float* v = r + (i * 468 + p) * 3;
         out[i][p].x = static_cast<float>(m.at<double>(0, 0) * v[0] + m.at<double>(0, 1) * v[1] + m.at<double>(0, 2));
         out[i][p].y = static_cast<float>(m.at<double>(1, 0) * v[0] + m.at<double>(1, 1) * v[1] + m.at<double>(1, 2));
+        out[i][p].z = static_cast<float>(std::hypot(m.at<double>(0, 0), m.at<double>(1, 0)) * v[2]);
       }
     }
     return out;
