@@ -97,6 +97,12 @@ struct ModelManifest {
     std::vector<std::array<float, 2>> point_offsets;
     std::string point_offsets_source;
   } mesh;
+  /// Cascade detectors (arch "cascade"): members[0] runs on every photo; members[1] also runs where the first
+  /// found no face or none scoring at least unsure_below, and the two lists are merged by NMS.
+  struct Cascade {
+    float unsure_below = 0.75f;
+    std::string unsure_below_source;
+  } cascade;
   /// Where `files` live: empty for the registered models (models_dir()), the model directory for a model
   /// loaded from one (a model written by `facekit train`).
   std::filesystem::path dir;

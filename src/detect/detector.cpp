@@ -8,6 +8,7 @@ namespace facekit {
 namespace detail {
 std::unique_ptr<Detector> make_ssd_detector(const ModelManifest& m, const DetectorOptions& opt);
 std::unique_ptr<Detector> make_blazeface_detector(const ModelManifest& m, const DetectorOptions& opt);
+std::unique_ptr<Detector> make_cascade_detector(const ModelManifest& m, const DetectorOptions& opt);
 }
 
 Registry<Detector, const ModelManifest&, const DetectorOptions&>& detector_registry() {
@@ -15,6 +16,7 @@ Registry<Detector, const ModelManifest&, const DetectorOptions&>& detector_regis
     auto* r = new Registry<Detector, const ModelManifest&, const DetectorOptions&>("detector");
     r->add("ssd_mobilenetv1", &detail::make_ssd_detector);
     r->add("blazeface", &detail::make_blazeface_detector);
+    r->add("cascade", &detail::make_cascade_detector);
     return r;
   }();
   return *r;

@@ -76,7 +76,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
   m.dir = dir;
   try {
     const auto j = parse_json_limited(text, where);
-    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof", "attributes", "mesh"})
+    for (const char* part : {"input", "alignment", "embedding", "landmark_box", "members", "spoof", "attributes", "mesh", "cascade"})
       if (j.contains(part)) check_numbers(j[part], where);
     m.name = j.at("name");
     m.kind = j.at("kind");
@@ -128,6 +128,12 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
         throw Error(ErrorCode::kModelCorrupt, where + ": mesh.passes must be 1-4 and mesh.refine_scale in (0.5, 4)");
       if (!m.mesh.point_offsets.empty() && m.mesh.point_offsets.size() != 68)
         throw Error(ErrorCode::kModelCorrupt, where + ": mesh.point_offsets must have 68 [dx, dy] pairs");
+    }
+    if (j.contains("cascade")) {
+      m.cascade.unsure_below = j["cascade"].value("unsure_below", 0.75f);
+      m.cascade.unsure_below_source = j["cascade"].value("unsure_below_source", "");
+      if (!(m.cascade.unsure_below >= 0.f && m.cascade.unsure_below <= 1.f))
+        throw Error(ErrorCode::kModelCorrupt, where + ": cascade.unsure_below must be in [0, 1]");
     }
     if (j.contains("members"))
       for (const auto& mem : j["members"]) m.members.emplace_back(mem.at("name"), mem.at("weight").get<float>());
@@ -208,6 +214,8 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
     if (!m.mesh.point_offsets.empty()) j["mesh"]["point_offsets"] = m.mesh.point_offsets;
     if (!m.mesh.point_offsets_source.empty()) j["mesh"]["point_offsets_source"] = m.mesh.point_offsets_source;
   }
+  if (m.arch == "cascade")
+    j["cascade"] = {{"unsure_below", m.cascade.unsure_below}, {"unsure_below_source", m.cascade.unsure_below_source}};
   if (!m.members.empty()) {
     json mem = json::array();
     for (const auto& [n, w] : m.members) mem.push_back({{"name", n}, {"weight", w}});

@@ -16,6 +16,8 @@
 #include "facekit/identification_eval.hpp"
 #include "facekit/image.hpp"
 #include "facekit/landmarker.hpp"
+#include "facekit/model.hpp"
+#include "facekit/registry.hpp"
 #include "facekit/pipeline.hpp"
 #include "cli_run.hpp"
 
@@ -317,6 +319,59 @@ TEST(FaceMesh, PointsTurnWithThePhoto) {
   std::copy(expected.begin(), expected.end(), want.begin());
   EXPECT_LT(landmark_gap(want, after[0]), 0.1);  // measured 0.077 (about 3 pixels)
   EXPECT_EQ(mesh->name(), "facemesh");
+}
+
+// The cascade (BlazeFace, then SSD where BlazeFace is unsure) as a manifest would build it.
+std::unique_ptr<fk::Detector> cascade(float unsure_below) {
+  const std::string text = R"({"name": "test-cascade", "kind": "detector", "arch": "cascade", "files": [],
+    "members": [{"name": "blazeface-back", "weight": 1}, {"name": "ssd_mobilenetv1", "weight": 1}],
+    "cascade": {"unsure_below": )" + std::to_string(unsure_below) + "}}";
+  return fk::detector_registry().create("cascade", fk::parse_manifest(text, "test"), fk::DetectorOptions{});
+}
+
+bool same_boxes(const std::vector<fk::Face>& a, const std::vector<fk::Face>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (fk::iou(a[i].box, b[i].box) < 0.999f || a[i].score != b[i].score) return false;
+  return true;
+}
+
+TEST(CascadeDetector, PhotosBlazeFaceIsSureOfAreLeftAsTheyAre) {
+  const auto blaze = fk::create_detector("blazeface-back");
+  const auto both = cascade(0.75f);
+  for (const auto& photo : {kFaces / "bald_guys.jpg", kDemo / "sample1.jpg", kFaces / "Tom_Cruise_avp_2014_4.jpg"}) {
+    const auto img = fk::load_image(photo);
+    const auto a = blaze->detect(img);
+    ASSERT_FALSE(a.empty());
+    ASSERT_GE(a.front().score, 0.75f) << photo;  // else the SSD runs and this test means nothing
+    EXPECT_TRUE(same_boxes(a, both->detect(img))) << photo;
+  }
+}
+
+TEST(CascadeDetector, MergedListsHoldEachFaceOnce) {
+  // Always unsure: both detectors run on every photo, and each of the 24 faces must still come back once.
+  const auto both = cascade(1.0f);
+  const auto faces = both->detect(fk::load_image(kFaces / "bald_guys.jpg"));
+  EXPECT_EQ(faces.size(), 24u);
+  for (size_t i = 0; i < faces.size(); ++i)
+    for (size_t j = i + 1; j < faces.size(); ++j) EXPECT_LE(fk::iou(faces[i].box, faces[j].box), 0.5f);
+}
+
+TEST(CascadeDetector, FindsTheProfileWhereBlazeFaceOnlySeesAnEar) {
+  // cfp-dev 001_0013: a profile under a cap; BlazeFace-back's only box above 0.5 is on the ear (a fifth of
+  // the photo wide, score ~0.52), the SSD finds the face (score ~0.98).
+  const fs::path photo = fs::path(FACEKIT_CFP_DIR) / "images" / "001" / "001_0013.jpg";
+  if (!fs::exists(photo)) GTEST_SKIP() << "cfp-dev is not there";
+  const auto img = fk::load_image(photo);
+  const auto blaze = fk::create_detector("blazeface-back")->detect(img);
+  ASSERT_FALSE(blaze.empty());
+  EXPECT_LT(blaze.front().score, 0.75f);
+  EXPECT_LT(blaze.front().box.width, 0.3f * img.cols);
+  const auto faces = cascade(0.75f)->detect(img);
+  ASSERT_FALSE(faces.empty());
+  const auto& main = faces.at(fk::main_face_index(faces, img.size()));
+  EXPECT_GT(main.box.width, 0.5f * img.cols);
+  EXPECT_GT(main.score, 0.9f);
 }
 
 TEST(Pipeline, BaldGuysHasTwentyFourFaces) {

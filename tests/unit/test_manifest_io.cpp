@@ -68,6 +68,17 @@ TEST(ManifestParser, AMeshLandmarkerOutOfItsRangesIsRefused) {
   EXPECT_FALSE(m.mesh.point_offsets_source.empty());
 }
 
+TEST(ManifestParser, ACascadeOutOfItsRangeIsRefused) {
+  const std::string base = R"({"name": "x", "kind": "detector", "arch": "cascade", "files": [], )";
+  for (const char* bad : {R"("cascade": {"unsure_below": 1.5}})", R"("cascade": {"unsure_below": -0.1}})"})
+    expect_refused(base + bad, "cascade.unsure_below");
+  const auto m = fk::load_manifest("blazeface-ssd");
+  ASSERT_EQ(m.members.size(), 2u);
+  EXPECT_EQ(m.members[0].first, "blazeface-back");
+  EXPECT_EQ(m.members[1].first, "ssd_mobilenetv1");
+  EXPECT_FALSE(m.cascade.unsure_below_source.empty());
+}
+
 TEST(ManifestWriter, EveryCommittedManifestSurvivesARoundTrip) {
   int checked = 0;
   for (const auto& name : fk::list_manifests()) {
