@@ -11,7 +11,7 @@ rm -rf .gpu && mkdir -p .gpu/include/opencv4/opencv2 .gpu/models/face-api .gpu/m
 cp -r /usr/include/opencv4/opencv2/core /usr/include/opencv4/opencv2/core.hpp \
   /usr/include/opencv4/opencv2/opencv_modules.hpp .gpu/include/opencv4/opencv2/
 cp -r /usr/include/nlohmann .gpu/include/
-cp models/face-api/face_recognition_model* models/face-api/face_landmark_68_model* .gpu/models/face-api/
+cp models/face-api/face_recognition_model* models/face-api/face_landmark_68_model* models/face-api/ssd_mobilenetv1_model* .gpu/models/face-api/
 cp models/human-models/blazeface-back.* models/human-models/facemesh.json models/human-models/facemesh.bin .gpu/models/human-models/
 root=$lfw; [ -d "$lfw/images" ] && root=$lfw/images
 FACEKIT_DATA=share FACEKIT_MODELS=models build/bench/facekit_gpu_prepare --root "$root" --pairs "$lfw/pairs.txt" \

@@ -3,7 +3,7 @@
 // the quality assessor, the spoof checker, the gallery and the identification index, and is what the CLI, the
 // HTTP service and the Python bindings call.
 //
-//   facekit::Engine engine;                                  // defaults: blazeface-back, dlib_resnet, cpu
+//   facekit::Engine engine;                                  // defaults: blazeface-ssd, dlib_resnet, cpu
 //   auto v = engine.verify(engine.load("a.jpg"), engine.load("b.jpg"));
 //   engine.enroll("Ada", {{"ada1.jpg"}, {"ada2.jpg"}});
 //   auto who = engine.identify(engine.load("door.jpg"));   // who.faces[i].identification

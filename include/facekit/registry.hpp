@@ -22,7 +22,10 @@ namespace facekit {
 
 /// The default models and device, defined once.
 namespace defaults {
-inline constexpr const char* kDetector = "blazeface-back";  ///< as good as SSD at finding LFW's faces, 4x faster
+/// BlazeFace-back, and face-api's SSD too where BlazeFace's best face scores under 0.75 (profiles, where BlazeFace
+/// finds an ear): cfp-dev frontal-profile 91.2% -> 92.1%, LFW unchanged (the SSD runs on 1% of its photos);
+/// docs/results.md. "blazeface-back" alone is as good on LFW and faster on profile-heavy sets.
+inline constexpr const char* kDetector = "blazeface-ssd";
 /// FaceMesh: its points hold on profiles (cfp-dev frontal-profile 84.9% -> 91.1% against face_landmark_68)
 /// for about +14% of `bench lfw`'s time; docs/results.md.
 inline constexpr const char* kLandmarker = "facemesh";
