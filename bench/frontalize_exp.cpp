@@ -86,18 +86,17 @@ int main(int argc, char** argv) {
       const Image rgb = load_image(root / name);
       const Face f = pipe.detect_one(rgb, FacePick::kMain);
       const auto mesh = src->meshes(rgb, {f.box}).at(0);
-      r.base = emb.embed_faces(rgb, {src->to_68(mesh)}).at(0);
-      detail::MeshPose pose;
       r.chip = align_face(rgb, src->to_68(mesh), emb.alignment());
+      r.base = emb.embed({r.chip}).at(0);
+      detail::MeshPose pose;
       const Image chip = skip ? r.chip : detail::frontal_chip(rgb, mesh, fm, *src, emb.alignment(), fo, &pose);
       if (skip) pose = detail::mesh_pose(mesh, fm);
       r.yaw = pose.yaw;
       r.front = skip ? r.base : std::abs(pose.yaw) >= min_yaw ? emb.embed({chip}).at(0) : r.base;
       r.ok = true;
       if (n < ndump) {
-        const Image orig = align_face(rgb, src->to_68(mesh), emb.alignment());
         cv::Mat both, bgr;
-        cv::hconcat(orig, chip, both);
+        cv::hconcat(r.chip, chip, both);
         cv::cvtColor(both, bgr, cv::COLOR_RGB2BGR);
         std::string flat = name;
         std::replace(flat.begin(), flat.end(), '/', '_');

@@ -124,11 +124,12 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
     std::vector<Mesh468> out(squares.size());
     for (size_t i = 0; i < squares.size(); ++i) {
       const cv::Mat& m = to_img[i];
+      const double depth_scale = std::hypot(m.at<double>(0, 0), m.at<double>(1, 0));  // image px per crop px
       for (int p = 0; p < 468; ++p) {
         const float* v = r + (i * 468 + p) * 3;
         out[i][p].x = static_cast<float>(m.at<double>(0, 0) * v[0] + m.at<double>(0, 1) * v[1] + m.at<double>(0, 2));
         out[i][p].y = static_cast<float>(m.at<double>(1, 0) * v[0] + m.at<double>(1, 1) * v[1] + m.at<double>(1, 2));
-        out[i][p].z = static_cast<float>(std::hypot(m.at<double>(0, 0), m.at<double>(1, 0)) * v[2]);
+        out[i][p].z = static_cast<float>(depth_scale * v[2]);
       }
     }
     return out;
