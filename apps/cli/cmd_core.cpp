@@ -164,7 +164,7 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
 struct CropsArgs {
   CropBenchOptions opt;
   std::string photos = "1-10", margins = "0,0.1,0.25,0.5", sizes, reference = "ssd_mobilenetv1", json_out;
-  bool no_grey = false, no_original = false;
+  bool no_grey = false, no_original = false, no_augment = false;
 };
 
 int cmd_bench_crops(const Common& c, CropsArgs a) {
@@ -178,6 +178,7 @@ int cmd_bench_crops(const Common& c, CropsArgs a) {
   a.opt.sizes = parse_list<int>(a.sizes, "--sizes");
   a.opt.grey = !a.no_grey;
   a.opt.include_original = !a.no_original;
+  a.opt.augment.enabled = !a.no_augment;
   FacePipeline pipe(pipeline_options(c));
   Common rc = c;
   rc.detector = a.reference;
@@ -188,8 +189,9 @@ int cmd_bench_crops(const Common& c, CropsArgs a) {
     bar->update(done);
   });
   if (bar) bar->finish();
-  std::printf("%d people, %d photos (%d without a reference face, skipped), detector %s, model %s\n", r.people,
-              r.photos, r.reference_missing, pipe.detector().name().c_str(), pipe.embedder().manifest().name.c_str());
+  std::printf("%d people, %d photos (%d without a reference face, skipped), detector %s, model %s, enrolment %s\n",
+              r.people, r.photos, r.reference_missing, pipe.detector().name().c_str(),
+              pipe.embedder().manifest().name.c_str(), a.no_augment ? "plain" : "augmented");
   std::printf("%-22s %7s %9s %7s %9s %9s %9s\n", "variant", "photos", "one box", "none", "several", "misplaced",
               "rank-1");
   json variants = json::array();
@@ -199,12 +201,14 @@ int cmd_bench_crops(const Common& c, CropsArgs a) {
     variants.push_back({{"name", v.name}, {"photos", v.photos}, {"one_box", v.one}, {"one_box_rate", v.one_box_rate()},
                         {"none", v.zero}, {"several", v.several}, {"misplaced", v.one_elsewhere},
                         {"probes", v.probes}, {"rank1", v.rank1}, {"rank1_rate", v.rank1_rate()},
-                        {"enrolment_failures", v.enrolment_failures}, {"failures", v.failures}});
+                        {"enrolment_failures", v.enrolment_failures},
+                        {"augmented_enrolments", v.augmented_enrolments}, {"failures", v.failures}});
   }
   std::printf("wall %.1f s\n", r.wall_seconds);
   if (!a.json_out.empty()) {
     json j = {{"root", a.opt.root.string()}, {"photos_range", a.photos}, {"detector", pipe.detector().name()},
               {"reference_detector", a.reference}, {"model", pipe.embedder().manifest().name},
+              {"enrolment", a.no_augment ? "plain" : "augmented"},
               {"people", r.people}, {"photos", r.photos}, {"reference_missing", r.reference_missing},
               {"variants", variants}, {"wall_seconds", r.wall_seconds}};
     std::ofstream f(a.json_out);
@@ -299,6 +303,7 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   crops->add_option("--limit-people", ca->opt.limit_people, "only the first N people");
   crops->add_option("--workers", ca->opt.workers, "photos processed in parallel")->capture_default_str()->check(CLI::Range(1, 64));
   crops->add_flag("--detect-only", [ca](int64_t) { ca->opt.identify = false; }, "count faces only (no one-shot identification)");
+  crops->add_flag("--no-augment", ca->no_augment, "enrol each person's first photo plain (default: as enroll does, the mean of augmented copies)");
   crops->add_option("--write", ca->opt.write_dir, "write every variant photo under this folder");
   crops->add_option("--json", ca->json_out, "write the report as JSON");
   out.emplace_back(crops, [&c, ca] { return cmd_bench_crops(c, *ca); });

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "facekit/identify.hpp"
 #include "facekit/pipeline.hpp"
 
 namespace facekit {
@@ -27,6 +28,10 @@ struct CropBenchOptions {
   int limit_people = 0;          ///< 0 = all
   int workers = 2;
   bool identify = true;  ///< false: count faces only (no landmarks or embeddings)
+  /// How each person's first photo is enrolled: as `enroll` does by default (the mean of augmented copies),
+  /// or plain when augment.enabled is false. A person whose first photo has no face is enrolled plain from
+  /// the next one.
+  AugmentOptions augment;
   /// When set, every variant photo is also written here as <variant>/<Person>/<file>.png (for inspection).
   std::filesystem::path write_dir;
 };
@@ -39,10 +44,12 @@ struct CropVariantReport {
   int one = 0;       ///< exactly one face, on the reference face
   int one_elsewhere = 0;  ///< exactly one face, but not on the reference face
   int several = 0;   ///< more than one face
-  /// One-shot identification: each person's first photo (of this variant) enrolled, the others probed against
+  /// One-shot identification: each person's first photo (of this variant) enrolled (CropBenchOptions::augment),
+  /// the others probed against
   /// all people's; a probe without a face counts as wrong.
   int probes = 0, rank1 = 0;
   int enrolment_failures = 0;  ///< people whose first photo gave no face (their probes still count)
+  int augmented_enrolments = 0;  ///< people enrolled with the mean of augmented copies (CropBenchOptions::augment)
   double one_box_rate() const { return photos ? double(one) / photos : 0; }
   double rank1_rate() const { return probes ? double(rank1) / probes : 0; }
   std::vector<std::string> failures;  ///< photos (Person/file) with no, several or a misplaced face

@@ -9,6 +9,7 @@
 #include "core/parallel.hpp"
 #include "facekit/crop_eval.hpp"
 #include "facekit/error.hpp"
+#include "facekit/identify.hpp"
 #include "facekit/image.hpp"
 #include "facekit/landmarker.hpp"
 
@@ -84,6 +85,8 @@ struct PhotoResult {
   int faces = -1;   // detect() count; -1 = reference missing
   bool on_face = false;
   std::optional<Embedding> embedding;
+  /// The template `enroll` would store (augmented mean), for a person's first photo when augmentation is on.
+  std::optional<Embedding> enrolment;
 };
 
 }  // namespace
@@ -118,8 +121,12 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
   if (people.empty()) throw Error(ErrorCode::kInvalidArgument, o.root.string() + " holds no person with two photos in the index range");
 
   std::vector<std::pair<int, std::string>> photos;  // person index, relative path
+  std::vector<bool> first_of_person;
   for (size_t p = 0; p < people.size(); ++p)
-    for (const auto& f : people[p].second) photos.emplace_back(static_cast<int>(p), f);
+    for (const auto& f : people[p].second) {
+      first_of_person.push_back(&f == &people[p].second.front());
+      photos.emplace_back(static_cast<int>(p), f);
+    }
   const auto variants = make_variants(o);
   std::vector<std::vector<PhotoResult>> res(variants.size(), std::vector<PhotoResult>(photos.size()));
 
@@ -152,15 +159,20 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
           }
           if (!o.identify) continue;
           try {
+            Face main;
             if (faces.empty()) {
               // Only analyze_one's rescue (lower score, zoomed-out canvases) can still find the face.
-              r.embedding = pipeline.analyze_one(var, FacePick::kMain).embedding;
+              AnalyzedFace a = pipeline.analyze_one(var, FacePick::kMain);
+              r.embedding = std::move(a.embedding);
+              main = std::move(a.face);
             } else {
               // The faces just counted, picked as analyze_one(kMain) would: no second detection.
-              Face main = faces[main_face_index(faces, var.size())];
+              main = faces[main_face_index(faces, var.size())];
               main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
-              r.embedding = pipeline.embed(var, {std::move(main)}).at(0).embedding;
+              r.embedding = pipeline.embed(var, {main}).at(0).embedding;
             }
+            if (o.augment.enabled && first_of_person[i] && main.landmarks)
+              r.enrolment = mean_embedding(augmented_embeddings(pipeline, var, *main.landmarks, o.augment));
           } catch (const Error& e) {
             if (e.code() != ErrorCode::kNoFace) throw;
           }
@@ -190,6 +202,7 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
       if (p.faces != 1 || !p.on_face) r.failures.push_back(photos[i].second + " (" + std::to_string(p.faces) + ")");
       if (enrolled.at(photos[i].first) == i) {
         if (!p.embedding) r.enrolment_failures++;
+        r.augmented_enrolments += p.enrolment.has_value();
         continue;
       }
       ++r.probes;
@@ -198,7 +211,8 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
       int who = -1;
       for (const auto& [person, j] : enrolled) {
         if (!res[v][j].embedding) continue;
-        const float d = l2_distance(*p.embedding, *res[v][j].embedding);
+        const PhotoResult& e = res[v][j];
+        const float d = l2_distance(*p.embedding, e.enrolment ? *e.enrolment : *e.embedding);
         if (d < best) best = d, who = person;
       }
       r.rank1 += who == photos[i].first;

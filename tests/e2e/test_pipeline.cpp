@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "facekit/cluster.hpp"
+#include "facekit/crop_eval.hpp"
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/identification_eval.hpp"
@@ -492,4 +493,32 @@ TEST(Pipeline, BatchedStagesGiveWhatSinglePhotosGive) {
     for (size_t d = 0; d < single[0].embedding.size(); ++d) dot += single[0].embedding[d] * embedded[i][0].embedding[d];
     EXPECT_GT(dot, 0.9999) << "photo " << i;
   }
+}
+
+TEST(CropBench, EnrolsAsEnrollDoesAndCountsEveryProbe) {
+  // Three cfp-dev people, photos 1-4: 12 photos, the whole photo and a crop at margin 0.25.
+  const fs::path root = fs::path(FACEKIT_CFP_DIR) / "images";
+  if (!fs::exists(root / "001" / "001_0001.jpg")) GTEST_SKIP() << "cfp-dev is not there";
+  fk::CropBenchOptions o;
+  o.root = root;
+  o.first_index = 1, o.last_index = 4;
+  o.margins = {0.25f};
+  o.grey = false;
+  o.limit_people = 3;
+  for (bool augment : {true, false}) {
+    o.augment.enabled = augment;
+    const auto r = fk::run_crop_bench(pipeline(), pipeline(), o);
+    EXPECT_EQ(r.people, 3);
+    EXPECT_EQ(r.photos, 12);
+    ASSERT_EQ(r.variants.size(), 2u);
+    for (const auto& v : r.variants) {
+      SCOPED_TRACE(v.name + (augment ? ", augmented" : ", plain"));
+      EXPECT_EQ(v.one, 12);
+      EXPECT_EQ(v.probes, 9);  // each person's first photo is enrolled
+      EXPECT_GE(v.rank1, 8);
+      EXPECT_EQ(v.augmented_enrolments, augment ? 3 : 0);
+    }
+  }
+  o.margins = {5.f};
+  EXPECT_THROW(fk::run_crop_bench(pipeline(), pipeline(), o), fk::Error);
 }
