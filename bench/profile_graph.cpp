@@ -2,7 +2,8 @@
 //   build/bench/facekit_profile_graph blazeface-back [runs]
 // Single-threaded unless FACEKIT_BENCH_THREADS says otherwise; input is random, at the manifest's size.
 // FACEKIT_GRAPH_NO_FUSION=1 profiles the graph without load-time fusion, for A/B comparisons;
-// FACEKIT_PROFILE_NODES=1 times each node (name and shapes) instead of each op type.
+// FACEKIT_PROFILE_NODES=1 times each node (name and shapes) instead of each op type; FACEKIT_GRAPH_NO_SEPARABLE=1
+// runs separable blocks as three ops; FACEKIT_DEFAULT_MALLOC=1 leaves glibc's allocator as it is (facekit::reuse_freed_buffers).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   }
   const char* threads = std::getenv("FACEKIT_BENCH_THREADS");
   facekit::set_num_threads(threads ? std::atoi(threads) : 1);
+  facekit::reuse_freed_buffers();  // as the CLI does
   const auto m = facekit::load_manifest(argv[1]);
   const int runs = argc > 2 ? std::atoi(argv[2]) : 50;
   facekit::graph::GraphModel g(facekit::models_dir() / m.file("model_json").path);

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     }
   }
   fk::set_num_threads(1);
+  fk::reuse_freed_buffers();  // as the CLI does
 
   std::vector<Group> groups;
   if (fs::exists(lfw) && lfw_n > 0) {

@@ -11,6 +11,7 @@
 using namespace facekit;
 
 int main(int argc, char** argv) {
+  facekit::reuse_freed_buffers();
   CLI::App app{"facekit: face detection, alignment and recognition"};
   app.require_subcommand(1);
   cli::Common c;

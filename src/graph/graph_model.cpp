@@ -12,6 +12,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "facekit/error.hpp"
+#include "graph/ops_util.hpp"
 #include "graph/tflite_reader.hpp"
 
 namespace facekit::graph {
@@ -297,6 +298,16 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
     nodes_[relu].inputs = {{k, 0}};
     nodes_[relu].kernel = &identity;
     dropped.insert(add);
+  }
+  // depthwise 3x3 -> that fused 1x1 (its residual the depthwise's input): one pass (separable_block.hpp).
+  if (device_.is_cpu()) {
+    for (int k : order_) {
+      Node& pw = nodes_[k];
+      if (!pw.residual_relu || pw.inputs.empty()) continue;
+      const int dw = pw.inputs[0].first;
+      if (only_consumer(dw) != k || dropped.count(dw) || !fuse_separable_block(nodes_[dw], pw)) continue;
+      dropped.insert(dw);
+    }
   }
   if (dropped.empty()) return;
   // A fused conv now also reads the residual, which may come later in the old order: sort again.

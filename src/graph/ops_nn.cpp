@@ -6,6 +6,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include "graph/ops_util.hpp"
+#include "graph/separable_block.hpp"
 #include "nn/tf_ops.hpp"
 
 namespace facekit::graph {
@@ -14,8 +15,8 @@ namespace {
 enum Act : int64_t { kNone, kRelu, kRelu6, kPrelu, kLeakyRelu, kElu, kSigmoid };
 
 // params layout for conv nodes: [stride_h, stride_w, dil_h, dil_w, pad mode (0 SAME, 1 VALID, 2 EXPLICIT),
-// explicit t, b, l, r, activation, depthwise]
-enum ConvParam { kSh, kSw, kDh, kDw, kPadMode, kPt, kPb, kPl, kPr, kAct, kDepthwise, kNumConvParams };
+// explicit t, b, l, r, activation, depthwise, the filter's input channels]
+enum ConvParam { kSh, kSw, kDh, kDw, kPadMode, kPt, kPb, kPl, kPr, kAct, kDepthwise, kInChannels, kNumConvParams };
 
 int64_t activation_of(const Node& n, const std::vector<std::string>& fused, size_t first) {
   if (fused.size() <= first) return kNone;
@@ -136,6 +137,7 @@ void prepare_conv(Node& n, const std::vector<const at::Tensor*>& cin, bool depth
     op_error(n, "unsupported padding " + pad);
   }
   p[kDepthwise] = depthwise;
+  if (cin.size() > 1 && cin[1] && cin[1]->dim() == 4) p[kInChannels] = cin[1]->size(2);
   const auto fused = n.attr.strings("fused_ops");
   size_t first_act = 0;
   if (!fused.empty() && fused[0] == "BiasAdd") first_act = 1;
@@ -219,6 +221,16 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when the convolution returned channels-last
 }
 
+// The fused separable block (separable_block.hpp): prepared = [pointwise filter, pointwise bias, -, depthwise
+// taps [9, C], depthwise bias or undefined, pointwise [C, C] input major]; one input, the block's input.
+std::vector<at::Tensor> run_separable_block(const OpCall& c) {
+  const at::Tensor& x = arg(c, 0);
+  const auto& p = c.node.prepared;
+  if (!x.is_cpu() || x.scalar_type() != at::kFloat || x.dim() != 4 || x.size(3) != p[5].size(0))
+    op_error(c.node, "the fused separable block needs a float NHWC input of " + std::to_string(p[5].size(0)) + " channels");
+  return {detail::separable_block(x, p[3], p[4], p[5], p[1])};
+}
+
 // params: [transpose_a, transpose_b, activation]
 void prepare_matmul(Node& n, const std::vector<const at::Tensor*>& cin) {
   const auto fused = n.attr.strings("fused_ops");
@@ -297,6 +309,40 @@ std::vector<at::Tensor> run_depth_to_space(const OpCall& c) {
 }
 
 }  // namespace
+
+bool fuse_separable_block(const Node& dw, Node& pw) {
+  static const bool off = std::getenv("FACEKIT_GRAPH_NO_SEPARABLE") != nullptr;
+  if (off || dw.op.find("DepthwiseConv2dNative") == std::string::npos || !pw.residual_relu) return false;
+  if (pw.op != "Conv2D" && pw.op != "_FusedConv2D") return false;
+  const auto& d = dw.params;
+  const auto& q = pw.params;
+  if (d.size() != kNumConvParams || q.size() != kNumConvParams || !d[kDepthwise] || q[kDepthwise]) return false;
+  const at::Tensor& wd = dw.prepared.at(0);  // [C * multiplier, 1, 3, 3]
+  const at::Tensor& wp = pw.prepared.at(0);  // [C, C, 1, 1]
+  const int64_t ch = wd.size(0);
+  // Depthwise: 3x3, multiplier 1, stride 1, no dilation, zero padding of one on every side, no activation.
+  const bool pad1 = d[kPadMode] == 0 || (d[kPadMode] == 2 && d[kPt] == 1 && d[kPb] == 1 && d[kPl] == 1 && d[kPr] == 1);
+  if (wd.size(2) != 3 || wd.size(3) != 3 || d[kInChannels] != ch || d[kSh] != 1 || d[kSw] != 1 || d[kDh] != 1 ||
+      d[kDw] != 1 || !pad1 || d[kAct] != kNone)
+    return false;
+  // Pointwise: 1x1, C -> C, stride 1, no padding, a bias, no activation of its own (the block's ReLU follows
+  // the residual add).
+  const bool pad0 = q[kPadMode] != 2 || (q[kPt] == 0 && q[kPb] == 0 && q[kPl] == 0 && q[kPr] == 0);
+  if (wp.size(0) != ch || wp.size(1) != ch || wp.size(2) != 1 || wp.size(3) != 1 || q[kSh] != 1 || q[kSw] != 1 ||
+      !pad0 || q[kAct] != kNone || !pw.prepared.at(1).defined())
+    return false;
+  // The residual is the block's input, and the depthwise result feeds only the pointwise.
+  if (dw.inputs.empty() || pw.inputs.empty() || pw.inputs.back() != dw.inputs[0]) return false;
+  if (!wd.is_cpu() || wd.scalar_type() != at::kFloat || !detail::separable_block_supported(ch)) return false;
+  static const OpKernel kernel{nullptr, run_separable_block};
+  pw.prepared = {wp, pw.prepared[1].contiguous(), at::Tensor(), wd.reshape({ch, 9}).t().contiguous(),
+                 dw.prepared.at(1).defined() ? dw.prepared[1].contiguous() : at::Tensor(),
+                 wp.reshape({ch, ch}).t().contiguous()};
+  pw.inputs = {dw.inputs[0]};
+  pw.kernel = &kernel;
+  pw.state.reset();
+  return true;
+}
 
 void register_nn_ops() {
   for (const char* op : {"Conv2D", "_FusedConv2D"})

@@ -26,4 +26,10 @@ inline const at::Tensor& arg(const OpCall& c, size_t i) {
   return c.inputs[i];
 }
 
+/// Load-time fusion (GraphModel): a depthwise 3x3 conv `dw` feeding only a 1x1 conv `pw` that already adds
+/// the block's input and applies ReLU (residual_relu) becomes one op on `pw`, reading dw's input
+/// (separable_block.hpp). False, with nothing changed, when the pair does not qualify or the CPU lacks AVX2;
+/// FACEKIT_GRAPH_NO_SEPARABLE=1 turns it off.
+bool fuse_separable_block(const Node& dw, Node& pw);
+
 }  // namespace facekit::graph

@@ -1,5 +1,10 @@
 // The nn helpers that touch OpenCV, apart from tf_ops.cpp so that the network code links without OpenCV's
 // libraries (bench/gpu/build.sh builds the networks alone against another libtorch).
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <cstdlib>
+
 #include <ATen/Parallel.h>
 #include <opencv2/core/utility.hpp>
 
@@ -42,4 +47,12 @@ void set_num_threads(int n) {
   cv::setNumThreads(n);
 }
 int num_threads() { return at::get_num_threads(); }
+
+void reuse_freed_buffers() {
+#if defined(__GLIBC__)
+  if (std::getenv("FACEKIT_DEFAULT_MALLOC")) return;  // for A/B measurements
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+}
 }  // namespace facekit

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/graph_model.hpp"
+#include "graph/ops_util.hpp"
+#include "graph/separable_block.hpp"
 
 namespace g = facekit::graph;
 using nlohmann::json;
@@ -206,4 +208,66 @@ TEST(GraphOps, DepthToSpaceAndResize) {
 TEST(GraphOps, UnknownOpIsALoadError) {
   EXPECT_EQ(g::op_registry().count("NonMaxSuppressionV3"), 0u);
   EXPECT_GT(g::op_registry().size(), 60u);
+}
+
+// The fused separable block (graph/separable_block.hpp) against the three ATen ops it replaces: a depthwise
+// 3x3 with zero padding, a 1x1 with bias, the residual add and ReLU. Shapes cover every channel count the
+// kernel is built for, widths that are not a multiple of its pixel step, one-row maps and a batch.
+TEST(SeparableBlock, MatchesTheThreeOpsItReplaces) {
+  for (int64_t c : {8, 16, 24, 32, 48, 64, 96}) {
+    if (!g::detail::separable_block_supported(c)) GTEST_SKIP() << "this CPU has no AVX2/FMA";
+    for (auto [n, h, w] : {std::tuple{1, 1, 1}, std::tuple{2, 5, 7}, std::tuple{1, 33, 18}, std::tuple{3, 16, 16}}) {
+      SCOPED_TRACE(std::to_string(c) + " channels, " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w));
+      at::manual_seed(c * 1000 + h);
+      const at::Tensor x = at::randn({n, h, w, c});
+      const at::Tensor wd = at::randn({9, c}) * 0.3, wp = at::randn({c, c}) * (1.0 / std::sqrt(double(c)));
+      const at::Tensor bp = at::randn({c});
+      for (bool dw_bias : {false, true}) {
+        const at::Tensor bd = dw_bias ? at::randn({c}) : at::Tensor();
+        const at::Tensor xn = x.permute({0, 3, 1, 2});
+        const at::Tensor d = at::conv2d(xn, wd.t().reshape({c, 1, 3, 3}), bd, 1, 1, 1, c);
+        const at::Tensor p = at::conv2d(d, wp.t().reshape({c, c, 1, 1}), bp);
+        const at::Tensor want = at::relu(p + xn).permute({0, 2, 3, 1});
+        const at::Tensor got = g::detail::separable_block(x, wd, bd, wp, bp);
+        ASSERT_EQ(got.sizes(), x.sizes());
+        EXPECT_LT((got - want).abs().max().item<float>(), 1e-4f);
+        EXPECT_GE(got.min().item<float>(), 0.f);
+      }
+    }
+  }
+}
+
+TEST(SeparableBlock, TheGraphFusesADepthwiseOneByOneResidualBlock) {
+  // x -> depthwise 3x3 -> 1x1 + bias -> + x -> relu, as BlazeFace writes its blocks.
+  if (!g::detail::separable_block_supported(8)) GTEST_SKIP() << "this CPU has no AVX2/FMA";
+  at::manual_seed(7);
+  const at::Tensor x = at::randn({1, 6, 9, 8});
+  const at::Tensor fd = at::randn({3, 3, 8, 1}) * 0.3, fp = at::randn({1, 1, 8, 8}) * 0.35, bp = at::randn({8});
+  g::Node dw, pw;
+  dw.name = "dw", dw.op = "DepthwiseConv2dNative";
+  dw.attr = g::Attrs(json{{"strides", Ints({1, 1, 1, 1})}, {"padding", S("SAME")}});
+  pw.name = "pw", pw.op = "_FusedConv2D";
+  pw.attr = g::Attrs(json{{"strides", Ints({1, 1, 1, 1})}, {"padding", S("VALID")}, {"fused_ops", Strs({"BiasAdd"})}});
+  const auto& reg = g::op_registry();
+  dw.kernel = &reg.at(dw.op), pw.kernel = &reg.at(pw.op);
+  dw.kernel->prepare(dw, {nullptr, &fd});
+  pw.kernel->prepare(pw, {nullptr, &fp, &bp});
+  dw.inputs = {{0, 0}, {1, 0}};
+  pw.inputs = {{2, 0}, {3, 0}, {4, 0}, {0, 0}};  // (dw's output, filter, bias, residual = dw's input)
+  pw.residual_relu = true;
+  std::vector<at::Tensor> a1 = {x, fd};
+  const at::Tensor d = dw.kernel->run(g::OpCall{dw, a1}).at(0);
+  std::vector<at::Tensor> a2 = {d, fp, bp, x};
+  const at::Tensor want = pw.kernel->run(g::OpCall{pw, a2}).at(0);
+  ASSERT_TRUE(g::fuse_separable_block(dw, pw));
+  EXPECT_EQ(pw.inputs.size(), 1u);
+  std::vector<at::Tensor> a3 = {x};
+  const at::Tensor got = pw.kernel->run(g::OpCall{pw, a3}).at(0);
+  EXPECT_LT((got - want).abs().max().item<float>(), 1e-4f);
+  // A block whose residual is not the depthwise's input is left alone.
+  g::Node pw2 = pw;
+  pw2.inputs = {{2, 0}, {3, 0}, {4, 0}, {9, 0}};
+  pw2.kernel = &reg.at(pw2.op);
+  pw2.kernel->prepare(pw2, {nullptr, &fp, &bp});
+  EXPECT_FALSE(g::fuse_separable_block(dw, pw2));
 }
