@@ -17,17 +17,19 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_NAME [runs]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_NAME [runs] [batch]\n", argv[0]);
     return 2;
   }
   const char* threads = std::getenv("FACEKIT_BENCH_THREADS");
   facekit::set_num_threads(threads ? std::atoi(threads) : 1);
   facekit::reuse_freed_buffers();  // as the CLI does
   const auto m = facekit::load_manifest(argv[1]);
-  const int runs = argc > 2 ? std::atoi(argv[2]) : 50;
-  facekit::graph::GraphModel g(facekit::models_dir() / m.file("model_json").path);
+  const int runs = argc > 2 ? std::atoi(argv[2]) : 50, batch = argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
+  // A TF.js or TFLite file ("model_json"), or an ONNX one that the graph runtime reads.
+  const bool onnx = m.arch == "onnx";
+  facekit::graph::GraphModel g(facekit::models_dir() / m.file(onnx ? "onnx" : "model_json").path);
   const int s = m.input_size;
-  const auto x = at::rand({1, s, s, 3});
+  const auto x = at::rand({batch, s, s, 3});
   std::map<std::string, std::vector<double>> per_op;
   std::vector<double> total;
   for (int r = 0; r < runs + 3; ++r) {
@@ -42,7 +44,7 @@ int main(int argc, char** argv) {
     return v[v.size() / 2];
   };
   const double tm = median(total);
-  std::printf("%s: %.3f ms per run (median of %d)\n", argv[1], tm, runs);
+  std::printf("%s: %.3f ms per run of %d (median of %d)\n", argv[1], tm, batch, runs);
   std::vector<std::pair<double, std::string>> rows;
   for (const auto& [op, v] : per_op) rows.emplace_back(median(v), op);
   std::sort(rows.rbegin(), rows.rend());

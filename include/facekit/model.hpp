@@ -53,6 +53,10 @@ struct ModelManifest {
   // Graph-model embedders: which placeholder and output node, and the channel order the model wants.
   std::string graph_input, graph_output;
   std::string channels = "rgb";  ///< "rgb" or "bgr"; "grey" (one luma channel) for attribute estimators only
+  /// ONNX embedders ("onnx": {"runtime": ...}): "graph" (facekit's ONNX reader into the graph runtime: its fused
+  /// kernels, GPU), "opencv" (OpenCV's DNN module, which reads more ops) or "auto" (graph where the reader
+  /// translates every op, OpenCV DNN otherwise).
+  std::string onnx_runtime = "auto";
 
   // Detectors whose boxes follow another convention than the landmark net's: (width scale, height scale,
   // centre shift x, centre shift y), the shifts in units of the box size.

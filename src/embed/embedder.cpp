@@ -55,6 +55,7 @@ class NetEmbedder : public Embedder {
   std::vector<Embedding> embed(const std::vector<Image>& chips) const override {
     std::vector<Embedding> result;
     c10::InferenceMode guard;
+    const nn::FlushDenormals ftz;
     for (size_t start = 0; start < chips.size(); start += opt_.max_batch) {
       const size_t end = std::min(chips.size(), start + opt_.max_batch);
       std::vector<cv::Mat> batch(chips.begin() + start, chips.begin() + end);
@@ -142,8 +143,9 @@ class SmallCnnEmbedder final : public NetEmbedder {
 // Any TF.js graph model that maps an NHWC face crop to a vector.
 class GraphEmbedder final : public NetEmbedder {
  public:
-  GraphEmbedder(const ModelManifest& m, const EmbedderOptions& opt)
-      : NetEmbedder(m, opt), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {}
+  /// `role`: the manifest file holding the network ("model_json": TF.js or TFLite; "onnx").
+  GraphEmbedder(const ModelManifest& m, const EmbedderOptions& opt, const std::string& role = "model_json")
+      : NetEmbedder(m, opt), graph_(detail::verified_model_file(m, role), nn::parse_device(opt.device)) {}
 
  private:
   at::Tensor forward(const at::Tensor& x) const override {
@@ -292,6 +294,19 @@ template <class T>
 std::unique_ptr<Embedder> make(const ModelManifest& m, const EmbedderOptions& o) {
   return std::make_unique<T>(m, o);
 }
+
+// An ONNX embedder on the graph runtime where facekit's reader translates it (faceplugin's MobileFaceNet:
+// 16 -> ~5 ms a chip, docs/results.md), on OpenCV DNN otherwise or when the manifest asks for it.
+std::unique_ptr<Embedder> make_onnx(const ModelManifest& m, const EmbedderOptions& o) {
+  if (m.onnx_runtime == "opencv") return std::make_unique<detail::OnnxEmbedder>(m, o);
+  if (m.onnx_runtime == "graph") return std::make_unique<detail::GraphEmbedder>(m, o, "onnx");
+  try {
+    return std::make_unique<detail::GraphEmbedder>(m, o, "onnx");
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kInvalidArgument) throw;  // a damaged file is not retried
+    return std::make_unique<detail::OnnxEmbedder>(m, o);
+  }
+}
 }  // namespace
 
 Registry<Embedder, const ModelManifest&, const EmbedderOptions&>& embedder_registry() {
@@ -301,7 +316,7 @@ Registry<Embedder, const ModelManifest&, const EmbedderOptions&>& embedder_regis
     r->add("dlib_resnet29_tuned", &make<detail::DlibResNetEmbedder>);
     r->add("facekit_small_cnn", &make<detail::SmallCnnEmbedder>);
     r->add("graph", &make<detail::GraphEmbedder>);
-    r->add("onnx", &make<detail::OnnxEmbedder>);
+    r->add("onnx", &make_onnx);
     r->add("fusion", &make<detail::FusionEmbedder>);
     return r;
   }();

@@ -13,6 +13,8 @@
 
 #include "facekit/error.hpp"
 #include "graph/ops_util.hpp"
+#include "graph/onnx_reader.hpp"
+#include "nn/tf_ops.hpp"
 #include "graph/tflite_reader.hpp"
 
 namespace facekit::graph {
@@ -170,9 +172,10 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
   json j;
   c10::InferenceMode guard;
   std::map<std::string, at::Tensor> weights;
-  const bool tflite = model_json.extension() == ".tflite";
-  if (tflite) {
-    TfliteGraph t = read_tflite(read_file(model_json), model_json.filename().string());
+  const bool tflite = model_json.extension() == ".tflite", onnx = model_json.extension() == ".onnx";
+  if (tflite || onnx) {
+    const std::string bytes = read_file(model_json), file = model_json.filename().string();
+    ImportedGraph t = tflite ? read_tflite(bytes, file) : read_onnx(bytes, file);
     j = {{"modelTopology", {{"node", std::move(t.nodes)}}}};
     weights = std::move(t.weights);
   } else {
@@ -183,7 +186,7 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
     }
   }
   try {
-    if (!tflite) weights = load_weights(j.at("weightsManifest"), model_json.parent_path());
+    if (!tflite && !onnx) weights = load_weights(j.at("weightsManifest"), model_json.parent_path());
     const auto& jn = j.at("modelTopology").at("node");
     for (const auto& n : jn) {
       Node node;
@@ -359,6 +362,7 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
                                             const std::vector<std::string>& outputs,
                                             std::map<std::string, double>* prof) const {
   c10::InferenceMode guard;
+  const nn::FlushDenormals ftz;
   std::vector<std::vector<at::Tensor>> slots(nodes_.size());
   for (const auto& name : input_names_) {
     auto it = inputs.find(name);

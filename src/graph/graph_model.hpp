@@ -78,7 +78,8 @@ struct Node {
 
 class GraphModel {
  public:
-  /// Loads model.json and its shards (looked up beside it), or a float .tflite file (tflite_reader.hpp).
+  /// Loads model.json and its shards (looked up beside it), a float .tflite file (tflite_reader.hpp)
+  /// or a float .onnx file (onnx_reader.hpp).
   /// Throws facekit::Error (kModelMissing, kModelCorrupt, kInvalidArgument for an unsupported op) with the
   /// model and op named.
   explicit GraphModel(const std::filesystem::path& model_json, const at::Device& device = at::kCPU);

@@ -14,7 +14,6 @@
 #include <set>
 
 #include "facekit/error.hpp"
-#include "gallery/base64.hpp"
 
 namespace facekit::graph {
 namespace {
@@ -115,21 +114,9 @@ std::string activation_op(int8_t act, const std::string& model) {
   throw Error(ErrorCode::kInvalidArgument, model + ": fused activation " + std::to_string(act) + " is not supported");
 }
 
-json ints_attr(const std::vector<int64_t>& v) {
-  json l = json::array();
-  for (auto x : v) l.push_back(std::to_string(x));
-  return {{"list", {{"i", l}}}};
-}
-json str_attr(const std::string& s) { return {{"s", base64_encode(s.data(), s.size())}}; }
-json strs_attr(const std::vector<std::string>& v) {
-  json l = json::array();
-  for (const auto& s : v) l.push_back(base64_encode(s.data(), s.size()));
-  return {{"list", {{"s", l}}}};
-}
-
 }  // namespace
 
-TfliteGraph read_tflite(const std::string& bytes, const std::string& name) {
+ImportedGraph read_tflite(const std::string& bytes, const std::string& name) {
   const Reader r(bytes, name);
   if (bytes.size() < 8 || std::memcmp(bytes.data() + 4, "TFL3", 4) != 0) r.fail("no TFL3 identifier");
   const Table model(r, r.get<uint32_t>(0));
@@ -142,7 +129,7 @@ TfliteGraph read_tflite(const std::string& bytes, const std::string& name) {
   const Table& sg = subgraphs[0];
   const auto tensors = sg.tables(0);
 
-  TfliteGraph g;
+  ImportedGraph g;
   g.nodes = json::array();
   // Node names: the tensor's own, made unique and free of ':' (the runtime reads "name:k" as output k).
   std::vector<std::string> tname(tensors.size());

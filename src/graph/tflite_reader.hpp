@@ -2,22 +2,14 @@
 // TensorFlow Lite flatbuffers (float models) read into the graph runtime's form: the same node list a TF.js
 // model.json holds (TF op names and attributes) and the constant tensors, so that one runtime, its kernels and
 // its load-time fusion serve both formats.
-#include <filesystem>
-#include <map>
 #include <string>
 
-#include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
+#include "graph/imported_graph.hpp"
 
 namespace facekit::graph {
 
-struct TfliteGraph {
-  nlohmann::json nodes;                         ///< TF.js "modelTopology.node" form
-  std::map<std::string, at::Tensor> weights;    ///< constants by node name
-};
-
 /// Parses `bytes` (a whole .tflite file). Throws facekit::Error kModelCorrupt for a malformed or truncated
 /// file and kInvalidArgument for what the runtime cannot run (quantised tensors, an op it lacks), naming it.
-TfliteGraph read_tflite(const std::string& bytes, const std::string& name);
+ImportedGraph read_tflite(const std::string& bytes, const std::string& name);
 
 }  // namespace facekit::graph

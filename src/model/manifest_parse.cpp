@@ -115,6 +115,9 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
         m.channels = j[key].value("channels", "rgb");
         if (m.channels != "rgb" && m.channels != "bgr" && m.channels != "grey")
           throw Error(ErrorCode::kModelCorrupt, where + ": channels must be \"rgb\", \"bgr\" or \"grey\"");
+        m.onnx_runtime = j[key].value("runtime", "auto");
+        if (m.onnx_runtime != "auto" && m.onnx_runtime != "graph" && m.onnx_runtime != "opencv")
+          throw Error(ErrorCode::kModelCorrupt, where + ": runtime must be \"auto\", \"graph\" or \"opencv\"");
       }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     m.box_adjust_source = j.value("landmark_box_source", "");
@@ -205,8 +208,10 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
     j["embedding"]["cluster_threshold_source"] = m.cluster_threshold_source;
   }
   if (!m.calibration.empty()) j["embedding"]["calibration"] = calibration_to_json(m.calibration);
-  if (!m.graph_input.empty() || !m.graph_output.empty())
+  if (!m.graph_input.empty() || !m.graph_output.empty()) {
     j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};
+    if (m.arch == "onnx" && m.onnx_runtime != "auto") j["onnx"]["runtime"] = m.onnx_runtime;
+  }
   if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;
   if (!m.box_adjust_source.empty()) j["landmark_box_source"] = m.box_adjust_source;
   if (m.arch == "facemesh") {

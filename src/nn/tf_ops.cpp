@@ -1,5 +1,10 @@
 #include "nn/tf_ops.hpp"
 
+#include <cstdlib>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
 #include "facekit/error.hpp"
 #include "facekit/runtime.hpp"
 
@@ -8,6 +13,22 @@
 #endif
 
 namespace facekit::nn {
+
+FlushDenormals::FlushDenormals() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool off = std::getenv("FACEKIT_KEEP_DENORMALS") != nullptr;
+  if (off) return;
+  saved_ = _mm_getcsr();
+  _mm_setcsr(saved_ | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
+  active_ = true;
+#endif
+}
+
+FlushDenormals::~FlushDenormals() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (active_) _mm_setcsr(saved_);
+#endif
+}
 
 at::Tensor conv_weight_from_tf(const at::Tensor& w) { return w.permute({3, 2, 0, 1}).contiguous(); }
 at::Tensor depthwise_weight_from_tf(const at::Tensor& w) { return w.permute({2, 3, 0, 1}).contiguous(); }

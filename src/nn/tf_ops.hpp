@@ -11,6 +11,22 @@ namespace facekit::nn {
 
 enum class Padding { kSame, kValid };
 
+/// While alive, the calling thread's float arithmetic flushes denormal results and inputs to zero (x86
+/// MXCSR FTZ and DAZ; nothing elsewhere), then the previous mode is restored. A network whose activations
+/// decay into the denormal range (faceplugin's MobileFaceNet on some inputs) otherwise runs up to 10x slower
+/// (docs/results.md); values under 1.2e-38 change no embedding. FACEKIT_KEEP_DENORMALS=1 turns it off.
+class FlushDenormals {
+ public:
+  FlushDenormals();
+  ~FlushDenormals();
+  FlushDenormals(const FlushDenormals&) = delete;
+  FlushDenormals& operator=(const FlushDenormals&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+  bool active_ = false;
+};
+
 /// TF conv filter [kh, kw, in, out] -> torch [out, in, kh, kw].
 at::Tensor conv_weight_from_tf(const at::Tensor& w);
 /// TF depthwise filter [kh, kw, in, 1] -> torch [in, 1, kh, kw].

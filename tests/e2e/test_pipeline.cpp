@@ -174,6 +174,31 @@ TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
   expect_strangers_apart_and_a_turned_photo_together("faceplugin");
 }
 
+// The ONNX embedder on its two runtimes: facekit's ONNX reader into the graph runtime (the "auto" default for
+// a file it translates) and OpenCV DNN give the same descriptors for the same faces (1e-4: summation order).
+TEST(OnnxEmbedder, GraphRuntimeAndOpenCvDnnAgree) {
+  fk::ModelManifest m = fk::load_manifest("faceplugin");
+  const fs::path file = fk::models_dir() / m.file("onnx").path;
+  if (!fs::exists(file)) GTEST_SKIP() << file << " is missing: run scripts/setup";
+  ASSERT_EQ(m.onnx_runtime, "auto");
+  std::vector<std::unique_ptr<fk::Embedder>> runtimes;
+  for (const char* r : {"graph", "opencv"}) {
+    m.onnx_runtime = r;
+    runtimes.push_back(fk::embedder_registry().create(m.arch, m, fk::EmbedderOptions{}));
+  }
+  const fk::Image photo = fk::load_image(kDemo / "sample1.jpg");
+  const auto faces = pipeline().detect(photo);
+  ASSERT_EQ(faces.size(), 3u);
+  std::vector<fk::Landmarks68> pts;
+  for (const auto& f : faces) pts.push_back(*f.landmarks);
+  const auto g = runtimes[0]->embed_faces(photo, pts), o = runtimes[1]->embed_faces(photo, pts);
+  ASSERT_EQ(g.size(), 3u);
+  for (size_t i = 0; i < g.size(); ++i) {
+    ASSERT_EQ(g[i].size(), 512u);
+    EXPECT_LT(fk::l2_distance(g[i], o[i]), 1e-4f) << "face " << i;
+  }
+}
+
 // The TFLite embedder (facekit's reader on the graph runtime).
 TEST(TfliteEmbedder, MobileFaceNetSeparatesStrangersAndKeepsARotatedPhoto) {
   expect_strangers_apart_and_a_turned_photo_together("mobilefacenet_tflite");

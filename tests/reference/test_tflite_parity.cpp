@@ -6,7 +6,6 @@
 #include <random>
 #include <sstream>
 
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -15,6 +14,7 @@
 #include "facekit/model.hpp"
 #include "graph/graph_model.hpp"
 #include "graph/tflite_reader.hpp"
+#include "damaged_model.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -83,38 +83,10 @@ TEST(TfliteParity, PreluIsFoundAndFolded) {
 TEST(TfliteParity, DamagedFilesGiveModelErrors) {
   if (!fs::exists(model_file())) GTEST_SKIP() << model_file() << " is missing: run scripts/setup";
   const std::string good = read_bytes(model_file());
-  const fs::path tmp = fs::temp_directory_path() / ("facekit_damaged_" + std::to_string(::getpid()) + ".tflite");
-  auto outcome = [&](const std::string& bytes) -> std::string {
-    try {
-      facekit::graph::read_tflite(bytes, "damaged.tflite");
-      // Read: the runtime must then load and run it, or refuse it, as cleanly.
-      std::ofstream(tmp, std::ios::binary) << bytes;
-      const facekit::graph::GraphModel net(tmp);
-      net.run(at::zeros({1, 112, 112, 3}));
-      return "ok";
-    } catch (const facekit::Error& e) {
-      return e.code() == facekit::ErrorCode::kModelCorrupt || e.code() == facekit::ErrorCode::kInvalidArgument ? "error"
-                                                                                                              : "other code";
-    } catch (const std::exception& e) {
-      return std::string("foreign exception: ") + e.what();
-    }
-  };
-  EXPECT_EQ(outcome(""), "error");
-  EXPECT_EQ(outcome("not a model at all"), "error");
-  for (size_t n : {size_t{8}, size_t{64}, size_t{4096}, good.size() / 2, good.size() * 9 / 10})
-    EXPECT_EQ(outcome(good.substr(0, n)), "error") << "truncated to " << n << " bytes";
-  // Bytes flipped at random (fixed seed) in the tables (the first 16 KB and the last 64 KB, where the
-  // converter writes them): each file loads or is refused with a facekit error, never anything else.
-  std::mt19937 rng(7);
-  int refused = 0;
-  for (int trial = 0; trial < 300; ++trial) {
-    std::string bad = good;
-    const size_t region = trial % 2 ? good.size() - 65536 + rng() % 65536 : rng() % 16384;
-    bad[region] = static_cast<char>(bad[region] ^ (1 + rng() % 255));
-    const std::string got = outcome(bad);
-    EXPECT_TRUE(got == "ok" || got == "error") << "byte " << region << ": " << got;
-    refused += got == "error";
-  }
-  EXPECT_GT(refused, 0);  // the damage is seen at all
-  fs::remove(tmp);
+  // Bytes flipped in the tables (the first 16 KB and the last 64 KB, where the converter writes them).
+  facekit::test::expect_damage_handled_cleanly(
+      good, [](const std::string& b) { facekit::graph::read_tflite(b, "damaged.tflite"); }, ".tflite",
+      at::zeros({1, 112, 112, 3}), 7, [&](int trial, std::mt19937& rng) -> size_t {
+        return trial % 2 ? good.size() - 65536 + rng() % 65536 : rng() % 16384;
+      });
 }

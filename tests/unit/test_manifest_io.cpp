@@ -68,6 +68,17 @@ TEST(ManifestParser, AMeshLandmarkerOutOfItsRangesIsRefused) {
   EXPECT_FALSE(m.mesh.point_offsets_source.empty());
 }
 
+TEST(ManifestParser, AnOnnxRuntimeIsAutoGraphOrOpencv) {
+  const std::string base = R"({"name": "x", "kind": "embedder", "arch": "onnx", "files": [], )";
+  expect_refused(base + R"("onnx": {"input": "in", "output": "out", "runtime": "tensorrt"}})", "runtime");
+  for (const char* r : {"auto", "graph", "opencv"}) {
+    const auto m = fk::parse_manifest(base + R"("onnx": {"input": "in", "output": "out", "runtime": ")" + r + "\"}}", "m.json", ".");
+    EXPECT_EQ(m.onnx_runtime, r);
+    EXPECT_EQ(fk::parse_manifest(fk::manifest_to_json(m), "m.json", ".").onnx_runtime, r) << "round trip";
+  }
+  EXPECT_EQ(fk::parse_manifest(base + R"("onnx": {"input": "in"}})", "m.json", ".").onnx_runtime, "auto");
+}
+
 TEST(ManifestParser, ACascadeOutOfItsRangeIsRefused) {
   const std::string base = R"({"name": "x", "kind": "detector", "arch": "cascade", "files": [], )";
   for (const char* bad : {R"("cascade": {"unsure_below": 1.5}})", R"("cascade": {"unsure_below": -0.1}})"})
