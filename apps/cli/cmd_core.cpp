@@ -135,7 +135,7 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
     scored.push_back(std::move(r.scored));
   }
   const FusionFit fit = fit_fusion(scored, step);
-  std::printf("fusion           accuracy %.2f%% (threshold %.4f), weights", 100 * fit.accuracy, fit.threshold);
+  std::printf("fusion           accuracy %.2f%% AUC %.5f (threshold %.4f), weights", 100 * fit.accuracy, fit.auc, fit.threshold);
   for (size_t i = 0; i < names.size(); ++i) std::printf(" %s=%.2f", names[i].c_str(), fit.weights[i]);
   std::printf("\n");
   const std::string pairs = (lo.pairs.empty() ? lo.root / "pairs.txt" : lo.pairs).filename().string();
@@ -152,7 +152,8 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
   m.threshold = fit.threshold;
   m.threshold_source = "weights and threshold fitted by `facekit bench fuse` on LFW " + pairs + " (" +
                        std::to_string(scored[0].size()) + " pairs), flip " + (c.no_flip ? "off" : "on") +
-                       ", accuracy there " + std::to_string(100 * fit.accuracy) + "%";
+                       ", weights maximising the AUC there (" + std::to_string(fit.auc) + "; accuracy " +
+                       std::to_string(100 * fit.accuracy) + "%)";
   if (out.empty())
     std::cout << manifest_to_json(m);
   else

@@ -81,14 +81,17 @@ double equal_error_rate(const std::vector<ScoredPair>& pairs, float* threshold =
 
 /// Weights for a fusion of several embedders, fitted on one set of pairs.
 struct FusionFit {
-  std::vector<float> weights;  ///< one per member, summing to 1
+  std::vector<float> weights;  ///< one per member, on the raw squared distances, summing to 1
   float threshold = 0;         ///< accuracy-maximising threshold of the fused distance
   double accuracy = 0;         ///< on the fitting pairs
+  double auc = 0;              ///< on the fitting pairs
 };
 
-/// Grid search over weight vectors (steps of `step`, summing to 1) of the fused distance
-/// sqrt(sum w_i d_i^2), for the weights that classify `members` (one list per embedder, same pairs in the same
-/// order) best. Throws Error(kInvalidArgument) when the lists disagree.
+/// Grid search for the fused distance sqrt(sum w_i d_i^2) that ranks `members`' pairs best (one list per
+/// embedder, same pairs in the same order): the grid (steps of `step`, summing to 1) is over weights on each
+/// member's squared distance divided by its median different-person squared distance, so that members of
+/// different scales are weighed evenly; the best weights maximise the AUC (then the accuracy) and are returned
+/// on the raw squared distances, summing to 1. Throws Error(kInvalidArgument) when the lists disagree.
 FusionFit fit_fusion(const std::vector<std::vector<ScoredPair>>& members, double step = 0.05);
 
 /// The fused pairs for given weights.

@@ -114,6 +114,26 @@ TEST(Fusion, FindsTheWeightsThatSeparate) {
   EXPECT_THROW(fk::fuse_pairs({a, b}, {1.f}), fk::Error);
 }
 
+TEST(Fusion, WeighsMembersOfDifferentScalesEvenly) {
+  // Two members that each rank half the pairs right; B's distances are 3x A's. The best fused ranking is the
+  // same whatever B's scale, so the raw weight on B's squared distances must shrink by 9 when B is 3x larger.
+  std::vector<fk::ScoredPair> a, b, b3;
+  for (int i = 0; i < 200; ++i) {
+    const bool same = i % 2 == 0, first = i < 100;
+    const int j = i % 100;
+    const float good = same ? 0.2f + 0.001f * j : 1.0f - 0.001f * j, bad = same ? 0.9f - 0.002f * j : 0.3f + 0.002f * j;
+    a.push_back({first ? good : bad, same, true, 0});
+    b.push_back({first ? bad : good, same, true, 0});
+    b3.push_back({3 * b.back().distance, same, true, 0});
+  }
+  const auto fit = fk::fit_fusion({a, b}, 0.05), fit3 = fk::fit_fusion({a, b3}, 0.05);
+  EXPECT_NEAR(fit.auc, fit3.auc, 1e-9);
+  const double ratio = fit.weights[1] / fit.weights[0], ratio3 = fit3.weights[1] / fit3.weights[0];
+  EXPECT_NEAR(ratio3 * 9, ratio, 1e-3 * ratio);
+  EXPECT_NEAR(fit3.weights[0] + fit3.weights[1], 1.f, 1e-6);
+  EXPECT_GT(fit.auc, std::max(fk::roc_auc(a), fk::roc_auc(b)));
+}
+
 TEST(Verification, AucAndEerByHand) {
   // Same pairs at 0.1, 0.3, 0.5; different pairs at 0.2, 0.6, 0.7.
   // AUC: pairs (same closer than different): 0.1 beats all 3, 0.3 beats 2, 0.5 beats 2 -> 7 of 9.
