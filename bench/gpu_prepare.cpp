@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     for (auto& p : spread(diff, want - want / 2)) pairs.push_back(p);
 
     fk::PipelineOptions po;
+    po.embedder = "dlib_resnet";  // the network the GPU bench times, whatever the default embedder is
     po.embedding.flip = false;
     po.embedding.precision = "fp32";
     fk::FacePipeline pipe(po);

@@ -147,7 +147,10 @@ int cmd_bench_fuse(const Common& c, const LfwOptions& lo, const std::string& mod
   m.package = "facekit (members from their own packages)";
   m.licence = "that of each member";
   m.provenance = "score-level fusion: squared distance = weighted mean of the members' squared distances";
-  for (size_t i = 0; i < names.size(); ++i) m.members.emplace_back(names[i], fit.weights[i]);
+  for (size_t i = 0; i < names.size(); ++i) {
+    m.members.emplace_back(names[i], fit.weights[i]);
+    if (fit.weights[i] > 0) m.embedding_dim += load_manifest(names[i]).embedding_dim;
+  }
   m.metric = "euclidean_l2norm";
   m.threshold = fit.threshold;
   m.threshold_source = "weights and threshold fitted by `facekit bench fuse` on LFW " + pairs + " (" +

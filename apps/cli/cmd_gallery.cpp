@@ -728,6 +728,8 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
                   "probes turned 45 degrees or more meet the threshold for FPIR x this; from 25 degrees in proportion (1 = none)")
       ->capture_default_str()
       ->check(finite_range(1e-6, 1.0));
+  bid->add_option("--seed", ba->lfw.seed, "which half of the people the open-set protocol enrols (a seeded shuffle)")
+      ->capture_default_str();
   bid->add_option("--knn-k", ba->lfw.classifier.knn_k, "kNN voters")->capture_default_str();
   bid->add_option("--svm-c", ba->lfw.classifier.svm_c, "SVM C")->capture_default_str();
   bid->add_option("--svm-hard", ba->lfw.classifier.svm_hard_negative_people, "SVM hard-negative people")->capture_default_str();

@@ -45,8 +45,7 @@ struct CropVariantReport {
   int one_elsewhere = 0;  ///< exactly one face, but not on the reference face
   int several = 0;   ///< more than one face
   /// One-shot identification: each person's first photo (of this variant) enrolled (CropBenchOptions::augment),
-  /// the others probed against
-  /// all people's; a probe without a face counts as wrong.
+  /// the others probed against all people's; a probe without a face counts as wrong.
   int probes = 0, rank1 = 0;
   int enrolment_failures = 0;  ///< people whose first photo gave no face (their probes still count)
   int augmented_enrolments = 0;  ///< people enrolled with the mean of augmented copies (CropBenchOptions::augment)

@@ -69,7 +69,8 @@ struct BatchingStats {
   /// Batches by their number of chips: [1], [2], [3-4], [5-8], [9-16], [17-32], [33+].
   std::array<std::uint64_t, 7> batch_sizes{};
 };
-/// The stats of `e` when it batches across calls (itself or, for a fusion, none); nullopt otherwise.
+/// The stats of `e` when it batches across calls (itself, or for a fusion its first member, which sees every
+/// chip a face); nullopt otherwise.
 std::optional<BatchingStats> batching_stats(const Embedder& e);
 
 /// By manifest name: "dlib_resnet" (128-D dlib ResNet-29), "mobilefacenet" (192-D), "mobileface" (256-D),

@@ -145,8 +145,14 @@ std::unique_ptr<Embedder> make_batching_embedder(std::unique_ptr<Embedder> inner
 
 }  // namespace detail
 
+namespace detail {
+const Embedder* fusion_first_member(const Embedder& e);  // embedder.cpp
+}
+
 std::optional<BatchingStats> batching_stats(const Embedder& e) {
   if (const auto* b = dynamic_cast<const detail::BatchingEmbedder*>(&e)) return b->stats();
+  // A fusion's members batch, each seeing every chip: the first one's figures stand for it.
+  if (const Embedder* m = detail::fusion_first_member(e)) return batching_stats(*m);
   return std::nullopt;
 }
 

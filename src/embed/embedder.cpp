@@ -186,6 +186,10 @@ class OnnxEmbedder final : public NetEmbedder {
   at::Device device_;
 };
 
+bool has_bf16_version(const ModelManifest& m) { return m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned"; }
+// int8 needs calibrated activation ranges: the stock dlib ResNet's (share/int8/dlib_resnet.json).
+bool has_int8_version(const ModelManifest& m) { return m.arch == "dlib_resnet29"; }
+
 // Weighted concatenation of L2-normalised member embeddings, normalised again: the squared distance of two
 // fused embeddings is the weighted mean of the members' squared distances (score-level fusion).
 class FusionEmbedder final : public Embedder {
@@ -200,7 +204,12 @@ class FusionEmbedder final : public Embedder {
     int dim = 0;
     for (const auto& [name, w] : m.members) {
       if (w == 0) continue;
-      members_.push_back(create_embedder(name, opt));
+      // bf16 or int8 asked of the fusion: the members that have that version run it, the others fp32.
+      EmbedderOptions member = opt;
+      const ModelManifest mm = load_manifest(name);
+      if ((opt.precision == "bf16" && !has_bf16_version(mm)) || (opt.precision == "int8" && !has_int8_version(mm)))
+        member.precision = "fp32";
+      members_.push_back(create_embedder(name, member));
       weights_.push_back(std::sqrt(w / total));
       dim += members_.back()->dim();
     }
@@ -238,6 +247,7 @@ class FusionEmbedder final : public Embedder {
   }
   const ModelManifest& manifest() const override { return manifest_; }
   const AlignmentTemplate& alignment() const override { return tpl_; }
+  const Embedder& first_member() const { return *members_.front(); }
 
  private:
   ModelManifest manifest_;
@@ -247,6 +257,11 @@ class FusionEmbedder final : public Embedder {
 };
 
 }  // namespace
+
+const Embedder* fusion_first_member(const Embedder& e) {
+  const auto* f = dynamic_cast<const FusionEmbedder*>(&e);
+  return f ? &f->first_member() : nullptr;
+}
 }  // namespace detail
 
 std::vector<Embedding> Embedder::embed_faces(const Image& rgb, const std::vector<Landmarks68>& faces) const {
@@ -277,10 +292,10 @@ std::unique_ptr<Embedder> create_embedder(const std::string& name, const Embedde
   const ModelManifest m = load_manifest(name);
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
   resolve_precision(options.precision);  // a bad value is refused whatever the model
-  if (options.precision == "bf16" && m.arch != "dlib_resnet29" && m.arch != "dlib_resnet29_tuned" && m.arch != "fusion")
+  if (options.precision == "bf16" && !detail::has_bf16_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (only dlib_resnet so far); use "
                                              "--precision fp32 or auto");
-  if (options.precision == "int8" && m.arch != "dlib_resnet29")
+  if (options.precision == "int8" && !detail::has_int8_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no int8 version (only the stock dlib_resnet, "
                                              "whose activation ranges are calibrated); use --precision fp32 or auto");
   auto e = embedder_registry().create(m.arch, m, options);

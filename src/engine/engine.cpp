@@ -243,6 +243,19 @@ struct Engine::Impl {
     if (watcher.joinable()) watcher.join();
   }
 
+  /// A gallery that holds templates of other embedders only (enrolled before the default embedder changed,
+  /// or with another --model) cannot answer: say so rather than call everyone unknown.
+  void refuse_other_embedders_gallery() const {
+    const GalleryStats st = gallery().stats();
+    if (st.templates_by_embedder.empty() || st.templates_by_embedder.count(eid)) return;
+    std::string others;
+    for (const auto& [e, n] : st.templates_by_embedder)
+      others += (others.empty() ? "" : ", ") + e.str() + " (" + std::to_string(n) + " templates)";
+    throw Error(ErrorCode::kInvalidArgument, "the gallery holds templates of " + others + " and none of " + eid.str() +
+                                                 ", the embedder in use: identify with that embedder (--model " +
+                                                 st.templates_by_embedder.begin()->first.name + ") or enrol again");
+  }
+
   /// `image_size`: the photo the faces are in (their head pose needs it); empty when there is none.
   IdentifyResult identify_embeddings(const std::vector<std::pair<Face, const Embedding*>>& faces,
                                      cv::Size image_size) const {
@@ -262,6 +275,7 @@ struct Engine::Impl {
     } catch (const Error&) {
       r.people = 0;  // no template of this embedder
     }
+    if (r.people == 0) refuse_other_embedders_gallery();
     const auto t0 = std::chrono::steady_clock::now();
     for (const auto& [face, e] : faces) {
       std::optional<HeadPose> pose;

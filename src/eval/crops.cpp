@@ -169,10 +169,15 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
               // The faces just counted, picked as analyze_one(kMain) would: no second detection.
               main = faces[main_face_index(faces, var.size())];
               main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
+            }
+            if (o.augment.enabled && first_of_person[i] && main.landmarks) {
+              // The plain view is the first of the augmented ones: embedded once.
+              const auto views = augmented_embeddings(pipeline, var, *main.landmarks, o.augment);
+              if (!r.embedding) r.embedding = views.at(0);
+              r.enrolment = mean_embedding(views);
+            } else if (!r.embedding) {
               r.embedding = pipeline.embed(var, {main}).at(0).embedding;
             }
-            if (o.augment.enabled && first_of_person[i] && main.landmarks)
-              r.enrolment = mean_embedding(augmented_embeddings(pipeline, var, *main.landmarks, o.augment));
           } catch (const Error& e) {
             if (e.code() != ErrorCode::kNoFace) throw;
           }

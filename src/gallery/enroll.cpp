@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
@@ -44,31 +45,45 @@ std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const 
                                             const Landmarks68& landmarks, const AugmentOptions& options) {
   const Embedder& embedder = pipeline.embedder();
   const AlignmentTemplate& tpl = embedder.alignment();
-  std::vector<Image> chips;
-  chips.push_back(align_face(rgb, landmarks, tpl));
-  // Rotating or scaling the template points about the chip centre turns the least-squares alignment by the
-  // same similarity, so each copy is cut from the full-resolution photo (not resampled from the chip).
+  // A copy turned by `deg` and scaled by `scale` about the chip's centre. Turning the landmarks the other way
+  // about the photo point that lands on the chip's centre does the same through any embedder's own alignment
+  // (exactly so for this template: a least-squares similarity fit follows a similarity of its source points),
+  // so a fusion, whose members align with templates of their own, gets the same views; and each copy is cut
+  // from the full-resolution photo, not resampled from the chip.
+  cv::Mat m = alignment_matrix(landmarks, tpl);  // photo -> chip, 2x3
+  m.convertTo(m, CV_64F);
+  cv::Mat m_inv;
+  cv::invertAffineTransform(m, m_inv);
   const cv::Point2f c(tpl.size / 2.f, tpl.size / 2.f);
   auto transformed = [&](float deg, float scale) {
-    AlignmentTemplate t = tpl;
-    const float r = deg * static_cast<float>(CV_PI) / 180.f, cs = std::cos(r) * scale, sn = std::sin(r) * scale;
-    for (auto& p : t.points) {
-      const cv::Point2f d = p - c;
-      p = c + cv::Point2f(cs * d.x - sn * d.y, sn * d.x + cs * d.y);
-    }
-    return t;
+    // The chip-space similarity B (about c) becomes A = M^-1 B^-1 M on the photo's points.
+    const cv::Mat b_inv = cv::getRotationMatrix2D(c, deg, 1.0 / scale);  // B^-1: the turn and scale undone
+    auto apply = [](const cv::Mat& t, cv::Point2f p) {
+      return cv::Point2f(static_cast<float>(t.at<double>(0, 0) * p.x + t.at<double>(0, 1) * p.y + t.at<double>(0, 2)),
+                         static_cast<float>(t.at<double>(1, 0) * p.x + t.at<double>(1, 1) * p.y + t.at<double>(1, 2)));
+    };
+    Landmarks68 out = landmarks;
+    for (auto& p : out) p = apply(m_inv, apply(b_inv, apply(m, p)));
+    return out;
   };
-  for (float deg : options.rotations_deg) chips.push_back(align_face(rgb, landmarks, transformed(deg, 1.f)));
-  for (float s : options.scales) chips.push_back(align_face(rgb, landmarks, transformed(0.f, s)));
+  std::vector<Landmarks68> views = {landmarks};
+  for (float deg : options.rotations_deg) views.push_back(transformed(deg, 1.f));
+  for (float s : options.scales) views.push_back(transformed(0.f, s));
+  std::vector<Image> images = {rgb};
+  std::vector<std::vector<Landmarks68>> faces = {views};
   for (float g : options.gammas) {
     cv::Mat lut(1, 256, CV_8U);
     for (int i = 0; i < 256; ++i)
       lut.at<uchar>(i) = cv::saturate_cast<uchar>(255.0 * std::pow(i / 255.0, static_cast<double>(g)));
     Image lit;
-    cv::LUT(chips[0], lut, lit);
-    chips.push_back(lit);
+    cv::LUT(rgb, lut, lit);
+    images.push_back(lit);
+    faces.push_back({landmarks});
   }
-  return embedder.embed(chips);
+  std::vector<Embedding> out;
+  for (auto& per_image : embedder.embed_faces_batch(images, faces))
+    for (auto& e : per_image) out.push_back(std::move(e));
+  return out;
 }
 
 EnrollResult enroll(Gallery& gallery, const FacePipeline& pipeline, const std::string& name,

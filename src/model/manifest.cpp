@@ -120,7 +120,23 @@ ModelManifest load_manifest(const std::string& name) {
                                             manifests_dir().string() + "; " + refetch_hint());
     throw Error(ErrorCode::kNotFound, "unknown model '" + name + "' (known: " + known + ")");
   }
-  return load_manifest_file(p);
+  ModelManifest m = load_manifest_file(p);
+  // A fusion embedder's length is its members' (bench fuse writes 0): known before any network loads, so that
+  // a wrong-length embedding is refused against an empty gallery too.
+  if (m.arch == "fusion" && m.kind == "embedder" && m.embedding_dim == 0) {
+    thread_local int depth = 0;
+    if (depth > 8) throw Error(ErrorCode::kModelCorrupt, "fusion " + name + " nests fusions too deep (a cycle?)");
+    ++depth;
+    try {
+      for (const auto& [member, w] : m.members)
+        if (w > 0) m.embedding_dim += load_manifest(member).embedding_dim;
+    } catch (...) {
+      --depth;
+      throw;
+    }
+    --depth;
+  }
+  return m;
 }
 
 ModelManifest load_manifest_file(const fs::path& p, const fs::path& dir) {

@@ -70,14 +70,14 @@ TEST_F(EngineTest, VerifyEnrolIdentifyRenameRemove) {
   ASSERT_TRUE(who.faces[0].identification.known);
   EXPECT_EQ(who.faces[0].identification.candidates[0].name, "first");
   EXPECT_EQ(who.people, 2);
-  // The embedder's score calibration (dlib ResNet: fitted on LFW View 1): P(same) for each candidate's distance,
+  // The embedder's score calibration (the default's: fitted on LFW View 1): P(same) for each candidate's distance,
   // high for the enrolled person, and verify() carries the same map.
   const auto& best = who.faces[0].identification.candidates[0];
   ASSERT_TRUE(best.match_probability.has_value());
   EXPECT_GT(*best.match_probability, 0.5);
   const auto v = e.verify(a0, a1);
   ASSERT_TRUE(v.probability.has_value());
-  EXPECT_NEAR(*v.probability, fk::load_manifest("dlib_resnet").calibration.probability_at(v.distance), 1e-12);
+  EXPECT_NEAR(*v.probability, fk::load_manifest(fk::defaults::kEmbedder).calibration.probability_at(v.distance), 1e-12);
 
   // A rename is seen by the next identify (a new snapshot), and so is a removal.
   e.rename("first", "renamed");
@@ -157,7 +157,7 @@ TEST_F(EngineTest, AnalyzeReportsQualitySpoofAndEmbedding) {
     ASSERT_TRUE(f.face.landmarks);
     ASSERT_TRUE(f.spoof);
     ASSERT_TRUE(f.embedding);
-    EXPECT_EQ(f.embedding->size(), 128u);
+    EXPECT_EQ(f.embedding->size(), static_cast<size_t>(e.pipeline().embedder().dim()));
     EXPECT_GT(f.quality.score, 0.f);
     EXPECT_GE(f.spoof->score, 0.f);
     EXPECT_LE(f.spoof->score, 1.f);
@@ -173,7 +173,7 @@ TEST_F(EngineTest, RunsOverAPipelineMadeFromTheCallersStages) {
   fk::FacePipeline pipe(fk::create_detector("ssd_mobilenetv1", d), fk::create_landmarker(), fk::create_embedder());
   const fk::Engine e(options(), std::move(pipe));
   EXPECT_EQ(e.pipeline().detector().name(), "ssd_mobilenetv1");
-  EXPECT_EQ(e.embedder_id().name, "dlib_resnet");
+  EXPECT_EQ(e.embedder_id().name, fk::defaults::kEmbedder);
   const auto& g = actors().groups;
   EXPECT_TRUE(e.verify(e.load(g[0][0]), e.load(g[0][1])).same);
   EXPECT_GE(e.detect(e.load(fk_test::kDlibFaces / "bald_guys.jpg")).size(), 20u);

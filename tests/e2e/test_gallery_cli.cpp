@@ -33,8 +33,9 @@
 #include "facekit/identification_eval.hpp"
 #include "facekit/identify.hpp"
 #include "facekit/image.hpp"
+#include "facekit/model.hpp"
 #include "facekit/pipeline.hpp"
-
+#include "facekit/registry.hpp"
 
 namespace fk = facekit;
 namespace fs = std::filesystem;
@@ -50,6 +51,12 @@ using fk_test::CliRun;
 CliRun run(const std::string& args) { return fk_test::run_cli(args); }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+// What the gallery records as the default embedder: "name@version".
+std::string default_embedder_id() {
+  const auto m = fk::load_manifest(fk::defaults::kEmbedder);
+  return m.name + "@" + m.version;
+}
 
 const fk::FacePipeline& pipeline() { return fk_test::shared_pipeline(); }
 
@@ -153,7 +160,7 @@ TEST_F(GalleryCli, EnrolIdentifyListRenameRemoveAndReidentify) {
     ASSERT_EQ(r.status, 0) << r.err;
     const auto j = json::parse(r.out);
     EXPECT_EQ(j["templates"].get<int>(), 2);
-    EXPECT_EQ(j["template_list"][0]["embedder"], "dlib_resnet@1.7.15");
+    EXPECT_EQ(j["template_list"][0]["embedder"], default_embedder_id());
     EXPECT_EQ(j["template_list"][0]["source_sha256"].get<std::string>().size(), 64u);
   }
   // Remove: the actor is no longer recognised; enrol again: recognised again.
@@ -221,6 +228,20 @@ TEST_F(GalleryCli, BadInputIsAClearErrorAndLosesNothing) {
   (void)before;
 }
 
+// A gallery enrolled with another embedder (before the default changed, or with --model) is not searched as if
+// empty: identify says which embedder its templates are of; with that --model it answers.
+TEST_F(GalleryCli, AGalleryOfAnotherEmbedderIsNamedNotCalledEmpty) {
+  const auto& g = actors().groups;
+  ASSERT_EQ(run("--model dlib_resnet enroll --name actor0" + G() + " " + q(g[0][0])).status, 0);
+  const CliRun r = run("identify --json" + G() + " " + q(g[0][1]));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("dlib_resnet@"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--model dlib_resnet"), std::string::npos) << r.err;
+  const CliRun ok = run("--model dlib_resnet identify --json" + G() + " " + q(g[0][1]));
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(json::parse(ok.out)["images"][0]["faces"][0]["identity"], "actor0");
+}
+
 TEST_F(GalleryCli, StatsExportImportReindex) {
   const auto& g = actors().groups;
   ASSERT_EQ(run("enroll --name a" + G() + " " + q(g[0][0]) + " " + q(g[0][1])).status, 0);
@@ -230,7 +251,7 @@ TEST_F(GalleryCli, StatsExportImportReindex) {
   auto st = json::parse(r.out);
   EXPECT_EQ(st["people"], 2);
   EXPECT_EQ(st["templates"], 3);
-  EXPECT_EQ(st["embedders"][0]["embedder"], "dlib_resnet@1.7.15");
+  EXPECT_EQ(st["embedders"][0]["embedder"], default_embedder_id());
   EXPECT_EQ(st["format_version"], fk::kGalleryFormatVersion);
   ASSERT_EQ(run("gallery export" + G() + " " + q(dir_ / "out.jsonl")).status, 0);
   const std::string copy = " --gallery " + q(dir_ / "copy.db");
@@ -382,7 +403,7 @@ TEST(ClusterCli, GroupsTheActorsCutOutsSkipsABrokenPhotoAndResumesFromItsCache) 
   // A cache of another embedder is refused, not mixed in.
   const auto other = fk_test::run_cli("--model mobileface cluster " + q(dir / "photos") + " --cache " + q(dir / "faces.cache"));
   EXPECT_NE(other.status, 0);
-  EXPECT_NE(other.err.find("dlib_resnet"), std::string::npos) << other.err;
+  EXPECT_NE(other.err.find(fk::defaults::kEmbedder), std::string::npos) << other.err;
   EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "nowhere")).status, 0);
   EXPECT_NE(fk_test::run_cli("cluster " + q(dir / "photos") + " --method kmeans").status, 0);
   fs::remove_all(dir);

@@ -15,7 +15,9 @@
 #include "facekit/detector.hpp"
 #include "facekit/error.hpp"
 #include "facekit/identification_eval.hpp"
+#include "facekit/identify.hpp"
 #include "facekit/image.hpp"
+#include "facekit/aligner.hpp"
 #include "facekit/landmarker.hpp"
 #include "facekit/model.hpp"
 #include "facekit/registry.hpp"
@@ -172,6 +174,46 @@ static void expect_strangers_apart_and_a_turned_photo_together(const std::string
 // The ONNX embedder (OpenCV DNN).
 TEST(OnnxEmbedder, FacepluginSeparatesStrangersAndKeepsARotatedPhoto) {
   expect_strangers_apart_and_a_turned_photo_together("faceplugin");
+}
+
+// Enrolment's augmented views (rotations and scales about the chip's centre) made by turning the landmarks
+// in the photo: the same chips as turning the alignment template (the single embedder: same embeddings to
+// float rounding), and views a fusion can make too (its members align with templates of their own).
+TEST(AugmentedEnrolment, LandmarkTurnsMatchTemplateTurnsAndServeAFusion) {
+  const fk::Image photo = fk::load_image(kFaces / "Tom_Cruise_avp_2014_4.jpg");
+  const fk::Face face = pipeline().detect_one(photo, fk::FacePick::kLargest);
+  const fk::AugmentOptions aug;
+  {
+    const fk::FacePipeline dlib(fk::create_detector(), fk::create_landmarker(), fk::create_embedder("dlib_resnet"));
+    const auto views = fk::augmented_embeddings(dlib, photo, *face.landmarks, aug);
+    ASSERT_EQ(views.size(), static_cast<size_t>(aug.variants()));
+    const fk::AlignmentTemplate& tpl = dlib.embedder().alignment();
+    const cv::Point2f c(tpl.size / 2.f, tpl.size / 2.f);
+    auto turned = [&](float deg, float scale) {  // the template turned about the chip centre (the old way)
+      fk::AlignmentTemplate t = tpl;
+      const float r = deg * static_cast<float>(CV_PI) / 180.f, cs = std::cos(r) * scale, sn = std::sin(r) * scale;
+      for (auto& p : t.points) {
+        const cv::Point2f d = p - c;
+        p = c + cv::Point2f(cs * d.x - sn * d.y, sn * d.x + cs * d.y);
+      }
+      return t;
+    };
+    std::vector<fk::Image> chips;
+    for (float deg : aug.rotations_deg) chips.push_back(fk::align_face(photo, *face.landmarks, turned(deg, 1.f)));
+    for (float s : aug.scales) chips.push_back(fk::align_face(photo, *face.landmarks, turned(0.f, s)));
+    const auto old_way = dlib.embedder().embed(chips);
+    for (size_t i = 0; i < old_way.size(); ++i) {
+      EXPECT_LT(fk::l2_distance(views[1 + i], old_way[i]), 2e-3f) << "view " << 1 + i;
+      EXPECT_GT(fk::l2_distance(views[1 + i], views[0]), 1e-3f) << "view " << 1 + i << " is no different";
+    }
+  }
+  const auto fused = fk::augmented_embeddings(pipeline(), photo, *face.landmarks, aug);  // the default: a fusion
+  ASSERT_EQ(fused.size(), static_cast<size_t>(aug.variants()));
+  for (size_t i = 1; i < fused.size(); ++i) {
+    EXPECT_EQ(fused[i].size(), fused[0].size());
+    EXPECT_LT(fk::l2_distance(fused[i], fused[0]), pipeline().embedder().threshold()) << "view " << i;
+    EXPECT_GT(fk::l2_distance(fused[i], fused[0]), 1e-3f) << "view " << i << " is no different";
+  }
 }
 
 // The ONNX embedder on its two runtimes: facekit's ONNX reader into the graph runtime (the "auto" default for

@@ -104,6 +104,11 @@ TEST(Precision, BadOrUnsupportedPrecisionIsRefused) {
   o.precision = "int8";
   EXPECT_THROW(facekit::create_embedder("mobilefacenet", o), facekit::Error);  // int8: the stock dlib_resnet only
   EXPECT_STREQ(facekit::resolve_precision("int8"), "int8");
+  // A fusion takes either: its members that have the version run it, the others fp32.
+  for (const char* p : {"bf16", "int8"}) {
+    o.precision = p;
+    EXPECT_NO_THROW(facekit::create_embedder("dlib_mobilefacenet", o)) << p;
+  }
   o.precision = "auto";
   EXPECT_NO_THROW(facekit::create_embedder("mobilefacenet", o));  // auto falls back to fp32
   EXPECT_STREQ(facekit::resolve_precision("auto"), facekit::cpu_has_native_bf16() ? "bf16" : "fp32");

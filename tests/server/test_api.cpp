@@ -332,7 +332,7 @@ TEST_F(Api, RecognizeKnownUnknownPluginsAndBatch) {
   EXPECT_GT(f["subjects"][0]["similarity"].get<double>(), f["threshold"].get<double>());
   EXPECT_EQ(f["landmarks"].size(), 5u);
   EXPECT_EQ(f["landmarks68"].size(), 68u);
-  EXPECT_EQ(f["embedding"].size(), 128u);
+  EXPECT_EQ(f["embedding"].size(), static_cast<size_t>(engine->pipeline().embedder().dim()));
   EXPECT_TRUE(f["quality"].contains("level"));
   EXPECT_TRUE(f["liveness"].contains("live"));
   EXPECT_TRUE(f["execution_time"].contains("detector"));
@@ -404,7 +404,7 @@ TEST_F(Api, VerifyDetectAndEmbeddings) {
   for (const auto& face : d["result"]) EXPECT_TRUE(face.contains("gender")) << face.dump();
   EXPECT_FALSE(d["result"][0].contains("age"));
   const auto emb = d["result"][0]["embedding"];
-  ASSERT_EQ(emb.size(), 128u);
+  ASSERT_EQ(emb.size(), static_cast<size_t>(engine->pipeline().embedder().dim()));
 
   auto e = c.Post("/api/v1/recognition/embeddings/recognize", json{{"embeddings", json::array({emb})}}.dump(),
                   "application/json");
