@@ -33,8 +33,9 @@ inline constexpr const char* kLandmarker = "facemesh";
 /// net follows the eyelids, FaceMesh's eyelid vertices do not (GeometryMeter, quality.hpp).
 inline constexpr const char* kGeometryLandmarker = "face_landmark_68";
 /// The dlib ResNet fused with sirius-ai's MobileFaceNet (weights fitted on LFW View 1 train): LFW View 2
-/// 99.15% -> 99.43%, cfp-dev frontal-profile 92.09% -> 92.51%, frontal-frontal 99.34% -> 99.51%, for ~1.5x the
-/// embedding time (docs/results.md). "dlib_resnet" alone is the faster choice.
+/// 99.15% -> 99.43%, cfp-dev frontal-profile 92.09% -> 92.57%, frontal-frontal 99.34% -> 99.51%, for ~2.6x the
+/// align+embed time (0.61-0.68x the photos per second end to end; docs/results.md). "dlib_resnet" alone is the
+/// faster choice.
 inline constexpr const char* kEmbedder = "dlib_mobilefacenet";
 inline constexpr const char* kSpoofChecker = "spoof-combined";
 inline constexpr const char* kQualityAssessor = "classic";

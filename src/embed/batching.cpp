@@ -143,11 +143,9 @@ std::unique_ptr<Embedder> make_batching_embedder(std::unique_ptr<Embedder> inner
   return std::make_unique<BatchingEmbedder>(std::move(inner), options);
 }
 
-}  // namespace detail
-
-namespace detail {
 const Embedder* fusion_first_member(const Embedder& e);  // embedder.cpp
-}
+
+}  // namespace detail
 
 std::optional<BatchingStats> batching_stats(const Embedder& e) {
   if (const auto* b = dynamic_cast<const detail::BatchingEmbedder*>(&e)) return b->stats();

@@ -310,8 +310,9 @@ std::unique_ptr<Embedder> make(const ModelManifest& m, const EmbedderOptions& o)
   return std::make_unique<T>(m, o);
 }
 
-// An ONNX embedder on the graph runtime where facekit's reader translates it (faceplugin's MobileFaceNet:
-// 16 -> ~5 ms a chip, docs/results.md), on OpenCV DNN otherwise or when the manifest asks for it.
+// An ONNX embedder on the graph runtime where facekit's reader translates it (faceplugin's MobileFaceNet: align
+// + embed 34.9 -> 14.9 ms a photo with flip, docs/results.md), on OpenCV DNN otherwise or when the manifest
+// asks for it.
 std::unique_ptr<Embedder> make_onnx(const ModelManifest& m, const EmbedderOptions& o) {
   if (m.onnx_runtime == "opencv") return std::make_unique<detail::OnnxEmbedder>(m, o);
   if (m.onnx_runtime == "graph") return std::make_unique<detail::GraphEmbedder>(m, o, "onnx");

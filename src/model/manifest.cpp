@@ -126,15 +126,12 @@ ModelManifest load_manifest(const std::string& name) {
   if (m.arch == "fusion" && m.kind == "embedder" && m.embedding_dim == 0) {
     thread_local int depth = 0;
     if (depth > 8) throw Error(ErrorCode::kModelCorrupt, "fusion " + name + " nests fusions too deep (a cycle?)");
-    ++depth;
-    try {
-      for (const auto& [member, w] : m.members)
-        if (w > 0) m.embedding_dim += load_manifest(member).embedding_dim;
-    } catch (...) {
-      --depth;
-      throw;
-    }
-    --depth;
+    struct Nested {
+      Nested() { ++depth; }
+      ~Nested() { --depth; }
+    } nested;
+    for (const auto& [member, w] : m.members)
+      if (w > 0) m.embedding_dim += load_manifest(member).embedding_dim;
   }
   return m;
 }

@@ -78,30 +78,43 @@ std::string read_bytes(const fs::path& p) {
 
 }  // namespace
 
-class OnnxParity : public ::testing::TestWithParam<std::string> {};
+// Each model's file, golden metadata and input (dump.mjs's ramp), and the check of one output against onnxruntime.
+class OnnxParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    name = GetParam();
+    model = facekit::models_dir() / "faceplugin" / (name + ".onnx");
+    if (!fs::exists(model)) GTEST_SKIP() << model << " is missing: run scripts/setup";
+    std::ifstream in(kGolden / name / "meta.json");
+    meta = json::parse(in);
+    const auto range = meta["range"].get<std::vector<double>>();
+    input = ramp(meta["shape"].get<std::vector<int>>(), range[0], range[1]);
+  }
+  // Output k (n floats at `got`) within 1e-4 of onnxruntime's scale; the embedder's unit descriptor within 1e-4.
+  void expect_output_matches(size_t k, const float* got, size_t n) const {
+    const auto ref = read_f32(kGolden / name / ("output" + std::to_string(k) + ".f32"), n);
+    const Deviation d = compare(got, ref);
+    EXPECT_LE(d.max_abs, 1e-4 * d.scale) << name << " output " << k << ": max abs error " << d.max_abs << ", scale " << d.scale;
+    // What the embedder hands on: the unit-length descriptor.
+    if (name == "fr_feature") EXPECT_LE(d.unit, 1e-4) << "unit descriptor differs by " << d.unit;
+  }
+  std::string name;
+  fs::path model;
+  json meta;
+  cv::Mat input;
+};
 
 TEST_P(OnnxParity, MatchesOnnxruntime) {
-  const std::string name = GetParam();
-  const fs::path model = facekit::models_dir() / "faceplugin" / (name + ".onnx");
-  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing: run scripts/setup";
-  std::ifstream in(kGolden / name / "meta.json");
-  const json meta = json::parse(in);
-  const auto range = meta["range"].get<std::vector<double>>();
   std::vector<std::string> names;
   for (const auto& o : meta["outputs"]) names.push_back(o["name"]);
-
   const facekit::detail::OnnxNet net(model);
-  const auto outs = net.forward(ramp(meta["shape"].get<std::vector<int>>(), range[0], range[1]), names);
+  const auto outs = net.forward(input, names);
   ASSERT_EQ(outs.size(), names.size());
   for (size_t k = 0; k < names.size(); ++k) {
     size_t n = 1;
     for (const auto d : meta["outputs"][k]["shape"]) n *= d.get<size_t>();
     ASSERT_EQ(outs[k].total(), n) << name << " output " << names[k];
-    const auto ref = read_f32(kGolden / name / ("output" + std::to_string(k) + ".f32"), n);
-    const Deviation d = compare(outs[k].ptr<float>(), ref);
-    EXPECT_LE(d.max_abs, 1e-4 * d.scale) << name << " output " << names[k] << ": max abs error " << d.max_abs << ", scale " << d.scale;
-    // What the embedder hands on: the unit-length descriptor.
-    if (name == "fr_feature") EXPECT_LE(d.unit, 1e-4) << "unit descriptor differs by " << d.unit;
+    expect_output_matches(k, outs[k].ptr<float>(), n);
   }
 }
 
@@ -109,11 +122,6 @@ TEST_P(OnnxParity, MatchesOnnxruntime) {
 // translates the embedder and the landmark net; the detector and the liveness net compute shapes at run time
 // (Shape, Gather, Slice), which it refuses by name: those stay on OpenCV DNN.
 TEST_P(OnnxParity, GraphRuntimeMatchesOnnxruntimeOrRefusesByName) {
-  const std::string name = GetParam();
-  const fs::path model = facekit::models_dir() / "faceplugin" / (name + ".onnx");
-  if (!fs::exists(model)) GTEST_SKIP() << model << " is missing: run scripts/setup";
-  std::ifstream in(kGolden / name / "meta.json");
-  const json meta = json::parse(in);
   const bool translated = name == "fr_feature" || name == "fr_landmark";
   if (!translated) {
     try {
@@ -126,20 +134,15 @@ TEST_P(OnnxParity, GraphRuntimeMatchesOnnxruntimeOrRefusesByName) {
     return;
   }
   const facekit::graph::GraphModel net(model);
-  const auto range = meta["range"].get<std::vector<double>>();
-  const cv::Mat x = ramp(meta["shape"].get<std::vector<int>>(), range[0], range[1]);
-  std::vector<int64_t> shape(x.size.p, x.size.p + x.dims);
-  const at::Tensor nchw = at::from_blob(const_cast<float*>(x.ptr<float>()), shape, at::kFloat);
+  std::vector<int64_t> shape(input.size.p, input.size.p + input.dims);
+  const at::Tensor nchw = at::from_blob(const_cast<float*>(input.ptr<float>()), shape, at::kFloat);
   const auto outs = net.run(nchw.permute({0, 2, 3, 1}).contiguous());
   ASSERT_EQ(outs.size(), meta["outputs"].size());
   for (size_t k = 0; k < outs.size(); ++k) {
     const auto ref_shape = meta["outputs"][k]["shape"].get<std::vector<int64_t>>();
     ASSERT_EQ(outs[k].sizes().vec(), ref_shape) << name << " output " << k;
     const at::Tensor got = outs[k].contiguous();
-    const auto ref = read_f32(kGolden / name / ("output" + std::to_string(k) + ".f32"), static_cast<size_t>(got.numel()));
-    const Deviation d = compare(got.data_ptr<float>(), ref);
-    EXPECT_LE(d.max_abs, 1e-4 * d.scale) << name << " output " << k << ": max abs error " << d.max_abs << ", scale " << d.scale;
-    if (name == "fr_feature") EXPECT_LE(d.unit, 1e-4) << "unit descriptor differs by " << d.unit;
+    expect_output_matches(k, got.data_ptr<float>(), static_cast<size_t>(got.numel()));
   }
 }
 
