@@ -82,6 +82,7 @@ struct IdentifyArgs {
   double fpir = 0.01;
   IdentifyOptions defaults;
   float template_min_quality = defaults.template_min_quality;
+  float mean_norm_power = defaults.mean_norm_power;
   double turned_fpir_factor = defaults.turned_fpir_factor;
   int ef_search = 0;
 };
@@ -94,6 +95,7 @@ IdentifyOptions identify_options(const IdentifyArgs& a) {
   io.threshold = a.threshold;
   io.fpir = a.fpir;
   io.template_min_quality = a.template_min_quality;
+  io.mean_norm_power = a.mean_norm_power;
   io.turned_fpir_factor = a.turned_fpir_factor;
   if (a.ef_search > 0) io.index.ef_search = a.ef_search;
   return io;
@@ -466,9 +468,15 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
     for (const auto& [far, t] : r.far_table) cal.far.push_back(far), cal.threshold.push_back(t);
     cal.source = "facekit bench identify: LFW people with 2+ photos, open-set split (840 enrolled, photos of the "
                  "other 840 as strangers), plain enrolment, " +
-                 std::string(r.classifier == "knn" ? "kNN over per-person mean templates (score = similarity)"
-                                                   : "SVM (score = Platt probability)") +
+                 (r.classifier == "knn" ? "kNN over per-person mean templates (score = x.m/|m|^" +
+                                              [&] {
+                                                std::ostringstream o;
+                                                o << rep.mean_norm_power;
+                                                return o.str();
+                                              }() + ", mean_row)"
+                                        : std::string("SVM (score = Platt probability)")) +
                  ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons";
+    cal.mean_norm_power = rep.mean_norm_power;
     calibrations.emplace_back(r.classifier, std::move(cal));
   }
   std::printf("wall %.1f s\n", rep.wall_seconds);
@@ -627,6 +635,9 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
                            "mean templates: leave out a person's templates of lower quality when they have one at least this good (0 = keep all)")
       ->capture_default_str()
       ->check(finite_range(0, 1));
+  identify_cmd->add_option("--mean-norm-power", id->mean_norm_power,
+                           "mean templates: a person scores x.m/|m|^this against the mean m of their templates (1 = cosine to the normalised mean; default: the power the embedder's open-set calibration was measured with)")
+      ->check(finite_range(0, 1));
   identify_cmd->add_option("--turned-fpir-factor", id->turned_fpir_factor,
                            "a face turned 45 degrees or more must pass the default threshold for FPIR x this; from 25 degrees in proportion (1 = as frontal faces)")
       ->capture_default_str()
@@ -723,6 +734,9 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
   bid->add_option("--template-min-quality", ba->lfw.template_min_quality,
                   "mean templates: leave out a person's templates of lower quality when they have one at least this good (0 = keep all)")
       ->capture_default_str()
+      ->check(finite_range(0, 1));
+  bid->add_option("--mean-norm-power", ba->lfw.mean_norm_power,
+                  "mean templates: a person scores x.m/|m|^this against the mean m of their templates (1 = cosine to the normalised mean; default: the power the embedder's open-set calibration was measured with, which --calibration-out records)")
       ->check(finite_range(0, 1));
   bid->add_option("--turned-fpir-factor", ba->lfw.turned_fpir_factor,
                   "probes turned 45 degrees or more meet the threshold for FPIR x this; from 25 degrees in proportion (1 = none)")

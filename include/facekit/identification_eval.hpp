@@ -89,6 +89,7 @@ struct LfwIdentificationOptions {
   double fpir = 0.01;
   /// What identification does with poor templates and turned faces (IdentifyOptions, same defaults).
   float template_min_quality = IdentifyOptions{}.template_min_quality;
+  float mean_norm_power = IdentifyOptions{}.mean_norm_power;
   float turned_yaw = IdentifyOptions{}.turned_yaw;
   float turned_yaw_full = IdentifyOptions{}.turned_yaw_full;
   double turned_fpir_factor = IdentifyOptions{}.turned_fpir_factor;
@@ -128,6 +129,7 @@ struct LfwIdentificationReport {
   std::vector<std::string> no_face_photos;
   double embed_seconds = 0, wall_seconds = 0;
   std::vector<ProtocolResult> results;
+  float mean_norm_power = 1.f;  ///< the power mean rows were scored with (options' NaN resolved)
 };
 
 /// Protocols (photos of a person in number order; people sorted by name):

@@ -53,6 +53,15 @@ Embedding mean_embedding(const std::vector<Embedding>& embeddings);
 /// enrolled beside good ones pulls the mean towards everyone (docs/results.md, open-set on cfp-dev).
 Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
                                  float min_quality);
+/// A person's index row under Aggregation::kMean: the mean m of their good templates (mean_of_good_templates'
+/// choice, each template L2-normalised first) as a unit vector one value longer than an embedding,
+/// [m / |m|^power, sqrt(1 - |m|^(2 - 2 power))], so that a probe x padded with a 0 scores x.m / |m|^power as the
+/// similarity 1 - d^2/2 of an L2 index. power 1 is the cosine to the normalised mean; the mean of k templates
+/// then lies nearer everyone than one photo does, the more so the larger k (LFW: strangers' similarity at FAR
+/// 1e-3 0.865 for k = 1, 0.888 for k = 7), so one threshold cannot hold for people enrolled with one photo and
+/// with seven. power 0.5 keeps that tail within 0.008 from k = 1 to 15 (IdentifyOptions::mean_norm_power).
+Embedding mean_row(const std::vector<Embedding>& embeddings, const std::vector<float>& quality, float min_quality,
+                   float power);
 
 struct EnrollOptions {
   AugmentOptions augment;
@@ -117,6 +126,9 @@ struct OpenSetCalibration {
   std::vector<double> far;       ///< false-accept rates per comparison, descending
   std::vector<float> threshold;  ///< the score reached by that fraction of impostor comparisons
   std::string source;
+  /// The kNN's mean rows were scored with this power (IdentifyOptions::mean_norm_power) when the table was
+  /// measured; a table without one was measured with 1 (the cosine to the normalised mean).
+  float mean_norm_power = 1.f;
   /// The threshold that gives a false-positive identification rate of about `fpir` in a gallery of `people`:
   /// a stranger is compared with every person, so each comparison may pass with FAR = fpir / people.
   /// Interpolated in log FAR; clamped to the table's range.
@@ -126,6 +138,10 @@ struct OpenSetCalibration {
 /// The calibration of an embedder and classifier from share/gallery/open_set.json (or the file $FACEKIT_OPEN_SET
 /// names); nullopt when it has none. Throws Error(kModelCorrupt) for a malformed file.
 std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier);
+
+/// IdentifyOptions::mean_norm_power resolved: `power` when it is a number, else the embedder's kNN calibration's,
+/// else 1.
+float resolve_mean_norm_power(float power, const EmbedderId& embedder);
 
 /// Writes the calibration of an embedder and classifier into `file` (the format load_open_set_calibration
 /// reads: {embedder: {classifier: {far_table: [[far, threshold], ...], source}}}), keeping the other entries of
@@ -152,6 +168,14 @@ struct IdentifyOptions {
   /// above it (mean_of_good_templates). 0.5 is where quality's score says "poor" (one measure past its poor
   /// bound, or several past their fair ones). 0 keeps every template.
   float template_min_quality = 0.5f;
+  /// kMean: a person's row scores x.m / |m|^mean_norm_power against their unnormalised mean m (mean_row()).
+  /// NaN: the power the embedder's kNN open-set calibration was measured with (OpenSetCalibration), 1 without
+  /// one. 1 is the cosine to the normalised mean, which lets people enrolled with many photos attract
+  /// strangers: with it the default embedder's LFW-calibrated threshold let 2.9% of cfp-dev's strangers through
+  /// for a nominal 1% (7 photos per person there, 1-2 for most of LFW's people); its calibration is now
+  /// measured with 0.5, which holds the nominal rate on both (docs/results.md). dlib_resnet keeps 1: 0.5 cost
+  /// it 4.6 points of DIR on LFW.
+  float mean_norm_power = std::numeric_limits<float>::quiet_NaN();
   /// Turned faces meet a stricter default threshold: a stranger's profile lies closer to everyone's template
   /// than a frontal face does, and at one threshold profiles were named as someone 5-8x as often as frontal
   /// faces (cfp-dev, docs/results.md). The FPIR a face's threshold is set for is `fpir` up to a yaw of
@@ -181,8 +205,9 @@ double turned_fpir_scale(float yaw, const IdentifyOptions& options);
 struct Candidate {
   std::int64_t person_id = 0;
   std::string name;
-  float distance = 0;     ///< Euclidean distance to the person's nearest template
-  float similarity = 0;   ///< cosine similarity of that template, 1 - distance^2 / 2
+  float distance = 0;     ///< Euclidean distance to the person's nearest template (kMean: their mean_row)
+  /// 1 - distance^2 / 2: the cosine similarity of that template; kMean: x.m / |m|^mean_norm_power (mean_row)
+  float similarity = 0;
   float score = 0;        ///< the classifier's confidence (the open-set decision uses it)
   float probability = 0;  ///< share among the enrolled identities
   /// P(same person) for `distance` from the embedder's score calibration (verification's map, fitted on

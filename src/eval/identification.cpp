@@ -309,8 +309,16 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   }
   std::vector<float> data;
   std::vector<std::int64_t> keys, labels;
+  // Mean rows are one value longer (mean_row); probes get a 0 there, as Identifier does.
+  const bool mean_rows = agg == Aggregation::kMean;
+  const int row_dim = dim + (mean_rows ? 1 : 0);
+  auto probe_of = [&](const Embedding& e) {
+    Embedding p = e;
+    if (mean_rows) p.push_back(0.f);
+    return p;
+  };
   for (auto& [person, rows] : rows_by_person) {
-    if (agg == Aggregation::kMean) rows = {mean_of_good_templates(rows, quality_by_person[person], opt.template_min_quality)};
+    if (mean_rows) rows = {mean_row(rows, quality_by_person[person], opt.template_min_quality, opt.mean_norm_power)};
     for (const auto& v : rows) {
       data.insert(data.end(), v.begin(), v.end());
       keys.push_back(static_cast<std::int64_t>(keys.size()));
@@ -319,7 +327,7 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
   }
   r.gallery_people = static_cast<int>(rows_by_person.size());
   r.gallery_rows = static_cast<int>(keys.size());
-  LabelledIndex index(dim, opt.index, static_cast<std::int64_t>(keys.size()));
+  LabelledIndex index(row_dim, opt.index, static_cast<std::int64_t>(keys.size()));
   index.add(data.data(), keys.data(), labels.data(), static_cast<std::int64_t>(keys.size()));
   auto clf = create_classifier(clf_name, opt.classifier);
   auto t0 = Clock::now();
@@ -339,7 +347,7 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
     if (o.turned) yaws.emplace_back(outcomes.size(), pe.yaw);
     if (pe.ok) {
       t0 = Clock::now();
-      const auto cands = clf->classify(index, pe.variants[0].data(), 5);
+      const auto cands = clf->classify(index, probe_of(pe.variants[0]).data(), 5);
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       if (!cands.empty()) {
         o.has_candidate = true;
@@ -365,7 +373,7 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
     for (int i : split.probes) {
       const auto& pe = *photos[i].emb;
       if (!pe.ok || split.enrolled[photos[i].person]) continue;
-      for (const auto& c : clf->classify(index, pe.variants[0].data(), all)) impostor.push_back(c.score);
+      for (const auto& c : clf->classify(index, probe_of(pe.variants[0]).data(), all)) impostor.push_back(c.score);
     }
     std::sort(impostor.begin(), impostor.end(), std::greater<>());
     r.impostor_comparisons = static_cast<std::int64_t>(impostor.size());
@@ -477,6 +485,10 @@ LfwIdentificationReport run_lfw_identification(const FacePipeline& pipeline, con
     }
   }
 
+  LfwIdentificationOptions eval_opt = opt;  // as Identifier resolves it
+  eval_opt.mean_norm_power = resolve_mean_norm_power(opt.mean_norm_power, embedder_id(pipeline));
+  rep.mean_norm_power = eval_opt.mean_norm_power;
+
   struct Config {
     std::string protocol;
     const Split* split;
@@ -496,7 +508,7 @@ LfwIdentificationReport run_lfw_identification(const FacePipeline& pipeline, con
   for (size_t k = 0; k < configs.size(); ++k) {
     const auto& c = configs[k];
     if (progress) progress(c.protocol + " " + c.clf + " " + c.enrolment + " " + to_string(c.agg), static_cast<int>(k), static_cast<int>(configs.size()));
-    rep.results.push_back(evaluate(c.protocol, c.clf, c.enrolment, c.agg, *c.split, photos, opt, dim, embedder_id(pipeline)));
+    rep.results.push_back(evaluate(c.protocol, c.clf, c.enrolment, c.agg, *c.split, photos, eval_opt, dim, embedder_id(pipeline)));
   }
   rep.wall_seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return rep;

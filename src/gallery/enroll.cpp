@@ -41,6 +41,37 @@ Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const
   return mean_embedding(good.empty() ? embeddings : good);
 }
 
+Embedding mean_row(const std::vector<Embedding>& embeddings, const std::vector<float>& quality, float min_quality,
+                   float power) {
+  if (quality.size() != embeddings.size())
+    throw Error(ErrorCode::kInvalidArgument, "one quality per embedding is needed");
+  if (embeddings.empty()) throw Error(ErrorCode::kInvalidArgument, "mean of no embeddings");
+  if (!(power >= 0 && power <= 1)) throw Error(ErrorCode::kInvalidArgument, "mean_norm_power must be in [0, 1]");
+  bool any_good = false;
+  for (float q : quality) any_good = any_good || q >= min_quality;
+  const size_t dim = embeddings[0].size();
+  std::vector<double> m(dim, 0.0);
+  int k = 0;
+  for (size_t i = 0; i < embeddings.size(); ++i) {
+    if (any_good && !(quality[i] >= min_quality)) continue;
+    const auto& e = embeddings[i];
+    if (e.size() != dim) throw Error(ErrorCode::kInvalidArgument, "embeddings differ in length");
+    double n = 0;
+    for (float v : e) n += double(v) * v;
+    n = std::sqrt(std::max(n, 1e-24));
+    for (size_t j = 0; j < dim; ++j) m[j] += e[j] / n;
+    ++k;
+  }
+  double norm = 0;
+  for (double& v : m) v /= k, norm += v * v;
+  norm = std::min(1.0, std::sqrt(std::max(norm, 1e-24)));
+  Embedding row(dim + 1);
+  const double scale = 1.0 / std::pow(norm, power);
+  for (size_t j = 0; j < dim; ++j) row[j] = static_cast<float>(m[j] * scale);
+  row[dim] = static_cast<float>(std::sqrt(std::max(0.0, 1.0 - std::pow(norm, 2.0 - 2.0 * power))));
+  return row;
+}
+
 std::vector<Embedding> augmented_embeddings(const FacePipeline& pipeline, const Image& rgb,
                                             const Landmarks68& landmarks, const AugmentOptions& options) {
   const Embedder& embedder = pipeline.embedder();

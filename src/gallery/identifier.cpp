@@ -33,6 +33,12 @@ Aggregation parse_aggregation(const std::string& s) {
   throw Error(ErrorCode::kInvalidArgument, "unknown aggregation '" + s + "' (auto, none, mean)");
 }
 
+float resolve_mean_norm_power(float power, const EmbedderId& embedder) {
+  if (!std::isnan(power)) return power;
+  const auto c = load_open_set_calibration(embedder, "knn");
+  return c ? c->mean_norm_power : 1.f;
+}
+
 Aggregation resolve_aggregation(Aggregation a, const std::string& classifier) {
   if (a != Aggregation::kAuto) return a;
   return classifier == "svm" ? Aggregation::kNone : Aggregation::kMean;
@@ -75,6 +81,9 @@ std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& em
       c.threshold.push_back(row.at(1).get<float>());
     }
     c.source = file.string() + ": " + e.value("source", "");
+    c.mean_norm_power = e.value("mean_norm_power", 1.f);
+    if (!(c.mean_norm_power >= 0 && c.mean_norm_power <= 1))
+      throw Error(ErrorCode::kModelCorrupt, file.string() + ": mean_norm_power outside [0, 1]");
     if (c.far.empty()) throw Error(ErrorCode::kModelCorrupt, file.string() + ": empty far_table");
     for (size_t i = 1; i < c.far.size(); ++i)
       if (!(c.far[i] < c.far[i - 1]) || c.far[i] <= 0)
@@ -104,6 +113,7 @@ void save_open_set_calibration(const fs::path& file, const EmbedderId& embedder,
   nlohmann::json table = nlohmann::json::array();
   for (size_t i = 0; i < c.far.size(); ++i) table.push_back({c.far[i], c.threshold[i]});
   out[embedder.str()][classifier] = {{"far_table", table}, {"source", c.source}};
+  if (classifier == "knn") out[embedder.str()][classifier]["mean_norm_power"] = c.mean_norm_power;
   write_file_atomically(file, [&](std::ostream& os) { os << out.dump(2) << "\n"; });
 }
 
@@ -153,7 +163,7 @@ std::string file_safe(std::string s) {
 std::string mean_key(const IdentifyOptions& o) {
   if (o.aggregation != Aggregation::kMean) return "";
   std::ostringstream s;
-  s << " q>=" << o.template_min_quality;
+  s << " q>=" << o.template_min_quality << " p=" << o.mean_norm_power;
   return s.str();
 }
 
@@ -259,6 +269,9 @@ struct Identifier::Impl {
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
+    opt.mean_norm_power = resolve_mean_norm_power(opt.mean_norm_power, embedder);
+    if (!(opt.mean_norm_power >= 0 && opt.mean_norm_power <= 1))
+      throw Error(ErrorCode::kInvalidArgument, "mean_norm_power must be in [0, 1]");
     if (!(opt.template_min_quality >= 0 && opt.template_min_quality <= 1))
       throw Error(ErrorCode::kInvalidArgument, "template_min_quality must be in [0, 1]");
     if (!(opt.turned_fpir_factor > 0 && opt.turned_fpir_factor <= 1))
@@ -322,7 +335,7 @@ struct Identifier::Impl {
           &rev);
       for (std::int64_t pid : order) {
         const auto& [es, qs] = by_person[pid];
-        const Embedding m = mean_of_good_templates(es, qs, opt.template_min_quality);
+        const Embedding m = mean_row(es, qs, opt.template_min_quality, opt.mean_norm_power);
         if (!dim) dim = static_cast<int>(m.size());
         data.insert(data.end(), m.begin(), m.end());
         keys.push_back(pid);
@@ -368,7 +381,7 @@ struct Identifier::Impl {
           if (e.code() != ErrorCode::kNotFound) throw;  // removed since: nothing to add
         }
         if (mine.empty()) continue;
-        const Embedding m = mean_of_good_templates(mine, quality, opt.template_min_quality);
+        const Embedding m = mean_row(mine, quality, opt.template_min_quality, opt.mean_norm_power);
         if (static_cast<int>(m.size()) != index->dim()) continue;
         data.insert(data.end(), m.begin(), m.end());
         keys.push_back(pid);
@@ -586,12 +599,17 @@ Identification Identifier::identify(const Embedding& e, const HeadPose* pose) co
   r.turned = pose && std::abs(pose->yaw) >= m.opt.turned_yaw;
   r.threshold = r.turned ? threshold_at_yaw(pose->yaw) : m.threshold;
   if (!m.index || m.index->size() == 0) return r;
-  if (static_cast<int>(e.size()) != m.index->dim())
+  // A mean row is one value longer than an embedding (mean_row): the probe gets a 0 there.
+  const bool mean_rows = m.opt.aggregation == Aggregation::kMean;
+  const int dim = m.index->dim() - (mean_rows ? 1 : 0);
+  if (static_cast<int>(e.size()) != dim)
     throw Error(ErrorCode::kInvalidArgument, "embedding has " + std::to_string(e.size()) + " values, the gallery's " +
-                                                 m.embedder.str() + " templates " + std::to_string(m.index->dim()));
+                                                 m.embedder.str() + " templates " + std::to_string(dim));
   if (m.classifier->trainable() && m.classifier_revision != m.revision)
     throw Error(ErrorCode::kInternal, "classifier is behind the index (call refresh)");
-  for (const auto& s : m.classifier->classify(*m.index, e.data(), m.opt.top_k)) {
+  Embedding probe = e;
+  if (mean_rows) probe.push_back(0.f);
+  for (const auto& s : m.classifier->classify(*m.index, probe.data(), m.opt.top_k)) {
     Candidate c;
     c.person_id = s.label;
     if (const auto it = m.names.find(s.label); m.names_revision == m.revision && it != m.names.end()) {

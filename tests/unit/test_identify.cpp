@@ -502,6 +502,80 @@ TEST_F(IdentifierTest, MeanAggregationHasOneRowPerPersonAndFollowsChanges) {
   EXPECT_EQ(r.candidates[0].name, "person5");
 }
 
+TEST_F(IdentifierTest, MeanRowsScoreTheUnnormalisedMeanAndNameTheEmbeddingLength) {
+  // The power comes from the embedder's kNN calibration (saved and read back with it) unless one is given.
+  const fs::path file = dir_ / "open_set.json";
+  fk::OpenSetCalibration c;
+  c.far = {1e-1, 1e-2};
+  c.threshold = {0.5f, 0.6f};
+  c.mean_norm_power = 0.5f;
+  fk::save_open_set_calibration(file, kEmb, "knn", c);
+  ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
+  EXPECT_FLOAT_EQ(fk::load_open_set_calibration(kEmb, "knn")->mean_norm_power, 0.5f);
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), kEmb), 0.5f);
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(0.25f, kEmb), 0.25f);
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), {"other", "1"}), 1.f);
+  auto o = options();
+  o.aggregation = fk::Aggregation::kMean;
+  o.threshold = 0.f;
+  fk::Identifier id(*gallery_, kEmb, o);
+  auto cosine = o;
+  cosine.mean_norm_power = 1.f;
+  cosine.use_cache = false;
+  fk::Identifier cos_id(*gallery_, kEmb, cosine);
+  ::unsetenv("FACEKIT_OPEN_SET");
+  EXPECT_EQ(id.index().dim(), kDim + 1);  // mean_row's extra value
+  // person3's templates from the store: the top candidate's similarity is x.m / |m|^0.5 worked out by hand.
+  std::vector<fk::Embedding> mine;
+  for (const auto& t : gallery_->templates_of(gallery_->find_person("person3")->id)) mine.push_back(t.embedding);
+  ASSERT_GE(mine.size(), 2u);
+  const auto q = near(centres_[3], rng_);
+  double dot = 0, norm = 0;
+  for (int j = 0; j < kDim; ++j) {
+    double m = 0;
+    for (const auto& e : mine) m += e[j];
+    m /= static_cast<double>(mine.size());
+    dot += q[j] * m, norm += m * m;
+  }
+  const auto r = id.identify(q);
+  ASSERT_FALSE(r.candidates.empty());
+  EXPECT_EQ(r.candidates[0].name, "person3");
+  EXPECT_NEAR(r.candidates[0].similarity, dot / std::pow(norm, 0.25), 1e-4);
+  EXPECT_GT(r.candidates[0].similarity, dot);  // above the mean similarity, ...
+  EXPECT_LT(r.candidates[0].similarity, dot / std::sqrt(norm));  // ... below the cosine to the normalised mean
+  EXPECT_NEAR(cos_id.identify(q).candidates.at(0).similarity, dot / std::sqrt(norm), 1e-4);  // power 1
+  try {
+    id.identify(fk::Embedding(kDim + 1, 0.1f));
+    FAIL() << "an embedding of the row's length was accepted";
+  } catch (const fk::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("templates " + std::to_string(kDim)), std::string::npos) << e.what();
+  }
+}
+
+TEST(MeanRow, ScoresAProbeAgainstTheUnnormalisedMeanAtTheGivenPower) {
+  const fk::Embedding a = {1, 0, 0}, b = {0, 2, 0}, c = {0, 0, 1};  // b is normalised first
+  const fk::Embedding x = {1, 0, 0, 0};  // a probe padded with its 0
+  auto score = [&](const fk::Embedding& row) {
+    float d = 0, n = 0;
+    for (size_t i = 0; i < row.size(); ++i) d += row[i] * x[i], n += row[i] * row[i];
+    EXPECT_NEAR(n, 1.f, 1e-6);  // rows are unit vectors: an L2 index's 1 - d^2/2 is this dot product
+    return d;
+  };
+  // m = (0.5, 0.5, 0), |m| = sqrt(0.5); x.m = 0.5.
+  EXPECT_NEAR(score(fk::mean_row({a, b}, {1, 1}, 0.5f, 0.5f)), 0.5 / std::pow(0.5, 0.25), 1e-6);
+  EXPECT_NEAR(score(fk::mean_row({a, b}, {1, 1}, 0.5f, 1.f)), std::sqrt(0.5), 1e-6);  // cosine to the mean
+  EXPECT_NEAR(score(fk::mean_row({a, b}, {1, 1}, 0.5f, 0.f)), 0.5, 1e-6);            // mean similarity
+  // One template: the embedding itself, whatever the power.
+  const auto one = fk::mean_row({a}, {1}, 0.5f, 0.5f);
+  EXPECT_EQ(one, (fk::Embedding{1, 0, 0, 0}));
+  // A poor template is left out while a good one exists (mean_of_good_templates' rule).
+  EXPECT_NEAR(score(fk::mean_row({a, b, c}, {0.9f, 0.9f, 0.1f}, 0.5f, 0.5f)), 0.5 / std::pow(0.5, 0.25), 1e-6);
+  EXPECT_THROW(fk::mean_row({a, b}, {1}, 0.5f, 0.5f), fk::Error);
+  EXPECT_THROW(fk::mean_row({}, {}, 0.5f, 0.5f), fk::Error);
+  EXPECT_THROW(fk::mean_row({a}, {1}, 0.5f, 1.5f), fk::Error);
+  EXPECT_THROW(fk::mean_row({a, {1, 0}}, {1, 1}, 0.5f, 0.5f), fk::Error);
+}
+
 TEST(MeanOfGoodTemplates, PoorTemplatesAreLeftOutWhileAGoodOneExists) {
   const fk::Embedding a = {1, 0}, b = {0, 1};
   EXPECT_EQ(fk::mean_of_good_templates({a, b}, {0.9f, 0.2f}, 0.5f), a);
@@ -554,8 +628,9 @@ TEST_F(IdentifierTest, MeanTemplatesLeaveOutPoorPhotosAndTurnedFacesMeetAStricte
   {
     fk::Identifier id(*gallery_, kEmb, o);
     EXPECT_NEAR(id.identify(u).candidates.at(0).similarity, 1.f, 1e-5);
-    o.template_min_quality = 0;  // every template: the mean lies between u and w
+    o.template_min_quality = 0;  // every template: the mean m = (u + w) / 2 lies between them
     fk::Identifier all(*gallery_, kEmb, o);
+    // No calibration to take the power from: 1, the cosine to the normalised mean.
     EXPECT_NEAR(all.identify(u).candidates.at(0).similarity, std::sqrt(0.5f), 1e-5);
     o.template_min_quality = 0.5f;
   }
