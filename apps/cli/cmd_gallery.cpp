@@ -451,8 +451,9 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
                   100 * r.calibrated.fpir, 100 * a.lfw.fpir, 100 * r.calibrated.dir);
   for (const auto& r : rep.results)
     if (r.nonmated_probes > 0 && r.enrolment == "plain" && r.turned_mated + r.turned_nonmated > 0)
-      std::printf("  of which turned probes (%d mated, %d strangers), threshold %.4f: FPIR %.2f%%, DIR %.2f%%\n",
-                  r.turned_mated, r.turned_nonmated, r.calibrated_turned.threshold, 100 * r.calibrated_turned.fpir,
+      std::printf("  of which turned probes (%d mated, %d strangers), threshold %.4f (FPIR x %g from 45 degrees): FPIR %.2f%%, DIR %.2f%%\n",
+                  r.turned_mated, r.turned_nonmated, r.calibrated_turned.threshold, r.turned_fpir_factor,
+                  100 * r.calibrated_turned.fpir,
                   100 * r.calibrated_turned.dir);
   for (const auto& r : rep.results)
     if (r.classifier == "svm" && r.enrolment == "plain")
@@ -460,24 +461,27 @@ int cmd_bench_identify(const Common& c, BenchArgs a) {
   std::vector<std::pair<std::string, OpenSetCalibration>> calibrations;  // by classifier
   for (const auto& r : rep.results) {
     if (r.far_table.empty()) continue;
-    std::printf("%s score reached by impostors (%lld comparisons):", r.classifier.c_str(),
+    const Aggregation agg = parse_aggregation(r.aggregation);
+    const std::string key = open_set_key(r.classifier, agg);
+    std::printf("%s score reached by impostors (%lld comparisons):", key.c_str(),
                 static_cast<long long>(r.impostor_comparisons));
     for (const auto& [far, t] : r.far_table) std::printf(" FAR %.0e: %.4f;", far, t);
     std::printf("\n");
     OpenSetCalibration cal;
     for (const auto& [far, t] : r.far_table) cal.far.push_back(far), cal.threshold.push_back(t);
+    std::ostringstream power;
+    power << rep.mean_norm_power;
+    const std::string scored =
+        r.classifier == "svm"    ? "SVM over " + std::string(agg == Aggregation::kMean ? "per-person mean templates" : "every template") +
+                                       " (score = Platt probability)"
+        : agg == Aggregation::kMean ? "kNN over per-person mean templates (score = x.m/|m|^" + power.str() + ", mean_row)"
+                                    : "kNN over every template (score = the person's nearest template's similarity; FAR per template)";
     cal.source = "facekit bench identify: LFW people with 2+ photos, open-set split (840 enrolled, photos of the "
                  "other 840 as strangers), plain enrolment, " +
-                 (r.classifier == "knn" ? "kNN over per-person mean templates (score = x.m/|m|^" +
-                                              [&] {
-                                                std::ostringstream o;
-                                                o << rep.mean_norm_power;
-                                                return o.str();
-                                              }() + ", mean_row)"
-                                        : std::string("SVM (score = Platt probability)")) +
-                 ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons";
+                 scored + ", " + std::to_string(r.impostor_comparisons) + " stranger-person comparisons";
     cal.mean_norm_power = rep.mean_norm_power;
-    calibrations.emplace_back(r.classifier, std::move(cal));
+    cal.turned_fpir_factor = r.turned_fpir_factor;
+    calibrations.emplace_back(key, std::move(cal));
   }
   std::printf("wall %.1f s\n", rep.wall_seconds);
   if (!a.calibration_out.empty()) {
@@ -639,8 +643,7 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
                            "mean templates: a person scores x.m/|m|^this against the mean m of their templates (1 = cosine to the normalised mean; default: the power the embedder's open-set calibration was measured with)")
       ->check(finite_range(0, 1));
   identify_cmd->add_option("--turned-fpir-factor", id->turned_fpir_factor,
-                           "a face turned 45 degrees or more must pass the default threshold for FPIR x this; from 25 degrees in proportion (1 = as frontal faces)")
-      ->capture_default_str()
+                           "a face turned 45 degrees or more must pass the default threshold for FPIR x this; from 25 degrees in proportion (1 = as frontal faces; default: the factor the embedder's open-set calibration records)")
       ->check(finite_range(1e-6, 1.0));
   identify_cmd->add_option("--ef-search", id->ef_search, "HNSW search beam for large galleries")->check(CLI::Range(1, 1 << 20));
   out.emplace_back(identify_cmd, [&c, id] { return cmd_identify(c, *id); });
@@ -739,8 +742,7 @@ void add_gallery_commands(CLI::App& app, Common& c, Commands& out) {
                   "mean templates: a person scores x.m/|m|^this against the mean m of their templates (1 = cosine to the normalised mean; default: the power the embedder's open-set calibration was measured with, which --calibration-out records)")
       ->check(finite_range(0, 1));
   bid->add_option("--turned-fpir-factor", ba->lfw.turned_fpir_factor,
-                  "probes turned 45 degrees or more meet the threshold for FPIR x this; from 25 degrees in proportion (1 = none)")
-      ->capture_default_str()
+                  "probes turned 45 degrees or more meet the threshold for FPIR x this; from 25 degrees in proportion (1 = none; default: the factor the embedder's open-set calibration records, which --calibration-out records)")
       ->check(finite_range(1e-6, 1.0));
   bid->add_option("--seed", ba->lfw.seed, "which half of the people the open-set protocol enrols (a seeded shuffle)")
       ->capture_default_str();

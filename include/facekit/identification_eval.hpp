@@ -113,6 +113,7 @@ struct ProtocolResult {
   /// The same over the turned probes alone (each at its yaw's threshold; `threshold` is that of a full
   /// turn), and how many probes were turned (mated, non-mated).
   OpenSetPoint calibrated_turned;
+  double turned_fpir_factor = 0;  ///< the factor turned probes were held to (options' NaN resolved)
   int turned_mated = 0, turned_nonmated = 0;
   double train_seconds = 0;
   double median_search_ms = 0;

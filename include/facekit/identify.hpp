@@ -129,6 +129,9 @@ struct OpenSetCalibration {
   /// The kNN's mean rows were scored with this power (IdentifyOptions::mean_norm_power) when the table was
   /// measured; a table without one was measured with 1 (the cosine to the normalised mean).
   float mean_norm_power = 1.f;
+  /// The turned-face factor (IdentifyOptions::turned_fpir_factor) this table's rules were checked with; a table
+  /// without one was checked with 0.1.
+  double turned_fpir_factor = 0.1;
   /// The threshold that gives a false-positive identification rate of about `fpir` in a gallery of `people`:
   /// a stranger is compared with every person, so each comparison may pass with FAR = fpir / people.
   /// Interpolated in log FAR; clamped to the table's range.
@@ -139,9 +142,23 @@ struct OpenSetCalibration {
 /// names); nullopt when it has none. Throws Error(kModelCorrupt) for a malformed file.
 std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& embedder, const std::string& classifier);
 
+/// The open_set.json entry for a classifier and aggregation: the classifier's name for its default aggregation
+/// (knn over means, svm over every template), "<classifier>/<aggregation>" otherwise ("knn/none": a kNN over
+/// every template scores each person by their nearest one, a different distribution from a mean's).
+std::string open_set_key(const std::string& classifier, Aggregation aggregation);
+
+/// How many comparisons a stranger's FPIR spreads over (OpenSetCalibration::threshold_for's `people`): one per
+/// person, or one per template for a kNN over every template (a person scores their nearest template, so each
+/// template is a chance to pass; its calibration is measured per template).
+std::int64_t open_set_comparisons(const std::string& classifier, Aggregation aggregation, std::int64_t people,
+                                  std::int64_t rows);
+
 /// IdentifyOptions::mean_norm_power resolved: `power` when it is a number, else the embedder's kNN calibration's,
 /// else 1.
 float resolve_mean_norm_power(float power, const EmbedderId& embedder);
+/// IdentifyOptions::turned_fpir_factor resolved: `factor` when it is a number, else the one the embedder's
+/// calibration under `key` (open_set_key()) records, else 0.5.
+double resolve_turned_fpir_factor(double factor, const EmbedderId& embedder, const std::string& key);
 
 /// Writes the calibration of an embedder and classifier into `file` (the format load_open_set_calibration
 /// reads: {embedder: {classifier: {far_table: [[far, threshold], ...], source}}}), keeping the other entries of
@@ -176,14 +193,18 @@ struct IdentifyOptions {
   /// measured with 0.5, which holds the nominal rate on both (docs/results.md). dlib_resnet keeps 1: 0.5 cost
   /// it 4.6 points of DIR on LFW.
   float mean_norm_power = std::numeric_limits<float>::quiet_NaN();
-  /// Turned faces meet a stricter default threshold: a stranger's profile lies closer to everyone's template
-  /// than a frontal face does, and at one threshold profiles were named as someone 5-8x as often as frontal
-  /// faces (cfp-dev, docs/results.md). The FPIR a face's threshold is set for is `fpir` up to a yaw of
+  /// Turned faces meet a stricter default threshold: a stranger's profile may lie closer to everyone's template
+  /// than a frontal face does. With mean templates scored by cosine, profiles were named as someone 5-8x as
+  /// often as frontal faces on cfp-dev, and the factor was 0.1; with mean_row's scoring 1.3x on cfp-dev and
+  /// 0.6x on LFW, so 0.5 (cfp-dev FPIR at a nominal 1% 0.78 -> 0.91%, DIR 83.5 -> 86.5%; docs/results.md).
+  /// NaN: the factor the embedder's open-set calibration records (OpenSetCalibration): 0.5 for the default
+  /// embedder, 0.1 for dlib_resnet, whose cosine-scored means still need it.
+  /// The FPIR a face's threshold is set for is `fpir` up to a yaw of
   /// `turned_yaw` degrees (estimate_head_pose from its landmarks; quality's `yaw_fair`), falls log-linearly
   /// beyond, and is `fpir * turned_fpir_factor` from `turned_yaw_full` on (quality's `yaw_poor`); see
   /// turned_fpir_scale(). 1 = no difference. A threshold given in `threshold` applies to every face.
   float turned_yaw = 25.f, turned_yaw_full = 45.f;
-  double turned_fpir_factor = 0.1;
+  double turned_fpir_factor = std::numeric_limits<double>::quiet_NaN();
   int top_k = 5;  ///< candidates returned per face
   /// Open-set threshold on the best candidate's score (see classifier.hpp): below it the face is unknown.
   /// NaN: default_open_set_threshold() for the gallery's current number of people and `fpir`.

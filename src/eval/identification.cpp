@@ -361,19 +361,30 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
     }
     outcomes.push_back(o);
   }
-  if (protocol == "open-set" && enrolment == "plain" &&
-      ((clf_name == "knn" && agg == Aggregation::kMean) || (clf_name == "svm" && agg == Aggregation::kNone))) {
+  if (protocol == "open-set" && enrolment == "plain" && (clf_name == "knn" || agg == Aggregation::kNone)) {
     // Every stranger (a non-enrolled person's photo) against every enrolled person: the score distribution
     // the open-set threshold must reject. (Enrolled people scored against each other are no substitute for
     // the SVM: their templates were its negatives, which pushes their scores down.)
+    // A kNN over every template is measured per template (open_set_comparisons()): a person's score is their
+    // nearest template's, so their chance of passing grows with their number of templates.
     const auto labels = index.labels();
     const int all = static_cast<int>(labels.size());
+    const bool per_row = clf_name == "knn" && agg == Aggregation::kNone;
     std::vector<float> impostor;
-    impostor.reserve(split.probes.size() * labels.size());
+    impostor.reserve(split.probes.size() * (per_row ? keys.size() : labels.size()));
     for (int i : split.probes) {
       const auto& pe = *photos[i].emb;
       if (!pe.ok || split.enrolled[photos[i].person]) continue;
-      for (const auto& c : clf->classify(index, probe_of(pe.variants[0]).data(), all)) impostor.push_back(c.score);
+      const Embedding x = probe_of(pe.variants[0]);
+      if (per_row) {
+        for (size_t k = 0; k < keys.size(); ++k) {
+          float dot = 0;
+          for (int j = 0; j < row_dim; ++j) dot += x[j] * data[k * row_dim + j];
+          impostor.push_back(dot);  // the kNN's score: 1 - d^2/2 of unit vectors
+        }
+      } else {
+        for (const auto& c : clf->classify(index, x.data(), all)) impostor.push_back(c.score);
+      }
     }
     std::sort(impostor.begin(), impostor.end(), std::greater<>());
     r.impostor_comparisons = static_cast<std::int64_t>(impostor.size());
@@ -393,19 +404,22 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
     io.fpir = opt.fpir;
     io.turned_yaw = opt.turned_yaw;
     io.turned_yaw_full = opt.turned_yaw_full;
-    io.turned_fpir_factor = opt.turned_fpir_factor;
-    const auto cal = load_open_set_calibration(embedder, clf_name);
+    const std::string key = open_set_key(clf_name, agg);
+    const std::int64_t comparisons = open_set_comparisons(clf_name, agg, r.gallery_people, r.gallery_rows);
+    io.turned_fpir_factor = resolve_turned_fpir_factor(opt.turned_fpir_factor, embedder, key);
+    r.turned_fpir_factor = io.turned_fpir_factor;
+    const auto cal = load_open_set_calibration(embedder, key);
     if (cal)
       for (const auto& [k, yaw] : yaws)
-        outcomes[k].threshold = cal->threshold_for(opt.fpir * turned_fpir_scale(yaw, io), r.gallery_people);
+        outcomes[k].threshold = cal->threshold_for(opt.fpir * turned_fpir_scale(yaw, io), comparisons);
     r.calibrated = open_set_at(
-        outcomes, detail::open_set_threshold(cal, embedder, clf_name, r.gallery_people, opt.fpir, &r.calibrated_source));
+        outcomes, detail::open_set_threshold(cal, embedder, key, comparisons, opt.fpir, &r.calibrated_source));
     std::vector<ProbeOutcome> turned;
     for (const auto& o : outcomes)
       if (o.turned) turned.push_back(o), ++(o.mated ? r.turned_mated : r.turned_nonmated);
     r.calibrated_turned = open_set_at(
         turned,
-        detail::open_set_threshold(cal, embedder, clf_name, r.gallery_people, opt.fpir * opt.turned_fpir_factor));
+        detail::open_set_threshold(cal, embedder, key, comparisons, opt.fpir * io.turned_fpir_factor));
   }
   if (!ms.empty()) {
     std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());

@@ -39,6 +39,23 @@ float resolve_mean_norm_power(float power, const EmbedderId& embedder) {
   return c ? c->mean_norm_power : 1.f;
 }
 
+std::string open_set_key(const std::string& classifier, Aggregation aggregation) {
+  const Aggregation a = resolve_aggregation(aggregation, classifier);
+  if (a == resolve_aggregation(Aggregation::kAuto, classifier)) return classifier;
+  return classifier + "/" + to_string(a);
+}
+
+std::int64_t open_set_comparisons(const std::string& classifier, Aggregation aggregation, std::int64_t people,
+                                  std::int64_t rows) {
+  return classifier == "knn" && resolve_aggregation(aggregation, classifier) == Aggregation::kNone ? rows : people;
+}
+
+double resolve_turned_fpir_factor(double factor, const EmbedderId& embedder, const std::string& key) {
+  if (!std::isnan(factor)) return factor;
+  const auto c = load_open_set_calibration(embedder, key);
+  return c ? c->turned_fpir_factor : 0.5;
+}
+
 Aggregation resolve_aggregation(Aggregation a, const std::string& classifier) {
   if (a != Aggregation::kAuto) return a;
   return classifier == "svm" ? Aggregation::kNone : Aggregation::kMean;
@@ -82,6 +99,9 @@ std::optional<OpenSetCalibration> load_open_set_calibration(const EmbedderId& em
     }
     c.source = file.string() + ": " + e.value("source", "");
     c.mean_norm_power = e.value("mean_norm_power", 1.f);
+    c.turned_fpir_factor = e.value("turned_fpir_factor", 0.1);
+    if (!(c.turned_fpir_factor > 0 && c.turned_fpir_factor <= 1))
+      throw Error(ErrorCode::kModelCorrupt, file.string() + ": turned_fpir_factor outside (0, 1]");
     if (!(c.mean_norm_power >= 0 && c.mean_norm_power <= 1))
       throw Error(ErrorCode::kModelCorrupt, file.string() + ": mean_norm_power outside [0, 1]");
     if (c.far.empty()) throw Error(ErrorCode::kModelCorrupt, file.string() + ": empty far_table");
@@ -114,6 +134,7 @@ void save_open_set_calibration(const fs::path& file, const EmbedderId& embedder,
   for (size_t i = 0; i < c.far.size(); ++i) table.push_back({c.far[i], c.threshold[i]});
   out[embedder.str()][classifier] = {{"far_table", table}, {"source", c.source}};
   if (classifier == "knn") out[embedder.str()][classifier]["mean_norm_power"] = c.mean_norm_power;
+  out[embedder.str()][classifier]["turned_fpir_factor"] = c.turned_fpir_factor;
   write_file_atomically(file, [&](std::ostream& os) { os << out.dump(2) << "\n"; });
 }
 
@@ -129,7 +150,7 @@ float detail::open_set_threshold(const std::optional<OpenSetCalibration>& c, con
     }
     return t;
   }
-  if (classifier == "knn") {
+  if (classifier == "knn" || classifier.starts_with("knn/")) {
     // The embedder's verification threshold (a distance) as a similarity.
     const float t = load_manifest(embedder.name).threshold;
     if (source) *source = "verification threshold of " + embedder.name + " (no open-set calibration)";
@@ -256,7 +277,7 @@ struct Identifier::Impl {
   // The open-set calibration and gallery size the default threshold came from (none when one was given), for
   // the thresholds of turned faces.
   std::optional<OpenSetCalibration> calibration;
-  std::int64_t people = 0;
+  std::int64_t people = 0;  // comparisons a stranger's FPIR spreads over (open_set_comparisons)
   std::string threshold_source;
   RefreshReport last;
   // People's names as of `revision`, so that an answer never mixes the index of one revision with a name
@@ -270,6 +291,8 @@ struct Identifier::Impl {
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
     opt.mean_norm_power = resolve_mean_norm_power(opt.mean_norm_power, embedder);
+    opt.turned_fpir_factor =
+        resolve_turned_fpir_factor(opt.turned_fpir_factor, embedder, open_set_key(opt.classifier, opt.aggregation));
     if (!(opt.mean_norm_power >= 0 && opt.mean_norm_power <= 1))
       throw Error(ErrorCode::kInvalidArgument, "mean_norm_power must be in [0, 1]");
     if (!(opt.template_min_quality >= 0 && opt.template_min_quality <= 1))
@@ -576,9 +599,11 @@ RefreshReport Identifier::refresh() {
   }
   // The default threshold depends on how many people a stranger is compared with.
   if (std::isnan(m.opt.threshold)) {
-    const std::int64_t people = m.index ? m.index->label_count() : 0;
-    m.calibration = load_open_set_calibration(m.embedder, m.opt.classifier);
-    m.threshold = detail::open_set_threshold(m.calibration, m.embedder, m.opt.classifier, people, m.opt.fpir,
+    const std::int64_t people =
+        m.index ? open_set_comparisons(m.opt.classifier, m.opt.aggregation, m.index->label_count(), m.index->size()) : 0;
+    const std::string key = open_set_key(m.opt.classifier, m.opt.aggregation);
+    m.calibration = load_open_set_calibration(m.embedder, key);
+    m.threshold = detail::open_set_threshold(m.calibration, m.embedder, key, people, m.opt.fpir,
                                              &m.threshold_source);
     m.people = people;
   } else {

@@ -509,16 +509,26 @@ TEST_F(IdentifierTest, MeanRowsScoreTheUnnormalisedMeanAndNameTheEmbeddingLength
   c.far = {1e-1, 1e-2};
   c.threshold = {0.5f, 0.6f};
   c.mean_norm_power = 0.5f;
+  c.turned_fpir_factor = 0.3;
   fk::save_open_set_calibration(file, kEmb, "knn", c);
   ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
   EXPECT_FLOAT_EQ(fk::load_open_set_calibration(kEmb, "knn")->mean_norm_power, 0.5f);
   EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), kEmb), 0.5f);
   EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(0.25f, kEmb), 0.25f);
   EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), {"other", "1"}), 1.f);
+  // So does the turned-face factor, per classifier (none recorded for the SVM here: 0.5).
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_DOUBLE_EQ(fk::load_open_set_calibration(kEmb, "knn")->turned_fpir_factor, 0.3);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, kEmb, "knn"), 0.3);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, kEmb, "svm"), 0.5);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(0.2, kEmb, "knn"), 0.2);
   auto o = options();
   o.aggregation = fk::Aggregation::kMean;
   o.threshold = 0.f;
+  o.turned_fpir_factor = nan;
   fk::Identifier id(*gallery_, kEmb, o);
+  EXPECT_DOUBLE_EQ(id.options().turned_fpir_factor, 0.3);
+  EXPECT_FLOAT_EQ(id.options().mean_norm_power, 0.5f);
   auto cosine = o;
   cosine.mean_norm_power = 1.f;
   cosine.use_cache = false;
@@ -550,6 +560,20 @@ TEST_F(IdentifierTest, MeanRowsScoreTheUnnormalisedMeanAndNameTheEmbeddingLength
   } catch (const fk::Error& e) {
     EXPECT_NE(std::string(e.what()).find("templates " + std::to_string(kDim)), std::string::npos) << e.what();
   }
+}
+
+TEST(OpenSetKey, EachClassifierAndAggregationHasItsOwnTableAndComparisonCount) {
+  using fk::Aggregation;
+  EXPECT_EQ(fk::open_set_key("knn", Aggregation::kAuto), "knn");
+  EXPECT_EQ(fk::open_set_key("knn", Aggregation::kMean), "knn");
+  EXPECT_EQ(fk::open_set_key("knn", Aggregation::kNone), "knn/none");
+  EXPECT_EQ(fk::open_set_key("svm", Aggregation::kAuto), "svm");
+  EXPECT_EQ(fk::open_set_key("svm", Aggregation::kNone), "svm");
+  EXPECT_EQ(fk::open_set_key("svm", Aggregation::kMean), "svm/mean");
+  // A stranger meets every person once, except a kNN over every template, where each template is a chance.
+  EXPECT_EQ(fk::open_set_comparisons("knn", Aggregation::kMean, 125, 875), 125);
+  EXPECT_EQ(fk::open_set_comparisons("knn", Aggregation::kNone, 125, 875), 875);
+  EXPECT_EQ(fk::open_set_comparisons("svm", Aggregation::kAuto, 125, 875), 125);
 }
 
 TEST(MeanRow, ScoresAProbeAgainstTheUnnormalisedMeanAtTheGivenPower) {
@@ -601,7 +625,8 @@ fk::Embedding at_cosine(const fk::Embedding& u, float c, std::mt19937& rng) {
 }  // namespace
 
 TEST(TurnedFpirScale, FallsLogLinearlyFromTheFairToThePoorYaw) {
-  const fk::IdentifyOptions o;  // 25 and 45 degrees, 0.1
+  fk::IdentifyOptions o;  // 25 and 45 degrees
+  o.turned_fpir_factor = 0.1;
   EXPECT_DOUBLE_EQ(fk::turned_fpir_scale(0, o), 1);
   EXPECT_DOUBLE_EQ(fk::turned_fpir_scale(-25, o), 1);
   EXPECT_NEAR(fk::turned_fpir_scale(35, o), std::sqrt(0.1), 1e-12);
@@ -625,6 +650,7 @@ TEST_F(IdentifierTest, MeanTemplatesLeaveOutPoorPhotosAndTurnedFacesMeetAStricte
   gallery_->add_person(np);
   auto o = options();
   o.aggregation = fk::Aggregation::kMean;
+  o.turned_fpir_factor = 0.1;
   {
     fk::Identifier id(*gallery_, kEmb, o);
     EXPECT_NEAR(id.identify(u).candidates.at(0).similarity, 1.f, 1e-5);
