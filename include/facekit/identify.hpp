@@ -153,12 +153,12 @@ std::string open_set_key(const std::string& classifier, Aggregation aggregation)
 std::int64_t open_set_comparisons(const std::string& classifier, Aggregation aggregation, std::int64_t people,
                                   std::int64_t rows);
 
-/// IdentifyOptions::mean_norm_power resolved: `power` when it is a number, else the embedder's kNN calibration's,
-/// else 1.
-float resolve_mean_norm_power(float power, const EmbedderId& embedder);
-/// IdentifyOptions::turned_fpir_factor resolved: `factor` when it is a number, else the one the embedder's
-/// calibration under `key` (open_set_key()) records, else 0.5.
-double resolve_turned_fpir_factor(double factor, const EmbedderId& embedder, const std::string& key);
+/// IdentifyOptions::mean_norm_power resolved: `power` when it is a number, else the one the embedder's kNN
+/// calibration (load_open_set_calibration(embedder, "knn")) records, else 1.
+float resolve_mean_norm_power(float power, const std::optional<OpenSetCalibration>& knn_calibration);
+/// IdentifyOptions::turned_fpir_factor resolved: `factor` when it is a number, else the one the calibration in
+/// use (its open_set_key()'s) records, else 0.5.
+double resolve_turned_fpir_factor(double factor, const std::optional<OpenSetCalibration>& calibration);
 
 /// Writes the calibration of an embedder and classifier into `file` (the format load_open_set_calibration
 /// reads: {embedder: {classifier: {far_table: [[far, threshold], ...], source}}}), keeping the other entries of

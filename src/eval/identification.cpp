@@ -406,9 +406,9 @@ ProtocolResult evaluate(const std::string& protocol, const std::string& clf_name
     io.turned_yaw_full = opt.turned_yaw_full;
     const std::string key = open_set_key(clf_name, agg);
     const std::int64_t comparisons = open_set_comparisons(clf_name, agg, r.gallery_people, r.gallery_rows);
-    io.turned_fpir_factor = resolve_turned_fpir_factor(opt.turned_fpir_factor, embedder, key);
-    r.turned_fpir_factor = io.turned_fpir_factor;
     const auto cal = load_open_set_calibration(embedder, key);
+    io.turned_fpir_factor = resolve_turned_fpir_factor(opt.turned_fpir_factor, cal);
+    r.turned_fpir_factor = io.turned_fpir_factor;
     if (cal)
       for (const auto& [k, yaw] : yaws)
         outcomes[k].threshold = cal->threshold_for(opt.fpir * turned_fpir_scale(yaw, io), comparisons);
@@ -500,7 +500,8 @@ LfwIdentificationReport run_lfw_identification(const FacePipeline& pipeline, con
   }
 
   LfwIdentificationOptions eval_opt = opt;  // as Identifier resolves it
-  eval_opt.mean_norm_power = resolve_mean_norm_power(opt.mean_norm_power, embedder_id(pipeline));
+  eval_opt.mean_norm_power =
+      resolve_mean_norm_power(opt.mean_norm_power, load_open_set_calibration(embedder_id(pipeline), "knn"));
   rep.mean_norm_power = eval_opt.mean_norm_power;
 
   struct Config {

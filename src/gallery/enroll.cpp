@@ -31,39 +31,44 @@ Embedding mean_embedding(const std::vector<Embedding>& embeddings) {
   return m;
 }
 
-Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
-                                 float min_quality) {
+namespace {
+// mean_of_good_templates' choice: the templates of quality >= min_quality, or all when none reaches it.
+std::vector<const Embedding*> good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
+                                             float min_quality) {
   if (quality.size() != embeddings.size())
     throw Error(ErrorCode::kInvalidArgument, "one quality per embedding is needed");
-  std::vector<Embedding> good;
-  for (size_t i = 0; i < embeddings.size(); ++i)
-    if (quality[i] >= min_quality) good.push_back(embeddings[i]);
-  return mean_embedding(good.empty() ? embeddings : good);
+  std::vector<const Embedding*> good, all;
+  for (size_t i = 0; i < embeddings.size(); ++i) {
+    all.push_back(&embeddings[i]);
+    if (quality[i] >= min_quality) good.push_back(&embeddings[i]);
+  }
+  return good.empty() ? all : good;
+}
+}  // namespace
+
+Embedding mean_of_good_templates(const std::vector<Embedding>& embeddings, const std::vector<float>& quality,
+                                 float min_quality) {
+  std::vector<Embedding> chosen;
+  for (const Embedding* e : good_templates(embeddings, quality, min_quality)) chosen.push_back(*e);
+  return mean_embedding(chosen);
 }
 
 Embedding mean_row(const std::vector<Embedding>& embeddings, const std::vector<float>& quality, float min_quality,
                    float power) {
-  if (quality.size() != embeddings.size())
-    throw Error(ErrorCode::kInvalidArgument, "one quality per embedding is needed");
-  if (embeddings.empty()) throw Error(ErrorCode::kInvalidArgument, "mean of no embeddings");
   if (!(power >= 0 && power <= 1)) throw Error(ErrorCode::kInvalidArgument, "mean_norm_power must be in [0, 1]");
-  bool any_good = false;
-  for (float q : quality) any_good = any_good || q >= min_quality;
-  const size_t dim = embeddings[0].size();
+  const auto chosen = good_templates(embeddings, quality, min_quality);
+  if (chosen.empty()) throw Error(ErrorCode::kInvalidArgument, "mean of no embeddings");
+  const size_t dim = chosen[0]->size();
   std::vector<double> m(dim, 0.0);
-  int k = 0;
-  for (size_t i = 0; i < embeddings.size(); ++i) {
-    if (any_good && !(quality[i] >= min_quality)) continue;
-    const auto& e = embeddings[i];
-    if (e.size() != dim) throw Error(ErrorCode::kInvalidArgument, "embeddings differ in length");
+  for (const Embedding* e : chosen) {
+    if (e->size() != dim) throw Error(ErrorCode::kInvalidArgument, "embeddings differ in length");
     double n = 0;
-    for (float v : e) n += double(v) * v;
+    for (float v : *e) n += double(v) * v;
     n = std::sqrt(std::max(n, 1e-24));
-    for (size_t j = 0; j < dim; ++j) m[j] += e[j] / n;
-    ++k;
+    for (size_t j = 0; j < dim; ++j) m[j] += (*e)[j] / n;
   }
   double norm = 0;
-  for (double& v : m) v /= k, norm += v * v;
+  for (double& v : m) v /= static_cast<double>(chosen.size()), norm += v * v;
   norm = std::min(1.0, std::sqrt(std::max(norm, 1e-24)));
   Embedding row(dim + 1);
   const double scale = 1.0 / std::pow(norm, power);

@@ -33,10 +33,9 @@ Aggregation parse_aggregation(const std::string& s) {
   throw Error(ErrorCode::kInvalidArgument, "unknown aggregation '" + s + "' (auto, none, mean)");
 }
 
-float resolve_mean_norm_power(float power, const EmbedderId& embedder) {
+float resolve_mean_norm_power(float power, const std::optional<OpenSetCalibration>& knn_calibration) {
   if (!std::isnan(power)) return power;
-  const auto c = load_open_set_calibration(embedder, "knn");
-  return c ? c->mean_norm_power : 1.f;
+  return knn_calibration ? knn_calibration->mean_norm_power : 1.f;
 }
 
 std::string open_set_key(const std::string& classifier, Aggregation aggregation) {
@@ -50,10 +49,9 @@ std::int64_t open_set_comparisons(const std::string& classifier, Aggregation agg
   return classifier == "knn" && resolve_aggregation(aggregation, classifier) == Aggregation::kNone ? rows : people;
 }
 
-double resolve_turned_fpir_factor(double factor, const EmbedderId& embedder, const std::string& key) {
+double resolve_turned_fpir_factor(double factor, const std::optional<OpenSetCalibration>& calibration) {
   if (!std::isnan(factor)) return factor;
-  const auto c = load_open_set_calibration(embedder, key);
-  return c ? c->turned_fpir_factor : 0.5;
+  return calibration ? calibration->turned_fpir_factor : 0.5;
 }
 
 Aggregation resolve_aggregation(Aggregation a, const std::string& classifier) {
@@ -290,9 +288,12 @@ struct Identifier::Impl {
 
   Impl(const Gallery& g, EmbedderId e, IdentifyOptions o) : gallery(g), embedder(std::move(e)), opt(std::move(o)) {
     opt.aggregation = resolve_aggregation(opt.aggregation, opt.classifier);
-    opt.mean_norm_power = resolve_mean_norm_power(opt.mean_norm_power, embedder);
-    opt.turned_fpir_factor =
-        resolve_turned_fpir_factor(opt.turned_fpir_factor, embedder, open_set_key(opt.classifier, opt.aggregation));
+    // The rules the embedder's calibrations were checked with, unless given (one read for the default kNN).
+    const std::string key = open_set_key(opt.classifier, opt.aggregation);
+    const auto cal = load_open_set_calibration(embedder, key);
+    opt.mean_norm_power =
+        resolve_mean_norm_power(opt.mean_norm_power, key == "knn" ? cal : load_open_set_calibration(embedder, "knn"));
+    opt.turned_fpir_factor = resolve_turned_fpir_factor(opt.turned_fpir_factor, cal);
     if (!(opt.mean_norm_power >= 0 && opt.mean_norm_power <= 1))
       throw Error(ErrorCode::kInvalidArgument, "mean_norm_power must be in [0, 1]");
     if (!(opt.template_min_quality >= 0 && opt.template_min_quality <= 1))
@@ -632,9 +633,13 @@ Identification Identifier::identify(const Embedding& e, const HeadPose* pose) co
                                                  m.embedder.str() + " templates " + std::to_string(dim));
   if (m.classifier->trainable() && m.classifier_revision != m.revision)
     throw Error(ErrorCode::kInternal, "classifier is behind the index (call refresh)");
-  Embedding probe = e;
-  if (mean_rows) probe.push_back(0.f);
-  for (const auto& s : m.classifier->classify(*m.index, probe.data(), m.opt.top_k)) {
+  Embedding padded;
+  if (mean_rows) {
+    padded.reserve(e.size() + 1);
+    padded.assign(e.begin(), e.end());
+    padded.push_back(0.f);
+  }
+  for (const auto& s : m.classifier->classify(*m.index, mean_rows ? padded.data() : e.data(), m.opt.top_k)) {
     Candidate c;
     c.person_id = s.label;
     if (const auto it = m.names.find(s.label); m.names_revision == m.revision && it != m.names.end()) {

@@ -513,15 +513,18 @@ TEST_F(IdentifierTest, MeanRowsScoreTheUnnormalisedMeanAndNameTheEmbeddingLength
   fk::save_open_set_calibration(file, kEmb, "knn", c);
   ::setenv("FACEKIT_OPEN_SET", file.c_str(), 1);
   EXPECT_FLOAT_EQ(fk::load_open_set_calibration(kEmb, "knn")->mean_norm_power, 0.5f);
-  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), kEmb), 0.5f);
-  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(0.25f, kEmb), 0.25f);
-  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), {"other", "1"}), 1.f);
+  const auto knn = fk::load_open_set_calibration(kEmb, "knn");
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(), knn), 0.5f);
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(0.25f, knn), 0.25f);
+  EXPECT_FLOAT_EQ(fk::resolve_mean_norm_power(std::numeric_limits<float>::quiet_NaN(),
+                                              fk::load_open_set_calibration({"other", "1"}, "knn")),
+                  1.f);
   // So does the turned-face factor, per classifier (none recorded for the SVM here: 0.5).
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EXPECT_DOUBLE_EQ(fk::load_open_set_calibration(kEmb, "knn")->turned_fpir_factor, 0.3);
-  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, kEmb, "knn"), 0.3);
-  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, kEmb, "svm"), 0.5);
-  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(0.2, kEmb, "knn"), 0.2);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, knn), 0.3);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(nan, fk::load_open_set_calibration(kEmb, "svm")), 0.5);
+  EXPECT_DOUBLE_EQ(fk::resolve_turned_fpir_factor(0.2, knn), 0.2);
   auto o = options();
   o.aggregation = fk::Aggregation::kMean;
   o.threshold = 0.f;
