@@ -17,7 +17,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL_NAME [runs] [batch]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_NAME [runs] [batch] [fp32|bf16]\n", argv[0]);
     return 2;
   }
   const char* threads = std::getenv("FACEKIT_BENCH_THREADS");
@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   const int runs = argc > 2 ? std::atoi(argv[2]) : 50, batch = argc > 3 ? std::max(1, std::atoi(argv[3])) : 1;
   // A TF.js or TFLite file ("model_json"), or an ONNX one that the graph runtime reads.
   const bool onnx = m.arch == "onnx";
-  facekit::graph::GraphModel g(facekit::models_dir() / m.file(onnx ? "onnx" : "model_json").path);
+  const bool bf16 = argc > 4 && std::string(argv[4]) == "bf16";
+  facekit::graph::GraphModel g(facekit::models_dir() / m.file(onnx ? "onnx" : "model_json").path, at::kCPU,
+                               bf16 ? at::kBFloat16 : at::kFloat);
   const int s = m.input_size;
   const auto x = at::rand({batch, s, s, 3});
   std::map<std::string, std::vector<double>> per_op;
@@ -44,7 +46,7 @@ int main(int argc, char** argv) {
     return v[v.size() / 2];
   };
   const double tm = median(total);
-  std::printf("%s: %.3f ms per run of %d (median of %d)\n", argv[1], tm, batch, runs);
+  std::printf("%s (%s): %.3f ms per run of %d (median of %d)\n", argv[1], bf16 ? "bf16" : "fp32", tm, batch, runs);
   std::vector<std::pair<double, std::string>> rows;
   for (const auto& [op, v] : per_op) rows.emplace_back(median(v), op);
   std::sort(rows.rbegin(), rows.rend());

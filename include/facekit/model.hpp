@@ -57,6 +57,10 @@ struct ModelManifest {
   /// kernels, GPU), "opencv" (OpenCV's DNN module, which reads more ops) or "auto" (graph where the reader
   /// translates every op, OpenCV DNN otherwise).
   std::string onnx_runtime = "auto";
+  /// Graph embedders ("graph": {"bf16": "..."}): how running the graph in bf16 was checked against fp32 (cosine
+  /// of the embeddings); empty: the model runs fp32 only, since bf16 moves some graphs' embeddings too far
+  /// (human's faceres: cosine 0.994).
+  std::string bf16_source;
 
   // Detectors whose boxes follow another convention than the landmark net's: (width scale, height scale,
   // centre shift x, centre shift y), the shifts in units of the box size.

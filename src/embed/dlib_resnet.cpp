@@ -1,6 +1,7 @@
 #include "embed/dlib_resnet.hpp"
 
 #include "facekit/error.hpp"
+#include "nn/elementwise.hpp"
 
 namespace facekit::detail {
 namespace {
@@ -114,7 +115,8 @@ void DlibResNet::add_projection() { proj_ = at::eye(128, at::TensorOptions().dev
 
 at::Tensor DlibResNet::stem(const at::Tensor& x, const Observer* observe) const {
   const at::Tensor in = x.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor out = stem_(in).relu_();
+  at::Tensor out = stem_(in);
+  if (!nn::relu_bf16_(out)) out.relu_();
   if (observe) (*observe)(in), (*observe)(out);
   return at::max_pool2d(out, {3, 3}, {2, 2});
 }
@@ -122,7 +124,8 @@ at::Tensor DlibResNet::stem(const at::Tensor& x, const Observer* observe) const 
 at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end, const Observer* observe) const {
   for (int i = begin; i < end; ++i) {
     const auto& b = blocks_[i];
-    at::Tensor y1 = b.conv1(out).relu_();
+    at::Tensor y1 = b.conv1(out);
+    if (!nn::relu_bf16_(y1)) y1.relu_();
     at::Tensor y = b.conv2(y1);
     if (observe) (*observe)(y1), (*observe)(y);
     at::Tensor shortcut = out;
@@ -134,7 +137,8 @@ at::Tensor DlibResNet::blocks(at::Tensor out, int begin, int end, const Observer
       const int64_t dc = y.size(1) - shortcut.size(1);
       if (dc > 0) shortcut = at::constant_pad_nd(shortcut, {0, 0, 0, 0, 0, dc}, 0);
     }
-    out = (y + shortcut).relu_();
+    if (!nn::add_relu_bf16_(y, shortcut)) y = (y + shortcut).relu_();
+    out = y;
     if (observe) (*observe)(out);
   }
   return out;

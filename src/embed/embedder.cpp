@@ -21,6 +21,14 @@ std::string int8_ranges_path(const std::string& model) { return (share_dir() / "
 
 namespace {
 
+// The graph runtime runs any TF.js or TFLite graph in bf16 (GraphModel's dtype); a graph embedder takes it where
+// its manifest records the check against fp32.
+bool has_bf16_version(const ModelManifest& m) {
+  return m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned" || (m.arch == "graph" && !m.bf16_source.empty());
+}
+// int8 needs calibrated activation ranges: the stock dlib ResNet's (share/int8/dlib_resnet.json).
+bool has_int8_version(const ModelManifest& m) { return m.arch == "dlib_resnet29"; }
+
 // Fixed small perturbations (degrees, scale, shift as a fraction of the chip) in the range dlib's
 // jitter_image draws from at random; fixed so that embeddings are reproducible.
 struct Jitter {
@@ -145,7 +153,9 @@ class GraphEmbedder final : public NetEmbedder {
  public:
   /// `role`: the manifest file holding the network ("model_json": TF.js or TFLite; "onnx").
   GraphEmbedder(const ModelManifest& m, const EmbedderOptions& opt, const std::string& role = "model_json")
-      : NetEmbedder(m, opt), graph_(detail::verified_model_file(m, role), nn::parse_device(opt.device)) {}
+      : NetEmbedder(m, opt),
+        graph_(detail::verified_model_file(m, role), nn::parse_device(opt.device),
+               has_bf16_version(m) && std::string(resolve_precision(opt.precision)) == "bf16" ? at::kBFloat16 : at::kFloat) {}
 
  private:
   at::Tensor forward(const at::Tensor& x) const override {
@@ -186,9 +196,6 @@ class OnnxEmbedder final : public NetEmbedder {
   at::Device device_;
 };
 
-bool has_bf16_version(const ModelManifest& m) { return m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned"; }
-// int8 needs calibrated activation ranges: the stock dlib ResNet's (share/int8/dlib_resnet.json).
-bool has_int8_version(const ModelManifest& m) { return m.arch == "dlib_resnet29"; }
 
 // Weighted concatenation of L2-normalised member embeddings, normalised again: the squared distance of two
 // fused embeddings is the weighted mean of the members' squared distances (score-level fusion).
@@ -293,8 +300,8 @@ std::unique_ptr<Embedder> create_embedder(const std::string& name, const Embedde
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
   resolve_precision(options.precision);  // a bad value is refused whatever the model
   if (options.precision == "bf16" && !detail::has_bf16_version(m) && m.arch != "fusion")
-    throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (only dlib_resnet so far); use "
-                                             "--precision fp32 or auto");
+    throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (dlib_resnet and "
+                                             "mobilefacenet_tflite have); use --precision fp32 or auto");
   if (options.precision == "int8" && !detail::has_int8_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no int8 version (only the stock dlib_resnet, "
                                              "whose activation ranges are calibrated); use --precision fp32 or auto");

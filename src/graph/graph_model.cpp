@@ -167,8 +167,10 @@ std::pair<int, int> GraphModel::resolve(const std::string& ref) const {
   return {it->second, idx};
 }
 
-GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
-    : name_(model_json.stem().string()), device_(device) {
+GraphModel::GraphModel(const fs::path& model_json, const at::Device& device, at::ScalarType dtype)
+    : name_(model_json.stem().string()), device_(device), dtype_(dtype) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16)
+    throw Error(ErrorCode::kInvalidArgument, name_ + ": the graph runtime runs float32 or bfloat16 only");
   json j;
   c10::InferenceMode guard;
   std::map<std::string, at::Tensor> weights;
@@ -268,15 +270,16 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device)
   for (const auto& o : output_names_) outs.insert(index_.at(o));
   // FACEKIT_GRAPH_NO_FUSION=1 keeps the graph as written (for A/B benchmarks and debugging).
   if (!std::getenv("FACEKIT_GRAPH_NO_FUSION")) fuse_residual_relu(outs);
+  if (dtype_ != at::kFloat) convert_to_dtype();
   last_use_.assign(nodes_.size(), -1);
   for (size_t step = 0; step < order_.size(); ++step)
     for (const auto& in : nodes_[order_[step]].inputs) last_use_[in.first] = static_cast<int>(step);
   for (const auto& o : output_names_) last_use_[index_.at(o)] = static_cast<int>(order_.size());
 }
 
-// conv (no activation) -> Add/AddV2 (with anything) -> Relu, where each feeds only the next: the conv node
-// takes the Add's other operand as an extra input and does add + relu in place on its own fresh output;
-// the Relu node becomes an alias of the conv's output and the Add node is dropped.
+// conv (no activation) -> Add/AddV2 (with anything) -> Relu or Prelu, where each feeds only the next: the conv
+// node takes the Add's other operand as an extra input and does add + activation in place on its own fresh
+// output; the activation node becomes an alias of the conv's output and the Add node is dropped.
 void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
   static const std::set<std::string> convs = {"Conv2D", "_FusedConv2D"};
   std::vector<std::vector<int>> consumers(nodes_.size());
@@ -291,22 +294,38 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
     const int add = only_consumer(k);
     if (add < 0 || (nodes_[add].op != "AddV2" && nodes_[add].op != "Add") || nodes_[add].inputs.size() != 2) continue;
     const int relu = only_consumer(add);
-    if (relu < 0 || nodes_[relu].op != "Relu") continue;
+    if (relu < 0) continue;
+    const bool prelu = nodes_[relu].op == "Prelu";
+    if (nodes_[relu].op != "Relu" && !prelu) continue;
+    // PReLU's alpha: a constant of one value per channel.
+    const at::Tensor* alpha = nullptr;
+    if (prelu) {
+      const auto& pi = nodes_[relu].inputs;
+      if (pi.size() != 2 || pi[0].first != add || !nodes_[pi[1].first].is_const()) continue;
+      alpha = &nodes_[pi[1].first].constant.at(pi[1].second);
+      if (conv.prepared.empty() || !conv.prepared[0].defined() || alpha->numel() != conv.prepared[0].size(0)) continue;
+    }
     const auto& ai = nodes_[add].inputs;
     if (ai[0].first == k && ai[1].first == k) continue;
     const auto other = ai[0].first == k ? ai[1] : ai[0];
     if (nodes_[other.first].is_const()) continue;  // broadcasting constants: leave to the generic path
     conv.inputs.push_back(other);
-    conv.residual_relu = true;
+    if (prelu) {
+      conv.residual_prelu = true;
+      conv.prepared.resize(3);
+      conv.prepared[2] = alpha->reshape({-1}).contiguous();
+    } else {
+      conv.residual_relu = true;
+    }
     nodes_[relu].inputs = {{k, 0}};
     nodes_[relu].kernel = &identity;
     dropped.insert(add);
   }
   // depthwise 3x3 -> that fused 1x1 (its residual the depthwise's input): one pass (separable_block.hpp).
-  if (device_.is_cpu()) {
+  if (device_.is_cpu() && dtype_ == at::kFloat) {  // the fused block's kernel is float only
     for (int k : order_) {
       Node& pw = nodes_[k];
-      if (!pw.residual_relu || pw.inputs.empty()) continue;
+      if (!(pw.residual_relu || pw.residual_prelu) || pw.inputs.empty()) continue;
       const int dw = pw.inputs[0].first;
       if (only_consumer(dw) != k || dropped.count(dw) || !fuse_separable_block(nodes_[dw], pw)) continue;
       dropped.insert(dw);
@@ -317,6 +336,21 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
   std::vector<char> run(nodes_.size(), 0);  // constants and placeholders are not in order_
   for (int k : order_) run[k] = !dropped.count(k);
   order_ = depth_first(order_, [&](int k) { return run[k] != 0; });
+}
+
+// Floating-point constants and load-time data become dtype_ (bf16): a float operand beside a bf16 activation
+// would promote the op back to float. XNNPACK's prepacked filters are float only, so they are dropped and oneDNN
+// runs every convolution.
+void GraphModel::convert_to_dtype() {
+  auto convert = [&](at::Tensor& t) {
+    if (t.defined() && at::isFloatingType(t.scalar_type()) && t.scalar_type() != dtype_) t = t.to(dtype_);
+  };
+  for (auto& node : nodes_) {
+    for (auto& t : node.constant) convert(t);
+    for (auto& t : node.prepared) convert(t);
+    if (node.op.find("Conv2D") != std::string::npos || node.op.find("DepthwiseConv2dNative") != std::string::npos)
+      node.state.reset();
+  }
 }
 
 // Every node reachable from `roots` through nodes `keep` accepts, each after its inputs.
@@ -367,7 +401,9 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
   for (const auto& name : input_names_) {
     auto it = inputs.find(name);
     if (it == inputs.end()) throw Error(ErrorCode::kInvalidArgument, name_ + ": input " + name + " not given");
-    slots[index_.at(name)] = {it->second.to(device_).contiguous()};
+    at::Tensor x = it->second.to(device_).contiguous();
+    if (dtype_ != at::kFloat && at::isFloatingType(x.scalar_type())) x = x.to(dtype_);
+    slots[index_.at(name)] = {x};
   }
   std::vector<char> keep(nodes_.size(), 0);
   for (const auto& o : outputs) keep[resolve(o).first] = 1;
@@ -425,7 +461,7 @@ std::vector<at::Tensor> GraphModel::execute(const std::map<std::string, at::Tens
     const auto [k, idx] = resolve(o);
     const auto& v = nodes_[k].is_const() ? nodes_[k].constant : slots[k];
     if (idx >= static_cast<int>(v.size())) throw Error(ErrorCode::kInvalidArgument, name_ + ": no output " + o);
-    out.push_back(v[idx]);
+    out.push_back(dtype_ != at::kFloat && v[idx].scalar_type() == dtype_ ? v[idx].to(at::kFloat) : v[idx]);
   }
   return out;
 }

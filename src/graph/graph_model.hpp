@@ -71,6 +71,8 @@ struct Node {
   /// Set by the load-time fusion of conv -> Add -> Relu: the kernel adds its last input (the residual) to
   /// its result and applies Relu, in place (ResNet/BlazeFace blocks; saves two passes and two buffers).
   bool residual_relu = false;
+  /// The same with PReLU instead of ReLU (conv -> Add -> Prelu, FaceMesh's blocks); alpha is prepared[2].
+  bool residual_prelu = false;
   /// Kernel-specific load-time state that is not a tensor (ops_nn.cpp: XNNPACK's prepacked convolutions).
   std::shared_ptr<void> state;
   bool is_const() const { return !constant.empty(); }
@@ -82,7 +84,10 @@ class GraphModel {
   /// or a float .onnx file (onnx_reader.hpp).
   /// Throws facekit::Error (kModelMissing, kModelCorrupt, kInvalidArgument for an unsupported op) with the
   /// model and op named.
-  explicit GraphModel(const std::filesystem::path& model_json, const at::Device& device = at::kCPU);
+  /// `dtype` at::kBFloat16 runs the graph in bf16 (filters, constants and activations; oneDNN's kernels): for
+  /// CPUs with AVX512-BF16 or AMX. Inputs are given and outputs returned as float32 either way.
+  explicit GraphModel(const std::filesystem::path& model_json, const at::Device& device = at::kCPU,
+                      at::ScalarType dtype = at::kFloat);
 
   /// Runs the graph. `inputs` maps placeholder names to tensors (float32 NHWC); returns the requested
   /// outputs (node names, optionally "name:k"), by default output_names().
@@ -103,8 +108,10 @@ class GraphModel {
   /// Op histogram of the loaded graph (before folding).
   const std::map<std::string, int>& op_counts() const { return op_counts_; }
   const at::Device& device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
 
  private:
+  void convert_to_dtype();
   std::pair<int, int> resolve(const std::string& ref) const;
   void fuse_residual_relu(const std::set<int>& outputs);
   std::vector<int> depth_first(const std::vector<int>& roots, const std::function<bool(int)>& keep) const;
@@ -113,6 +120,7 @@ class GraphModel {
 
   std::string name_;
   at::Device device_;
+  at::ScalarType dtype_ = at::kFloat;
   std::vector<Node> nodes_;
   std::map<std::string, int> index_;
   std::vector<int> order_;  // non-constant nodes in execution order

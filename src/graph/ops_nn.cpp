@@ -7,6 +7,7 @@
 
 #include "graph/ops_util.hpp"
 #include "graph/separable_block.hpp"
+#include "nn/elementwise.hpp"
 #include "nn/tf_ops.hpp"
 
 namespace facekit::graph {
@@ -34,9 +35,10 @@ int64_t activation_of(const Node& n, const std::vector<std::string>& fused, size
 // Applies an activation to y; `channel_dim` is where alpha's channels broadcast.
 at::Tensor activate(const Node& n, at::Tensor y, int64_t act, const at::Tensor& alpha, int64_t channel_dim) {
   switch (act) {
-    case kRelu: return y.relu_();
+    case kRelu: return nn::relu_bf16_(y) ? y : y.relu_();
     case kRelu6: return y.clamp_(0, 6);
     case kPrelu: {
+      if (channel_dim == 1 && nn::prelu_bf16_(y, alpha)) return y;
       // ATen's prelu is one pass; it wants channels at dim 1 (where convolutions and matmuls have them).
       if (channel_dim == 1 && y.dim() >= 2 && alpha.numel() == y.size(1)) return at::prelu(y, alpha);
       std::vector<int64_t> shape(y.dim(), 1);
@@ -192,7 +194,7 @@ at::Tensor conv_onednn(const OpCall& c) {
   // On CPU, call oneDNN's convolution directly: at::conv2d would pick it too (channels-last float input),
   // after checks that cost more than the small convolutions of these models (BlazeFace: ~100 of them).
   static const bool direct = !std::getenv("FACEKIT_GRAPH_NO_DIRECT_CONV") && at::hasMKLDNN();
-  at::Tensor y = direct && x.is_cpu() && x.scalar_type() == at::kFloat
+  at::Tensor y = direct && x.is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16)
                      ? at::mkldnn_convolution(x, w, c.node.prepared[1], pad, at::IntArrayRef{p[kSh], p[kSw]},
                                               at::IntArrayRef{p[kDh], p[kDw]}, groups)
                      : at::conv2d(x, w, c.node.prepared[1], at::IntArrayRef{p[kSh], p[kSw]}, pad,
@@ -212,23 +214,32 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   } else {
     y = conv_onednn(c);
   }
-  if (c.node.residual_relu) {
+  if (c.node.residual_relu || c.node.residual_prelu) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
     if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)})
       op_error(c.node, "residual shape does not match the convolution's output");
-    at::_add_relu_(y, res.permute({0, 3, 1, 2}));  // one pass (add and relu)
+    if (c.node.residual_prelu) {
+      const at::Tensor r = res.permute({0, 3, 1, 2});
+      if (!nn::add_prelu_(y, r, c.node.prepared[2])) y = activate(c.node, y.add_(r), kPrelu, c.node.prepared[2], 1);
+      return {y.permute({0, 2, 3, 1}).contiguous()};
+    }
+    // One pass (add and relu); ATen's add_relu has no bf16 kernel.
+    const at::Tensor r = res.permute({0, 3, 1, 2});
+    if (y.scalar_type() == at::kFloat) at::_add_relu_(y, r);
+    else if (!nn::add_relu_bf16_(y, r)) y.add_(r).relu_();
   }
   return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when the convolution returned channels-last
 }
 
-// The fused separable block (separable_block.hpp): prepared = [pointwise filter, pointwise bias, -, depthwise
+// The fused separable block (separable_block.hpp): prepared = [pointwise filter, pointwise bias, PReLU alpha or
+// undefined for ReLU, depthwise
 // taps [9, C], depthwise bias or undefined, pointwise [C, C] input major]; one input, the block's input.
 std::vector<at::Tensor> run_separable_block(const OpCall& c) {
   const at::Tensor& x = arg(c, 0);
   const auto& p = c.node.prepared;
   if (!x.is_cpu() || x.scalar_type() != at::kFloat || x.dim() != 4 || x.size(3) != p[5].size(0))
     op_error(c.node, "the fused separable block needs a float NHWC input of " + std::to_string(p[5].size(0)) + " channels");
-  return {detail::separable_block(x, p[3], p[4], p[5], p[1])};
+  return {detail::separable_block(x, p[3], p[4], p[5], p[1], p[2])};
 }
 
 // params: [transpose_a, transpose_b, activation]
@@ -312,7 +323,8 @@ std::vector<at::Tensor> run_depth_to_space(const OpCall& c) {
 
 bool fuse_separable_block(const Node& dw, Node& pw) {
   static const bool off = std::getenv("FACEKIT_GRAPH_NO_SEPARABLE") != nullptr;
-  if (off || dw.op.find("DepthwiseConv2dNative") == std::string::npos || !pw.residual_relu) return false;
+  if (off || dw.op.find("DepthwiseConv2dNative") == std::string::npos || !(pw.residual_relu || pw.residual_prelu))
+    return false;
   if (pw.op != "Conv2D" && pw.op != "_FusedConv2D") return false;
   const auto& d = dw.params;
   const auto& q = pw.params;
@@ -335,7 +347,8 @@ bool fuse_separable_block(const Node& dw, Node& pw) {
   if (dw.inputs.empty() || pw.inputs.empty() || pw.inputs.back() != dw.inputs[0]) return false;
   if (!wd.is_cpu() || wd.scalar_type() != at::kFloat || !detail::separable_block_supported(ch)) return false;
   static const OpKernel kernel{nullptr, run_separable_block};
-  pw.prepared = {wp, pw.prepared[1].contiguous(), at::Tensor(), wd.reshape({ch, 9}).t().contiguous(),
+  const at::Tensor alpha = pw.residual_prelu ? pw.prepared.at(2).to(at::kFloat).contiguous() : at::Tensor();
+  pw.prepared = {wp, pw.prepared[1].contiguous(), alpha, wd.reshape({ch, 9}).t().contiguous(),
                  dw.prepared.at(1).defined() ? dw.prepared[1].contiguous() : at::Tensor(),
                  wp.reshape({ch, ch}).t().contiguous()};
   pw.inputs = {dw.inputs[0]};

@@ -1,4 +1,4 @@
-// One pass for a separable residual block: relu(pointwise(depthwise3x3(x)) + x), NHWC float.
+// One pass for a separable residual block: act(pointwise(depthwise3x3(x)) + x), NHWC float, act ReLU or PReLU.
 //
 // BlazeFace spends most of its time in such blocks on 24-channel maps of 128x128 and 64x64. Run as three ops
 // (oneDNN's depthwise, oneDNN's 1x1, the add + relu), each streams the whole map through memory: a 128x128x24
@@ -28,6 +28,7 @@ struct Weights {
   const float* bd;  // [C] or nullptr
   const float* wp;  // [C][C]: input channel major
   const float* bp;  // [C]
+  const float* alpha;  // [C] PReLU slopes, or nullptr for ReLU
 };
 
 // Q output pixels starting at column x of one row. rows[k] are the input rows y-1, y, y+1, zero-padded by one
@@ -64,6 +65,15 @@ __attribute__((target("avx2,fma"))) inline void pixels(const float* const rows[3
     }
   }
   const __m256 zero = _mm256_setzero_ps();
+  if (w.alpha) {
+    for (int v = 0; v < NV; ++v) {
+      const __m256 a = _mm256_loadu_ps(w.alpha + 8 * v);
+      for (int q = 0; q < Q; ++q)
+        _mm256_storeu_ps(out + (x + q) * C + 8 * v,
+                         _mm256_fmadd_ps(a, _mm256_min_ps(acc[q][v], zero), _mm256_max_ps(acc[q][v], zero)));
+    }
+    return;
+  }
   for (int q = 0; q < Q; ++q)
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + (x + q) * C + 8 * v, _mm256_max_ps(acc[q][v], zero));
 }
@@ -120,13 +130,13 @@ bool separable_block_supported(int64_t channels) {
 }
 
 at::Tensor separable_block(const at::Tensor& x_in, const at::Tensor& wd, const at::Tensor& bd, const at::Tensor& wp,
-                           const at::Tensor& bp) {
+                           const at::Tensor& bp, const at::Tensor& alpha) {
   const at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), h = x.size(1), wdt = x.size(2), c = x.size(3);
   const RowsFn fn = rows_fn(c);
   at::Tensor out = at::empty_like(x);
   const Weights w{wd.data_ptr<float>(), bd.defined() ? bd.data_ptr<float>() : nullptr, wp.data_ptr<float>(),
-                  bp.data_ptr<float>()};
+                  bp.data_ptr<float>(), alpha.defined() ? alpha.data_ptr<float>() : nullptr};
   const float* in = x.data_ptr<float>();
   float* o = out.data_ptr<float>();
   // Bands of rows over all images; a band re-reads the row above its first (a few percent of the work).
@@ -147,7 +157,7 @@ at::Tensor separable_block(const at::Tensor& x_in, const at::Tensor& wd, const a
 
 bool separable_block_supported(int64_t) { return false; }
 at::Tensor separable_block(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&) {
+                           const at::Tensor&, const at::Tensor&) {
   throw std::logic_error("separable_block: not built for this CPU");
 }
 

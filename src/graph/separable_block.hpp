@@ -1,5 +1,6 @@
 #pragma once
-// A fused kernel for relu(pointwise1x1(depthwise3x3(x)) + x) on NHWC float maps (BlazeFace's blocks).
+// A fused kernel for act(pointwise1x1(depthwise3x3(x)) + x) on NHWC float maps, act ReLU (BlazeFace's blocks)
+// or PReLU (FaceMesh's).
 #include <cstdint>
 
 #include <ATen/ATen.h>
@@ -11,8 +12,9 @@ namespace facekit::graph::detail {
 bool separable_block_supported(int64_t channels);
 
 /// x: [N, H, W, C] float; wd: [9, C] depthwise taps (3x3, stride 1, zero padding 1); bd: [C] or undefined;
-/// wp: [C, C] pointwise weights, input channel major; bp: [C]. Returns relu(pw(dw(x) + bd) + bp + x).
+/// wp: [C, C] pointwise weights, input channel major; bp: [C]; alpha: [C] for PReLU, undefined for ReLU.
+/// Returns act(pw(dw(x) + bd) + bp + x).
 at::Tensor separable_block(const at::Tensor& x, const at::Tensor& wd, const at::Tensor& bd, const at::Tensor& wp,
-                           const at::Tensor& bp);
+                           const at::Tensor& bp, const at::Tensor& alpha = at::Tensor());
 
 }  // namespace facekit::graph::detail

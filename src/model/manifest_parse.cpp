@@ -118,6 +118,7 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
         m.onnx_runtime = j[key].value("runtime", "auto");
         if (m.onnx_runtime != "auto" && m.onnx_runtime != "graph" && m.onnx_runtime != "opencv")
           throw Error(ErrorCode::kModelCorrupt, where + ": runtime must be \"auto\", \"graph\" or \"opencv\"");
+        m.bf16_source = j[key].value("bf16", "");
       }
     if (j.contains("landmark_box")) m.box_adjust = j["landmark_box"].get<std::array<float, 4>>();
     m.box_adjust_source = j.value("landmark_box_source", "");
@@ -211,6 +212,7 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
   if (!m.graph_input.empty() || !m.graph_output.empty()) {
     j[m.arch == "onnx" ? "onnx" : "graph"] = {{"input", m.graph_input}, {"output", m.graph_output}, {"channels", m.channels}};
     if (m.arch == "onnx" && m.onnx_runtime != "auto") j["onnx"]["runtime"] = m.onnx_runtime;
+    if (!m.bf16_source.empty()) j[m.arch == "onnx" ? "onnx" : "graph"]["bf16"] = m.bf16_source;
   }
   if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;
   if (!m.box_adjust_source.empty()) j["landmark_box_source"] = m.box_adjust_source;

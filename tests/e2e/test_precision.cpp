@@ -45,11 +45,12 @@ struct Agreement {
   size_t faces = 0;
   double worst = 1, mean = 0;
 };
-Agreement agreement(const std::string& precision, size_t want) {
+Agreement agreement(const std::string& model, const std::string& precision, size_t want) {
   facekit::EmbedderOptions o32, op;
+  o32.precision = "fp32";
   op.precision = precision;
-  const auto e32 = facekit::create_embedder("dlib_resnet", o32);
-  const auto ep = facekit::create_embedder("dlib_resnet", op);
+  const auto e32 = facekit::create_embedder(model, o32);
+  const auto ep = facekit::create_embedder(model, op);
   const auto& pipe = fk_test::shared_pipeline();
   size_t faces = 0;
   double worst = 1, sum = 0;
@@ -67,16 +68,24 @@ Agreement agreement(const std::string& precision, size_t want) {
     }
     if (faces >= want) break;
   }
-  std::cout << faces << " faces: cosine " << precision << " vs fp32 worst " << worst << ", mean " << sum / faces << "\n";
+  std::cout << model << ", " << faces << " faces: cosine " << precision << " vs fp32 worst " << worst << ", mean " << sum / faces << "\n";
   return {faces, worst, faces ? sum / faces : 0};
 }
 
 TEST(Precision, Bf16EmbeddingsStayWithinCosine0999OfFp32) {
   // Emulated bf16 (a CPU without AVX512-BF16 or AMX) is slow: fewer faces there.
   const size_t want = facekit::cpu_has_native_bf16() ? 1000 : 100;
-  const Agreement a = agreement("bf16", want);
+  const Agreement a = agreement("dlib_resnet", "bf16", want);
   ASSERT_GE(a.faces, std::min<size_t>(want, 30));
   RecordProperty("faces", static_cast<int>(a.faces));
+  EXPECT_GE(a.worst, 0.999);
+}
+
+// The default embedder: the ResNet and sirius-ai's MobileFaceNet (the graph runtime in bf16), fused.
+TEST(Precision, Bf16FusedDefaultStaysWithinCosine0999OfFp32) {
+  const size_t want = facekit::cpu_has_native_bf16() ? 1000 : 100;
+  const Agreement a = agreement("dlib_mobilefacenet", "bf16", want);
+  ASSERT_GE(a.faces, std::min<size_t>(want, 30));
   EXPECT_GE(a.worst, 0.999);
 }
 
@@ -85,7 +94,7 @@ TEST(Precision, Int8EmbeddingsStayWithinCosine0995OfFp32) {
   // mean of 0.9997 (docs/results.md).
   Agreement a;
   try {
-    a = agreement("int8", 300);
+    a = agreement("dlib_resnet", "int8", 300);
   } catch (const facekit::Error& e) {
     if (std::string(e.what()).find("oneDNN") != std::string::npos) GTEST_SKIP() << e.what();
     throw;
@@ -100,7 +109,9 @@ TEST(Precision, BadOrUnsupportedPrecisionIsRefused) {
   o.precision = "fp8";
   EXPECT_THROW(facekit::create_embedder("dlib_resnet", o), facekit::Error);
   o.precision = "bf16";
-  EXPECT_THROW(facekit::create_embedder("mobilefacenet", o), facekit::Error);  // no bf16 version yet
+  EXPECT_THROW(facekit::create_embedder("faceplugin", o), facekit::Error);  // OpenCV DNN: no bf16 version
+  EXPECT_THROW(facekit::create_embedder("faceres", o), facekit::Error);  // a graph whose bf16 was not checked
+  EXPECT_NO_THROW(facekit::create_embedder("mobilefacenet_tflite", o));   // the graph runtime in bf16
   o.precision = "int8";
   EXPECT_THROW(facekit::create_embedder("mobilefacenet", o), facekit::Error);  // int8: the stock dlib_resnet only
   EXPECT_STREQ(facekit::resolve_precision("int8"), "int8");

@@ -5,6 +5,7 @@
 #include "graph/graph_model.hpp"
 #include "graph/ops_util.hpp"
 #include "graph/separable_block.hpp"
+#include "nn/elementwise.hpp"
 
 namespace g = facekit::graph;
 using nlohmann::json;
@@ -232,6 +233,12 @@ TEST(SeparableBlock, MatchesTheThreeOpsItReplaces) {
         ASSERT_EQ(got.sizes(), x.sizes());
         EXPECT_LT((got - want).abs().max().item<float>(), 1e-4f);
         EXPECT_GE(got.min().item<float>(), 0.f);
+        // PReLU instead of ReLU (FaceMesh's blocks): slopes of either sign.
+        const at::Tensor alpha = at::randn({c}) * 0.5;
+        const at::Tensor want_p = at::prelu(p + xn, alpha).permute({0, 2, 3, 1});
+        const at::Tensor got_p = g::detail::separable_block(x, wd, bd, wp, bp, alpha);
+        EXPECT_LT((got_p - want_p).abs().max().item<float>(), 1e-4f);
+        EXPECT_LT(got_p.min().item<float>(), 0.f);
       }
     }
   }
@@ -270,4 +277,52 @@ TEST(SeparableBlock, TheGraphFusesADepthwiseOneByOneResidualBlock) {
   pw2.kernel = &reg.at(pw2.op);
   pw2.kernel->prepare(pw2, {nullptr, &fp, &bp});
   EXPECT_FALSE(g::fuse_separable_block(dw, pw2));
+}
+
+namespace {
+// A [N, C, H, W] tensor in channels-last memory, as the graph runtime's convolutions return them.
+at::Tensor channels_last(int64_t n, int64_t c, int64_t h, int64_t w, at::ScalarType dt) {
+  return (at::randn({n, c, h, w}) * 3).to(dt).contiguous(at::MemoryFormat::ChannelsLast);
+}
+bool has_avx512bw() { return __builtin_cpu_supports("avx512bw"); }
+}  // namespace
+
+// The element-wise kernels (nn/elementwise.hpp) against ATen's ops, in bf16 (the same rounding: exact) and
+// float; odd channel counts exercise the vector loops' remainders.
+TEST(Elementwise, KernelsMatchAten) {
+  if (!has_avx512bw()) GTEST_SKIP() << "the bf16 kernels need AVX-512BW";
+  for (int64_t c : {1, 7, 16, 33, 128}) {
+    SCOPED_TRACE(std::to_string(c) + " channels");
+    at::manual_seed(c);
+    const at::Tensor alpha = at::randn({c}).to(at::kBFloat16);  // the graph holds bf16 slopes in bf16 mode
+    at::Tensor y = channels_last(2, c, 5, 3, at::kBFloat16);
+    const at::Tensor r = channels_last(2, c, 5, 3, at::kBFloat16);
+    at::Tensor a = y.clone(), b = y.clone(), d = y.clone();
+    ASSERT_TRUE(facekit::nn::relu_bf16_(a));
+    EXPECT_TRUE(at::equal(a, at::relu(y)));
+    ASSERT_TRUE(facekit::nn::prelu_bf16_(b, alpha));
+    EXPECT_TRUE(at::equal(b, at::prelu(y, alpha)));
+    ASSERT_TRUE(facekit::nn::add_relu_bf16_(d, r));
+    EXPECT_TRUE(at::equal(d, at::relu(y.to(at::kFloat) + r.to(at::kFloat)).to(at::kBFloat16)));
+    at::Tensor e = y.clone();
+    ASSERT_TRUE(facekit::nn::add_prelu_(e, r, alpha));
+    EXPECT_TRUE(at::equal(e, at::prelu(y.to(at::kFloat) + r.to(at::kFloat), alpha.to(at::kFloat)).to(at::kBFloat16)));
+    const at::Tensor yf = channels_last(2, c, 5, 3, at::kFloat), rf = channels_last(2, c, 5, 3, at::kFloat);
+    at::Tensor f = yf.clone();
+    ASSERT_TRUE(facekit::nn::add_prelu_(f, rf, alpha));
+    EXPECT_LT((f - at::prelu(yf + rf, alpha.to(at::kFloat))).abs().max().item<float>(), 1e-6f);
+  }
+}
+
+TEST(Elementwise, KernelsDeclineWhatTheyDoNotHandle) {
+  at::Tensor f = at::randn({1, 4, 3, 3});
+  EXPECT_FALSE(facekit::nn::relu_bf16_(f));  // float: ATen's own relu is vectorised
+  at::Tensor nchw = at::randn({1, 4, 3, 3}).to(at::kBFloat16);  // contiguous NCHW, not channels-last
+  EXPECT_FALSE(facekit::nn::prelu_bf16_(nchw, at::ones({4})));
+  at::Tensor cl = channels_last(1, 4, 3, 3, at::kBFloat16);
+  EXPECT_FALSE(facekit::nn::add_relu_bf16_(cl, nchw));  // strides differ
+  EXPECT_FALSE(facekit::nn::add_prelu_(cl, channels_last(1, 4, 3, 3, at::kBFloat16), at::ones({3})));  // alpha size
+  const at::Tensor before = cl.clone();
+  EXPECT_FALSE(facekit::nn::add_prelu_(cl, channels_last(1, 4, 3, 3, at::kFloat), at::ones({4})));  // dtypes differ
+  EXPECT_TRUE(at::equal(cl, before));  // untouched
 }

@@ -79,6 +79,17 @@ TEST(ManifestParser, AnOnnxRuntimeIsAutoGraphOrOpencv) {
   EXPECT_EQ(fk::parse_manifest(base + R"("onnx": {"input": "in"}})", "m.json", ".").onnx_runtime, "auto");
 }
 
+// A graph embedder runs bf16 only where its manifest records how bf16 was checked against fp32.
+TEST(ManifestParser, AGraphEmbeddersBf16CheckRoundTrips) {
+  const std::string base = R"({"name": "x", "kind": "embedder", "arch": "graph", "files": [], )";
+  const auto m = fk::parse_manifest(base + R"("graph": {"input": "in", "output": "out", "bf16": "cosine 0.9999"}})", "m.json", ".");
+  EXPECT_EQ(m.bf16_source, "cosine 0.9999");
+  EXPECT_EQ(fk::parse_manifest(fk::manifest_to_json(m), "m.json", ".").bf16_source, "cosine 0.9999") << "round trip";
+  EXPECT_TRUE(fk::parse_manifest(base + R"("graph": {"input": "in"}})", "m.json", ".").bf16_source.empty());
+  EXPECT_FALSE(fk::load_manifest("mobilefacenet_tflite").bf16_source.empty());
+  EXPECT_TRUE(fk::load_manifest("faceres").bf16_source.empty());
+}
+
 TEST(ManifestParser, ACascadeOutOfItsRangeIsRefused) {
   const std::string base = R"({"name": "x", "kind": "detector", "arch": "cascade", "files": [], )";
   for (const char* bad : {R"("cascade": {"unsure_below": 1.5}})", R"("cascade": {"unsure_below": -0.1}})"})
