@@ -17,6 +17,9 @@
 namespace facekit {
 namespace detail {
 
+std::unique_ptr<Embedder> create_embedder_from(const ModelManifest& m, const std::string& name,
+                                               const EmbedderOptions& options);
+
 std::string int8_ranges_path(const std::string& model) { return (share_dir() / "int8" / (model + ".json")).string(); }
 
 namespace {
@@ -216,7 +219,7 @@ class FusionEmbedder final : public Embedder {
       const ModelManifest mm = load_manifest(name);
       if ((opt.precision == "bf16" && !has_bf16_version(mm)) || (opt.precision == "int8" && !has_int8_version(mm)))
         member.precision = "fp32";
-      members_.push_back(create_embedder(name, member));
+      members_.push_back(create_embedder_from(mm, name, member));  // the manifest read once
       weights_.push_back(std::sqrt(w / total));
       dim += members_.back()->dim();
     }
@@ -295,20 +298,26 @@ namespace detail {
 std::unique_ptr<Embedder> make_batching_embedder(std::unique_ptr<Embedder> inner, const EmbedderOptions& options);
 }
 
-std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
-  const ModelManifest m = load_manifest(name);
+namespace detail {
+std::unique_ptr<Embedder> create_embedder_from(const ModelManifest& m, const std::string& name,
+                                               const EmbedderOptions& options) {
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
   resolve_precision(options.precision);  // a bad value is refused whatever the model
-  if (options.precision == "bf16" && !detail::has_bf16_version(m) && m.arch != "fusion")
+  if (options.precision == "bf16" && !has_bf16_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (dlib_resnet and "
                                              "mobilefacenet_tflite have); use --precision fp32 or auto");
-  if (options.precision == "int8" && !detail::has_int8_version(m) && m.arch != "fusion")
+  if (options.precision == "int8" && !has_int8_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no int8 version (only the stock dlib_resnet, "
                                              "whose activation ranges are calibrated); use --precision fp32 or auto");
   auto e = embedder_registry().create(m.arch, m, options);
   // A fusion aligns each member itself and has no chip to batch: its members, made with these options, batch.
-  if (options.batch_across_calls && m.arch != "fusion") return detail::make_batching_embedder(std::move(e), options);
+  if (options.batch_across_calls && m.arch != "fusion") return make_batching_embedder(std::move(e), options);
   return e;
+}
+}  // namespace detail
+
+std::unique_ptr<Embedder> create_embedder(const std::string& name, const EmbedderOptions& options) {
+  return detail::create_embedder_from(load_manifest(name), name, options);
 }
 
 namespace {

@@ -142,8 +142,11 @@ float detail::open_set_threshold(const std::optional<OpenSetCalibration>& c, con
     const float t = c->threshold_for(fpir, people);
     if (source) {
       char buf[160];
-      std::snprintf(buf, sizeof buf, "FPIR %g with %lld people (FAR %.2g per comparison), from ", fpir,
-                    static_cast<long long>(people), fpir / std::max<std::int64_t>(people, 1));
+      // `people` counts the comparisons a stranger's FPIR spreads over: templates for a kNN over every template.
+      const bool templates = classifier.ends_with("/none");
+      std::snprintf(buf, sizeof buf, "FPIR %g with %lld %s (FAR %.2g per comparison), from ", fpir,
+                    static_cast<long long>(people), templates ? "templates" : "people",
+                    fpir / std::max<std::int64_t>(people, 1));
       *source = buf + c->source;
     }
     return t;
