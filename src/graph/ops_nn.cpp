@@ -233,15 +233,14 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
     if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)})
       op_error(c.node, "residual shape does not match the convolution's output");
-    if (c.node.residual_prelu) {
-      const at::Tensor r = res.permute({0, 3, 1, 2});
-      if (!nn::add_prelu_(y, r, c.node.prepared[2])) y = activate(c.node, y.add_(r), kPrelu, c.node.prepared[2], 1);
-      return {y.permute({0, 2, 3, 1}).contiguous()};
-    }
-    // One pass (add and relu); ATen's add_relu has no bf16 kernel.
     const at::Tensor r = res.permute({0, 3, 1, 2});
-    if (y.scalar_type() == at::kFloat) at::_add_relu_(y, r);
-    else if (!nn::add_relu_bf16_(y, r)) y.add_(r).relu_();
+    if (c.node.residual_prelu) {
+      if (!nn::add_prelu_(y, r, c.node.prepared[2])) y = activate(c.node, y.add_(r), kPrelu, c.node.prepared[2], 1);
+    } else if (y.scalar_type() == at::kFloat) {
+      at::_add_relu_(y, r);  // one pass (add and relu)
+    } else if (!nn::add_relu_bf16_(y, r)) {  // ATen's add_relu has no bf16 kernel
+      y.add_(r).relu_();
+    }
   }
   return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when the convolution returned channels-last
 }

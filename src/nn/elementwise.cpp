@@ -38,19 +38,13 @@ FACEKIT_AVX512 void add_relu_run(uint16_t* p, const uint16_t* q, int64_t n) {
   }
 }
 
-FACEKIT_AVX512 void prelu_run(uint16_t* p, const float* a, int64_t rows, int64_t c) {
-  for (int64_t r = 0; r < rows; ++r, p += c)
+// PReLU of each row of c channels, after adding q's row where kAdd (the residual).
+template <bool kAdd>
+FACEKIT_AVX512 void prelu_run(uint16_t* p, const uint16_t* q, const float* a, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r, p += c, q += kAdd ? c : 0)
     for (int64_t k = 0; k < c; ++k) {
-      const float v = to_float(p[k]);
+      const float v = kAdd ? to_float(p[k]) + to_float(q[k]) : to_float(p[k]);
       p[k] = to_bf16(std::max(v, 0.f) + a[k] * std::min(v, 0.f));  // exact for v >= 0: the same bits back
-    }
-}
-
-FACEKIT_AVX512 void add_prelu_run_bf16(uint16_t* p, const uint16_t* q, const float* a, int64_t rows, int64_t c) {
-  for (int64_t r = 0; r < rows; ++r, p += c, q += c)
-    for (int64_t k = 0; k < c; ++k) {
-      const float v = to_float(p[k]) + to_float(q[k]);
-      p[k] = to_bf16(std::max(v, 0.f) + a[k] * std::min(v, 0.f));
     }
 }
 
@@ -95,7 +89,8 @@ bool prelu_bf16_(at::Tensor& y, const at::Tensor& alpha) {
   if (!dense_bf16(y) || y.dim() != 4 || !y.is_contiguous(at::MemoryFormat::ChannelsLast) || alpha.numel() != y.size(1))
     return false;
   const at::Tensor a = alpha.to(at::kFloat).contiguous();
-  prelu_run(reinterpret_cast<uint16_t*>(y.data_ptr()), a.data_ptr<float>(), y.numel() / y.size(1), y.size(1));
+  prelu_run<false>(reinterpret_cast<uint16_t*>(y.data_ptr()), nullptr, a.data_ptr<float>(), y.numel() / y.size(1),
+                   y.size(1));
   return true;
 }
 
@@ -110,8 +105,8 @@ bool add_prelu_(at::Tensor& y, const at::Tensor& res, const at::Tensor& alpha) {
   if (dt == at::kFloat)
     (has_avx512() ? add_prelu_run_f32_avx512 : add_prelu_run_f32)(y.data_ptr<float>(), res.data_ptr<float>(), a.data_ptr<float>(), rows, c);
   else
-    add_prelu_run_bf16(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(res.data_ptr()),
-                       a.data_ptr<float>(), rows, c);
+    prelu_run<true>(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(res.data_ptr()),
+                    a.data_ptr<float>(), rows, c);
   return true;
 }
 
