@@ -271,6 +271,8 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device, at:
   // FACEKIT_GRAPH_NO_FUSION=1 keeps the graph as written (for A/B benchmarks and debugging).
   if (!std::getenv("FACEKIT_GRAPH_NO_FUSION")) fuse_residual_relu(outs);
   if (dtype_ != at::kFloat) convert_to_dtype();
+  if (device_.is_cpu())
+    for (int k : order_) use_depthwise3x3(nodes_[k]);
   last_use_.assign(nodes_.size(), -1);
   for (size_t step = 0; step < order_.size(); ++step)
     for (const auto& in : nodes_[order_[step]].inputs) last_use_[in.first] = static_cast<int>(step);
@@ -279,7 +281,8 @@ GraphModel::GraphModel(const fs::path& model_json, const at::Device& device, at:
 
 // conv (no activation) -> Add/AddV2 (with anything) -> Relu or Prelu, where each feeds only the next: the conv
 // node takes the Add's other operand as an extra input and does add + activation in place on its own fresh
-// output; the activation node becomes an alias of the conv's output and the Add node is dropped.
+// output; the activation node becomes an alias of the conv's output and the Add node is dropped. Without an
+// activation after the Add, the conv does the add alone and the Add node becomes the alias.
 void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
   static const std::set<std::string> convs = {"Conv2D", "_FusedConv2D"};
   std::vector<std::vector<int>> consumers(nodes_.size());
@@ -288,28 +291,38 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
   auto only_consumer = [&](int k) { return consumers[k].size() == 1 && !outputs.count(k) ? consumers[k][0] : -1; };
   const OpKernel& identity = op_registry().at("Identity");
   std::set<int> dropped;
+  bool resort = false;
   for (int k : order_) {
     Node& conv = nodes_[k];
     if (!convs.count(conv.op) || conv.attr.strings("fused_ops") != std::vector<std::string>{"BiasAdd"}) continue;
     const int add = only_consumer(k);
     if (add < 0 || (nodes_[add].op != "AddV2" && nodes_[add].op != "Add") || nodes_[add].inputs.size() != 2) continue;
-    const int relu = only_consumer(add);
-    if (relu < 0) continue;
-    const bool prelu = nodes_[relu].op == "Prelu";
-    if (nodes_[relu].op != "Relu" && !prelu) continue;
-    // PReLU's alpha: a constant of one value per channel.
-    const at::Tensor* alpha = nullptr;
-    if (prelu) {
-      const auto& pi = nodes_[relu].inputs;
-      if (pi.size() != 2 || pi[0].first != add || !nodes_[pi[1].first].is_const()) continue;
-      alpha = &nodes_[pi[1].first].constant.at(pi[1].second);
-      if (conv.prepared.empty() || !conv.prepared[0].defined() || alpha->numel() != conv.prepared[0].size(0)) continue;
-    }
     const auto& ai = nodes_[add].inputs;
     if (ai[0].first == k && ai[1].first == k) continue;
     const auto other = ai[0].first == k ? ai[1] : ai[0];
     if (nodes_[other.first].is_const()) continue;  // broadcasting constants: leave to the generic path
+    int relu = only_consumer(add);
+    const bool prelu = relu >= 0 && nodes_[relu].op == "Prelu";
+    if (relu >= 0 && nodes_[relu].op != "Relu" && !prelu) relu = -1;
+    // PReLU's alpha: a constant of one value per channel.
+    const at::Tensor* alpha = nullptr;
+    if (prelu) {
+      const auto& pi = nodes_[relu].inputs;
+      if (pi.size() != 2 || pi[0].first != add || !nodes_[pi[1].first].is_const()) {
+        relu = -1;
+      } else {
+        alpha = &nodes_[pi[1].first].constant.at(pi[1].second);
+        if (conv.prepared.empty() || !conv.prepared[0].defined() || alpha->numel() != conv.prepared[0].size(0)) relu = -1;
+      }
+    }
     conv.inputs.push_back(other);
+    if (relu < 0) {  // no activation to take along: the add alone
+      conv.residual_add = true;
+      nodes_[add].inputs = {{k, 0}};
+      nodes_[add].kernel = &identity;
+      resort = true;
+      continue;
+    }
     if (prelu) {
       conv.residual_prelu = true;
       conv.prepared.resize(3);
@@ -331,7 +344,7 @@ void GraphModel::fuse_residual_relu(const std::set<int>& outputs) {
       dropped.insert(dw);
     }
   }
-  if (dropped.empty()) return;
+  if (dropped.empty() && !resort) return;
   // A fused conv now also reads the residual, which may come later in the old order: sort again.
   std::vector<char> run(nodes_.size(), 0);  // constants and placeholders are not in order_
   for (int k : order_) run[k] = !dropped.count(k);

@@ -73,6 +73,9 @@ struct Node {
   bool residual_relu = false;
   /// The same with PReLU instead of ReLU (conv -> Add -> Prelu, FaceMesh's blocks); alpha is prepared[2].
   bool residual_prelu = false;
+  /// The same with no activation after the add (conv -> Add: MobileFaceNet's linear bottlenecks); the Add node
+  /// becomes an alias of the conv's output.
+  bool residual_add = false;
   /// Kernel-specific load-time state that is not a tensor (ops_nn.cpp: XNNPACK's prepacked convolutions).
   std::shared_ptr<void> state;
   bool is_const() const { return !constant.empty(); }

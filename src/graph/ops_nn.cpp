@@ -7,6 +7,7 @@
 
 #include "graph/ops_util.hpp"
 #include "graph/separable_block.hpp"
+#include "nn/depthwise.hpp"
 #include "nn/elementwise.hpp"
 #include "nn/tf_ops.hpp"
 
@@ -229,12 +230,16 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   } else {
     y = conv_onednn(c);
   }
-  if (c.node.residual_relu || c.node.residual_prelu) {
+  if (c.node.residual_relu || c.node.residual_prelu || c.node.residual_add) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
-    if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)})
+    if (res.sizes() != at::IntArrayRef{y.size(0), y.size(2), y.size(3), y.size(1)}) {
+      if (c.node.residual_add) return {y.permute({0, 2, 3, 1}) + res};  // broadcasting, as the Add would
       op_error(c.node, "residual shape does not match the convolution's output");
+    }
     const at::Tensor r = res.permute({0, 3, 1, 2});
-    if (c.node.residual_prelu) {
+    if (c.node.residual_add) {
+      if (!nn::add_bf16_(y, r)) y.add_(r);
+    } else if (c.node.residual_prelu) {
       if (!nn::add_prelu_(y, r, c.node.prepared[2])) y = activate(c.node, y.add_(r), kPrelu, c.node.prepared[2], 1);
     } else if (y.scalar_type() == at::kFloat) {
       at::_add_relu_(y, r);  // one pass (add and relu)
@@ -243,6 +248,28 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
     }
   }
   return {y.permute({0, 2, 3, 1}).contiguous()};  // a no-op when the convolution returned channels-last
+}
+
+// A depthwise 3x3 on nn/depthwise.hpp's kernel: prepared [3..5] hold its float taps [9, C], bias and PReLU
+// alpha; [0..2] stay for oneDNN where the kernel declines an input.
+std::vector<at::Tensor> run_depthwise3x3(const OpCall& c) {
+  const auto& p = c.node.params;
+  const auto& q = c.node.prepared;
+  const at::Tensor x = arg(c, 0).contiguous();  // NHWC
+  if (x.dim() == 4) {
+    int64_t t = p[kPt], b = p[kPb], l = p[kPl], r = p[kPr];
+    if (p[kPadMode] == 0) {
+      std::tie(t, b) = nn::same_padding(x.size(1), 3, p[kSh]);
+      std::tie(l, r) = nn::same_padding(x.size(2), 3, p[kSw]);
+    } else if (p[kPadMode] == 1) {
+      t = b = l = r = 0;
+    }
+    const int64_t oh = (x.size(1) + t + b - 3) / p[kSh] + 1, ow = (x.size(2) + l + r - 3) / p[kSw] + 1;
+    const nn::DwAct act = p[kAct] == kPrelu ? nn::DwAct::kPrelu : p[kAct] == kRelu ? nn::DwAct::kRelu : nn::DwAct::kNone;
+    at::Tensor y = nn::depthwise3x3(x, q[3], q[4], act, q[5], p[kSh], t, l, oh, ow);
+    if (y.defined()) return {y};
+  }
+  return run_conv(c);
 }
 
 // The fused separable block (separable_block.hpp): prepared = [pointwise filter, pointwise bias, PReLU alpha or
@@ -297,6 +324,10 @@ std::vector<at::Tensor> run_pool(const OpCall& c, bool is_max) {
         return {(sum / count).permute({0, 2, 3, 1})};
       }
     }
+  }
+  if (is_max) {
+    at::Tensor y = nn::max_pool_channels_last(x, k.at(1), k.at(2), s.at(1), s.at(2));
+    if (y.defined()) return {y.permute({0, 2, 3, 1})};
   }
   at::Tensor y = is_max ? at::max_pool2d(x, {k.at(1), k.at(2)}, {s.at(1), s.at(2)})
                         : at::avg_pool2d(x, {k.at(1), k.at(2)}, {s.at(1), s.at(2)});
@@ -368,6 +399,33 @@ bool fuse_separable_block(const Node& dw, Node& pw) {
   pw.inputs = {dw.inputs[0]};
   pw.kernel = &kernel;
   pw.state.reset();
+  return true;
+}
+
+bool use_depthwise3x3(Node& n) {
+  static const bool off = std::getenv("FACEKIT_GRAPH_NO_DEPTHWISE") != nullptr;
+  if (off || !nn::depthwise3x3_supported() || n.op.find("DepthwiseConv2dNative") == std::string::npos ||
+      n.kernel != &op_registry().at(n.op))
+    return false;
+  const auto& p = n.params;
+  if (p.size() != kNumConvParams || !p[kDepthwise] || n.prepared.size() != 3) return false;
+  const at::Tensor w = n.prepared[0];  // [C * multiplier, 1, kh, kw]
+  if (!w.is_cpu() || (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) || w.size(2) != 3 || w.size(3) != 3 || w.size(0) != p[kInChannels])
+    return false;
+  // Equal strides of 1 or 2, no dilation; padding any (SAME, VALID, EXPLICIT): the kernel reads the borders.
+  if (p[kSh] != p[kSw] || p[kSh] < 1 || p[kSh] > 2 || p[kDh] != 1 || p[kDw] != 1) return false;
+  if (p[kAct] != kNone && p[kAct] != kRelu && p[kAct] != kPrelu) return false;
+  const int64_t ch = w.size(0);
+  static const OpKernel kernel{nullptr, run_depthwise3x3};
+  n.prepared.resize(6);
+  n.prepared[3] = w.to(at::kFloat).reshape({ch, 9}).t().contiguous();
+  if (n.prepared[1].defined()) n.prepared[4] = n.prepared[1].to(at::kFloat).contiguous();
+  if (n.prepared[2].defined()) n.prepared[5] = n.prepared[2].to(at::kFloat).reshape({-1}).contiguous();
+  if (p[kAct] == kPrelu && (!n.prepared[5].defined() || n.prepared[5].numel() != ch)) {
+    n.prepared.resize(3);
+    return false;
+  }
+  n.kernel = &kernel;
   return true;
 }
 

@@ -32,4 +32,10 @@ inline const at::Tensor& arg(const OpCall& c, size_t i) {
 /// FACEKIT_GRAPH_NO_SEPARABLE=1 turns it off.
 bool fuse_separable_block(const Node& dw, Node& pw);
 
+/// At the end of loading (after fusion and any conversion to bf16): a 3x3 depthwise conv at stride 1 or 2 runs
+/// on nn::depthwise3x3 instead of oneDNN or XNNPACK (faster on nearly every shape of the bundled models: docs/results.md).
+/// False, with nothing changed, where the node does not qualify or the CPU lacks AVX-512BW;
+/// FACEKIT_GRAPH_NO_DEPTHWISE=1 turns it off.
+bool use_depthwise3x3(Node& n);
+
 }  // namespace facekit::graph

@@ -1,11 +1,15 @@
 // Unit tier: each graph-runtime op against hand-computed values or a naive reference (no model needed).
 #include <gtest/gtest.h>
+
+#include <array>
 #include <nlohmann/json.hpp>
 
 #include "graph/graph_model.hpp"
 #include "graph/ops_util.hpp"
 #include "graph/separable_block.hpp"
+#include "nn/depthwise.hpp"
 #include "nn/elementwise.hpp"
+#include "nn/tf_ops.hpp"
 
 namespace g = facekit::graph;
 using nlohmann::json;
@@ -112,6 +116,20 @@ TEST(GraphOps, DepthwiseWithMultiplier) {
   const auto f = at::tensor({1.f, 2.f, 3.f, 4.f}).view({1, 1, 2, 2});
   const auto y = run1("DepthwiseConv2dNative", {{"strides", Ints({1, 1, 1, 1})}, {"padding", S("SAME")}}, {x, f});
   EXPECT_TRUE(at::allclose(y.reshape({-1}), at::tensor({1.f, 2.f, 30.f, 40.f})));
+}
+
+// A 3x3 depthwise at stride 2 with SAME padding (one side only) and a fused PReLU: the graph runs it on its own
+// kernel where the CPU has AVX-512BW (nn/depthwise.hpp), else on oneDNN; either way the values are these.
+TEST(GraphOps, FusedDepthwise3x3Stride2SamePrelu) {
+  at::manual_seed(3);
+  const auto x = at::randn({1, 8, 7, 5}), f = at::randn({3, 3, 5, 1}), b = at::randn({5}), alpha = at::rand({5});
+  json a = {{"strides", Ints({1, 2, 2, 1})}, {"padding", S("SAME")}, {"fused_ops", Strs({"BiasAdd", "Prelu"})}};
+  const auto y = run1("FusedDepthwiseConv2dNative", a, {x, f, b, alpha});
+  const at::Tensor full = at::zeros({3, 3, 5, 5});  // the depthwise filter as a full one, zero off the diagonal
+  for (int c = 0; c < 5; ++c) full.select(2, c).select(2, c).copy_(f.select(2, c).select(2, 0));
+  at::Tensor ref = naive_conv_nhwc(x, full, 2, true) + b;
+  ref = at::relu(ref) + alpha * at::clamp_max(ref, 0);
+  EXPECT_LT(maxdiff(y, ref), 1e-4);
 }
 
 TEST(GraphOps, FusedMatMulBiasRelu) {
@@ -312,6 +330,95 @@ TEST(Elementwise, KernelsMatchAten) {
     ASSERT_TRUE(facekit::nn::add_prelu_(f, rf, alpha));
     EXPECT_LT((f - at::prelu(yf + rf, alpha.to(at::kFloat))).abs().max().item<float>(), 1e-6f);
   }
+}
+
+// The depthwise 3x3 kernel (nn/depthwise.hpp) against ATen's float convolution of the same (bf16-rounded)
+// values: float within 1e-5, bf16 within one unit in the last place (the sums are float either way; a different
+// order of the nine products may round the other way). Maps down to 1x1 take the edge paths only; odd channel
+// counts the masked vectors; SAME at stride 2 pads one side only.
+TEST(Depthwise, MatchesAtenConvolution) {
+  if (!facekit::nn::depthwise3x3_supported()) GTEST_SKIP() << "the kernel needs AVX-512BW";
+  using facekit::nn::DwAct;
+  int cases = 0;
+  for (auto dt : {at::kFloat, at::kBFloat16})
+    for (int64_t c : {1, 7, 16, 24, 33, 128})
+      for (auto hw : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 3}, {5, 4}, {9, 9}, {12, 17}})
+        for (int64_t stride : {1, 2})
+          for (int pad = 0; pad < 3; ++pad)  // SAME, VALID, one on every side
+            for (DwAct act : {DwAct::kNone, DwAct::kRelu, DwAct::kPrelu}) {
+              const auto [h, w] = hw;
+              int64_t t = 1, b = 1, l = 1, r = 1;
+              if (pad == 0) {
+                std::tie(t, b) = facekit::nn::same_padding(h, 3, stride);
+                std::tie(l, r) = facekit::nn::same_padding(w, 3, stride);
+              } else if (pad == 1) {
+                t = b = l = r = 0;
+              }
+              const int64_t oh = (h + t + b - 3) / stride + 1, ow = (w + l + r - 3) / stride + 1;
+              if (h + t + b < 3 || w + l + r < 3) continue;
+              SCOPED_TRACE(std::string(dt == at::kFloat ? "float" : "bf16") + " c" + std::to_string(c) + " " +
+                           std::to_string(h) + "x" + std::to_string(w) + " s" + std::to_string(stride) + " pad " +
+                           std::to_string(pad) + " act " + std::to_string(int(act)));
+              at::manual_seed(c * 100 + h);
+              const at::Tensor x = (at::randn({2, h, w, c}) * 3).to(dt);
+              const at::Tensor wt = at::randn({c, 1, 3, 3}).to(dt).to(at::kFloat);
+              const at::Tensor bias = at::randn({c}).to(dt).to(at::kFloat);
+              const at::Tensor alpha = at::rand({c}).to(dt).to(at::kFloat);
+              const at::Tensor taps = wt.reshape({c, 9}).t().contiguous();
+              const at::Tensor y = facekit::nn::depthwise3x3(x, taps, bias, act, alpha, stride, t, l, oh, ow);
+              ASSERT_TRUE(y.defined());
+              ASSERT_EQ(y.scalar_type(), dt);
+              ASSERT_EQ(y.sizes(), (at::IntArrayRef{2, oh, ow, c}));
+              at::Tensor ref = at::conv2d(at::constant_pad_nd(x.to(at::kFloat).permute({0, 3, 1, 2}), {l, r, t, b}),
+                                          wt, bias, at::IntArrayRef{stride, stride}, at::IntArrayRef{0, 0},
+                                          at::IntArrayRef{1, 1}, c);
+              if (act == DwAct::kRelu) ref = at::relu(ref);
+              if (act == DwAct::kPrelu) ref = at::prelu(ref, alpha);
+              ref = ref.permute({0, 2, 3, 1});
+              const at::Tensor err = (y.to(at::kFloat) - ref).abs();
+              const at::Tensor bound = dt == at::kFloat ? 1e-5 * (1 + ref.abs()) : ref.abs() * (1.0 / 128) + 1e-6;
+              EXPECT_TRUE((err <= bound).all().item<bool>()) << "worst error " << err.max().item<float>();
+              ++cases;
+            }
+  EXPECT_EQ(cases, 936);  // every combination but VALID on maps smaller than the kernel
+}
+
+TEST(Depthwise, DeclinesWhatItDoesNotHandle) {
+  if (!facekit::nn::depthwise3x3_supported()) GTEST_SKIP() << "the kernel needs AVX-512BW";
+  using facekit::nn::DwAct;
+  const at::Tensor taps = at::randn({9, 4}), none;
+  const at::Tensor x = at::randn({1, 5, 5, 4});
+  EXPECT_TRUE(facekit::nn::depthwise3x3(x, taps, none, DwAct::kNone, none, 1, 1, 1, 5, 5).defined());
+  EXPECT_FALSE(facekit::nn::depthwise3x3(x.to(at::kDouble), taps, none, DwAct::kNone, none, 1, 1, 1, 5, 5).defined());
+  EXPECT_FALSE(facekit::nn::depthwise3x3(x.permute({0, 2, 1, 3}), taps, none, DwAct::kNone, none, 1, 1, 1, 5, 5)
+                   .defined());  // not contiguous
+  EXPECT_FALSE(facekit::nn::depthwise3x3(x, at::randn({9, 3}), none, DwAct::kNone, none, 1, 1, 1, 5, 5).defined());
+  EXPECT_FALSE(facekit::nn::depthwise3x3(x, taps, none, DwAct::kPrelu, none, 1, 1, 1, 5, 5).defined());  // no alpha
+  EXPECT_FALSE(facekit::nn::depthwise3x3(x, taps, at::randn({5}), DwAct::kNone, none, 1, 1, 1, 5, 5).defined());
+}
+
+// Max pooling (nn::max_pool_channels_last) picks one of its inputs: equal to ATen's bit for bit, with and
+// without the ReLU folded in.
+TEST(Elementwise, MaxPoolMatchesAten) {
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    if (dt == at::kBFloat16 && !has_avx512bw()) continue;
+    for (int64_t c : {1, 7, 16, 24, 33})
+      for (auto ks : std::vector<std::array<int64_t, 4>>{{2, 2, 2, 2}, {3, 3, 2, 2}, {3, 3, 1, 1}, {1, 1, 1, 1}, {2, 3, 1, 2}})
+        for (auto hw : std::vector<std::pair<int64_t, int64_t>>{{3, 3}, {7, 8}, {16, 13}}) {
+          SCOPED_TRACE(std::to_string(int(dt)) + " c" + std::to_string(c) + " k" + std::to_string(ks[0]) + "x" +
+                       std::to_string(ks[1]) + " s" + std::to_string(ks[2]) + " " + std::to_string(hw.first) + "x" +
+                       std::to_string(hw.second));
+          const at::Tensor x = channels_last(2, c, hw.first, hw.second, dt);
+          const at::Tensor y = facekit::nn::max_pool_channels_last(x, ks[0], ks[1], ks[2], ks[3]);
+          ASSERT_TRUE(y.defined());
+          EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast));
+          EXPECT_TRUE(at::equal(y, at::max_pool2d(x, {ks[0], ks[1]}, {ks[2], ks[3]})));
+          const at::Tensor yr = facekit::nn::max_pool_channels_last(x, ks[0], ks[1], ks[2], ks[3], /*relu=*/true);
+          EXPECT_TRUE(at::equal(yr, at::relu(at::max_pool2d(x, {ks[0], ks[1]}, {ks[2], ks[3]}))));
+        }
+  }
+  EXPECT_FALSE(facekit::nn::max_pool_channels_last(at::randn({1, 4, 5, 5}), 2, 2, 2, 2).defined());  // NCHW
+  EXPECT_FALSE(facekit::nn::max_pool_channels_last(channels_last(1, 4, 2, 2, at::kFloat), 3, 3, 1, 1).defined());
 }
 
 TEST(Elementwise, KernelsDeclineWhatTheyDoNotHandle) {
