@@ -7,6 +7,7 @@
 #include "graph/separable_block.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -14,6 +15,8 @@
 #include <ATen/Parallel.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_* (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #define FACEKIT_SEPARABLE_AVX2 1
 #endif
@@ -31,11 +34,11 @@ struct Weights {
   const float* alpha;  // [C] PReLU slopes, or nullptr for ReLU
 };
 
-// Q output pixels starting at column x of one row. rows[k] are the input rows y-1, y, y+1, zero-padded by one
-// pixel on each side (so column x of the image is at x + 1). NV = C / 8.
+// Q output pixels starting at column x of one row. rows[k] are the input rows y-1, y, y+1; the taps of output
+// column x + q are their columns ix + q .. ix + q + 2. NV = C / 8.
 template <int NV, int Q>
-__attribute__((target("avx2,fma"))) inline void pixels(const float* const rows[3], const float* resid, float* out,
-                                                        int x, const Weights& w, float* dw) {
+__attribute__((target("avx2,fma"))) inline void pixels(const float* const rows[3], int ix, const float* resid,
+                                                        float* out, int x, const Weights& w, float* dw) {
   constexpr int C = NV * 8;
   // Depthwise: Q * NV independent sums (one serial chain of 9 FMAs each would wait on FMA latency).
   __m256 d[Q][NV];
@@ -43,7 +46,7 @@ __attribute__((target("avx2,fma"))) inline void pixels(const float* const rows[3
     for (int v = 0; v < NV; ++v) d[q][v] = w.bd ? _mm256_loadu_ps(w.bd + 8 * v) : _mm256_setzero_ps();
 #pragma GCC unroll 9
   for (int t = 0; t < 9; ++t) {
-    const float* in = rows[t / 3] + (x + t % 3) * C;
+    const float* in = rows[t / 3] + (ix + t % 3) * C;
     for (int v = 0; v < NV; ++v) {
       const __m256 wv = _mm256_loadu_ps(w.wd + t * C + 8 * v);
       for (int q = 0; q < Q; ++q) d[q][v] = _mm256_fmadd_ps(_mm256_loadu_ps(in + q * C + 8 * v), wv, d[q][v]);
@@ -78,32 +81,120 @@ __attribute__((target("avx2,fma"))) inline void pixels(const float* const rows[3
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(out + (x + q) * C + 8 * v, _mm256_max_ps(acc[q][v], zero));
 }
 
-// Rows [y0, y1) of one image (H x W x C, contiguous).
+// Output column x from the 3x3 neighbourhood of column x copied into `patch` (zero outside the row's W
+// pixels): for the pixels at the ends of a row.
+template <int NV>
+__attribute__((target("avx2,fma"))) void edge_pixel(const float* const rows[3], const float* resid, float* out, int x,
+                                                     int W, const Weights& w, float* patch, float* dw) {
+  constexpr int C = NV * 8;
+  for (int k = 0; k < 3; ++k)
+    for (int j = 0; j < 3; ++j) {
+      float* dst = patch + (k * 3 + j) * C;
+      const int xx = x - 1 + j;
+      if (xx >= 0 && xx < W)
+        std::memcpy(dst, rows[k] + static_cast<size_t>(xx) * C, sizeof(float) * C);
+      else
+        std::memset(dst, 0, sizeof(float) * C);
+    }
+  const float* const p[3] = {patch, patch + 3 * C, patch + 6 * C};
+  pixels<NV, 1>(p, 0, resid, out, x, w, dw);
+}
+
+// Rows [y0, y1) of one image (H x W x C, contiguous). Interior pixels read the input rows in place; the rows
+// above and below the image are a zero row, and the first and last pixel of a row read a 3x3 patch with the
+// zero column. (Copying every row into a zero-padded ring instead cost 5% of `bench lfw`'s time in memmove.)
 template <int NV>
 __attribute__((target("avx2,fma"))) void rows_of_image(const float* in, float* out, int H, int W, int y0, int y1,
                                                         const Weights& w) {
   constexpr int C = NV * 8;
   // Enough pixels per step that the 1x1's accumulators (Q * NV of 16 registers) hide the FMA latency.
   constexpr int Q = NV >= 12 ? 1 : NV >= 6 ? 2 : 4;
-  const size_t row = static_cast<size_t>(W + 2) * C;
-  std::vector<float> ring(3 * row), dw(Q * C);
-  const auto load = [&](float* dst, int y) {
-    std::memset(dst, 0, row * sizeof(float));
-    if (y >= 0 && y < H) std::memcpy(dst + C, in + static_cast<size_t>(y) * W * C, sizeof(float) * W * C);
-  };
-  float* r[3] = {ring.data(), ring.data() + row, ring.data() + 2 * row};
-  load(r[0], y0 - 1), load(r[1], y0), load(r[2], y0 + 1);
+  std::vector<float> zero(static_cast<size_t>(W) * C, 0.f), patch(9 * C), dw(Q * C);
+  const auto row = [&](int y) { return y >= 0 && y < H ? in + static_cast<size_t>(y) * W * C : zero.data(); };
   for (int y = y0; y < y1; ++y) {
-    if (y > y0) {
-      std::rotate(r, r + 1, r + 3);
-      load(r[2], y + 1);
-    }
-    const float* const rows[3] = {r[0], r[1], r[2]};
+    const float* const rows[3] = {row(y - 1), row(y), row(y + 1)};
     const float* resid = in + static_cast<size_t>(y) * W * C;
     float* o = out + static_cast<size_t>(y) * W * C;
-    int x = 0;
-    for (; x + Q <= W; x += Q) pixels<NV, Q>(rows, resid, o, x, w, dw.data());
-    for (; x < W; ++x) pixels<NV, 1>(rows, resid, o, x, w, dw.data());
+    edge_pixel<NV>(rows, resid, o, 0, W, w, patch.data(), dw.data());
+    if (W == 1) continue;
+    int x = 1;
+    for (; x + Q <= W - 1; x += Q) pixels<NV, Q>(rows, x - 1, resid, o, x, w, dw.data());
+    for (; x < W - 1; ++x) pixels<NV, 1>(rows, x - 1, resid, o, x, w, dw.data());
+    edge_pixel<NV>(rows, resid, o, W - 1, W, w, patch.data(), dw.data());
+  }
+}
+
+// AVX-512: 16 channels a vector, for the channel counts where it measured faster than the AVX2 kernel in the
+// graph (FACEKIT_PROFILE_NODES=1 bench/profile_graph.cpp, one thread): 32, 48, 64 and 96 channels 1.3-1.8x
+// (BlazeFace's 32x32x48 blocks 0.55 -> 0.42 ms, 16x16x96 0.70 -> 0.39; FaceMesh's 48x48x32 0.21 -> 0.12).
+// 16 channels ran slower (0.26 against 0.23 ms), and 24 (BlazeFace's 128x128 blocks) no faster even with two
+// pixels packed into three vectors (1.25x in a standalone loop, none in the graph): those stay on AVX2.
+
+// Q pixels starting at output column x; their taps start at input column ix of rows[]. NV = C / 16.
+template <int NV, int Q>
+__attribute__((target("avx512f"))) inline void pixels512(const float* const rows[3], int ix, const float* resid,
+                                                         float* out, int x, const Weights& w, float* dw) {
+  constexpr int C = NV * 16;
+  __m512 d[Q][NV];
+  for (int q = 0; q < Q; ++q)
+    for (int v = 0; v < NV; ++v) d[q][v] = w.bd ? _mm512_loadu_ps(w.bd + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) {
+    const float* in = rows[t / 3] + (ix + t % 3) * C;
+    for (int v = 0; v < NV; ++v) {
+      const __m512 wv = _mm512_loadu_ps(w.wd + t * C + 16 * v);
+      for (int q = 0; q < Q; ++q) d[q][v] = _mm512_fmadd_ps(_mm512_loadu_ps(in + q * C + 16 * v), wv, d[q][v]);
+    }
+  }
+  for (int q = 0; q < Q; ++q)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(dw + q * C + 16 * v, d[q][v]);
+  __m512 acc[Q][NV];
+  for (int q = 0; q < Q; ++q)
+    for (int v = 0; v < NV; ++v)
+      acc[q][v] = _mm512_add_ps(_mm512_loadu_ps(w.bp + 16 * v), _mm512_loadu_ps(resid + (x + q) * C + 16 * v));
+  for (int c = 0; c < C; ++c) {
+    __m512 wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(w.wp + c * C + 16 * v);
+    for (int q = 0; q < Q; ++q) {
+      const __m512 b = _mm512_set1_ps(dw[q * C + c]);
+      for (int v = 0; v < NV; ++v) acc[q][v] = _mm512_fmadd_ps(b, wv[v], acc[q][v]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+  for (int q = 0; q < Q; ++q)
+    for (int v = 0; v < NV; ++v) {
+      __m512 a = acc[q][v];
+      a = w.alpha ? _mm512_fmadd_ps(_mm512_loadu_ps(w.alpha + 16 * v), _mm512_min_ps(a, zero), _mm512_max_ps(a, zero))
+                  : _mm512_max_ps(a, zero);
+      _mm512_storeu_ps(out + (x + q) * C + 16 * v, a);
+    }
+}
+
+// Columns [x, end) in blocks of Q pixels, then of Q / 2, ... 1 (a lone pixel has its multiply-adds in one
+// chain, so leftovers in blocks of one cost several times as much per pixel); returns end.
+template <int NV, int Q>
+__attribute__((target("avx512f"))) int interior512(const float* const rows[3], const float* resid, float* o, int x,
+                                                   int end, const Weights& w, float* dw) {
+  for (; x + Q <= end; x += Q) pixels512<NV, Q>(rows, x - 1, resid, o, x, w, dw);
+  if constexpr (Q > 1) x = interior512<NV, Q / 2>(rows, resid, o, x, end, w, dw);
+  return x;
+}
+
+// As rows_of_image, the interior on AVX-512.
+template <int NV, int Q>
+__attribute__((target("avx512f,avx2,fma"))) void rows_of_image512(const float* in, float* out, int H, int W, int y0,
+                                                                  int y1, const Weights& w) {
+  constexpr int C = NV * 16;
+  std::vector<float> zero(static_cast<size_t>(W) * C, 0.f), patch(9 * C), dw(Q * C);
+  const auto row = [&](int y) { return y >= 0 && y < H ? in + static_cast<size_t>(y) * W * C : zero.data(); };
+  for (int y = y0; y < y1; ++y) {
+    const float* const rows[3] = {row(y - 1), row(y), row(y + 1)};
+    const float* resid = in + static_cast<size_t>(y) * W * C;
+    float* o = out + static_cast<size_t>(y) * W * C;
+    edge_pixel<C / 8>(rows, resid, o, 0, W, w, patch.data(), dw.data());
+    if (W == 1) continue;
+    interior512<NV, Q>(rows, resid, o, 1, W - 1, w, dw.data());
+    edge_pixel<C / 8>(rows, resid, o, W - 1, W, w, patch.data(), dw.data());
   }
 }
 
@@ -122,6 +213,17 @@ RowsFn rows_fn(int64_t channels) {
   }
 }
 
+// The AVX-512 kernel for a channel count, or null; Q by measurement.
+RowsFn rows512_fn(int64_t channels) {
+  switch (channels) {
+    case 32: return rows_of_image512<2, 4>;
+    case 48: return rows_of_image512<3, 2>;
+    case 64: return rows_of_image512<4, 2>;
+    case 96: return rows_of_image512<6, 1>;
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 bool separable_block_supported(int64_t channels) {
@@ -131,9 +233,11 @@ bool separable_block_supported(int64_t channels) {
 
 at::Tensor separable_block(const at::Tensor& x_in, const at::Tensor& wd, const at::Tensor& bd, const at::Tensor& wp,
                            const at::Tensor& bp, const at::Tensor& alpha) {
+  // FACEKIT_SEPARABLE_AVX2=1: the AVX2 kernel for every channel count (A/B benchmarks).
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && !std::getenv("FACEKIT_SEPARABLE_AVX2");
   const at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), h = x.size(1), wdt = x.size(2), c = x.size(3);
-  const RowsFn fn = rows_fn(c);
+  const RowsFn fn = avx512 && rows512_fn(c) ? rows512_fn(c) : rows_fn(c);
   at::Tensor out = at::empty_like(x);
   const Weights w{wd.data_ptr<float>(), bd.defined() ? bd.data_ptr<float>() : nullptr, wp.data_ptr<float>(),
                   bp.data_ptr<float>(), alpha.defined() ? alpha.data_ptr<float>() : nullptr};

@@ -231,11 +231,12 @@ TEST(GraphOps, UnknownOpIsALoadError) {
 
 // The fused separable block (graph/separable_block.hpp) against the three ATen ops it replaces: a depthwise
 // 3x3 with zero padding, a 1x1 with bias, the residual add and ReLU. Shapes cover every channel count the
-// kernel is built for, widths that are not a multiple of its pixel step, one-row maps and a batch.
+// kernel is built for, widths that are not a multiple of its pixel step (AVX2: 1-4, AVX-512: 8 or 16 pixels a
+// step), one-row maps and a batch.
 TEST(SeparableBlock, MatchesTheThreeOpsItReplaces) {
   for (int64_t c : {8, 16, 24, 32, 48, 64, 96}) {
     if (!g::detail::separable_block_supported(c)) GTEST_SKIP() << "this CPU has no AVX2/FMA";
-    for (auto [n, h, w] : {std::tuple{1, 1, 1}, std::tuple{2, 5, 7}, std::tuple{1, 33, 18}, std::tuple{3, 16, 16}}) {
+    for (auto [n, h, w] : {std::tuple{1, 1, 1}, std::tuple{2, 5, 7}, std::tuple{1, 33, 18}, std::tuple{3, 16, 16}, std::tuple{1, 3, 41}}) {
       SCOPED_TRACE(std::to_string(c) + " channels, " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w));
       at::manual_seed(c * 1000 + h);
       const at::Tensor x = at::randn({n, h, w, c});
