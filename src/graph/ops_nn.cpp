@@ -222,6 +222,18 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   at::Tensor y;
   auto* xnn = static_cast<XnnpackConv*>(c.node.state.get());
   const at::Tensor& in = arg(c, 0);  // NHWC
+  {
+    // VALID or explicit padding on a map smaller than the kernel has no output; XNNPACK asserts (aborting the
+    // process) and oneDNN throws, so say so here. (SAME padding always fits.)
+    const auto& p = c.node.params;
+    const at::Tensor& w = c.node.prepared[0];
+    const int64_t kh = (w.size(2) - 1) * p[kDh] + 1, kw = (w.size(3) - 1) * p[kDw] + 1;
+    const bool explicit_pad = p[kPadMode] == 2;
+    if (in.dim() == 4 && p[kPadMode] != 0 &&
+        (in.size(1) + (explicit_pad ? p[kPt] + p[kPb] : 0) < kh || in.size(2) + (explicit_pad ? p[kPl] + p[kPr] : 0) < kw))
+      op_error(c.node, "a " + std::to_string(in.size(1)) + "x" + std::to_string(in.size(2)) + " map is smaller than its " +
+                           std::to_string(kh) + "x" + std::to_string(kw) + " kernel");
+  }
   // The rule depends on the shapes only, so that a photo gives the same answer on every call and every run.
   const at::Tensor& w = c.node.prepared[0];  // [out, in / groups, kh, kw]
   if (xnn && in.is_cpu() && in.scalar_type() == at::kFloat && in.dim() == 4 &&
@@ -264,6 +276,7 @@ std::vector<at::Tensor> run_depthwise3x3(const OpCall& c) {
     } else if (p[kPadMode] == 1) {
       t = b = l = r = 0;
     }
+    if (x.size(1) + t + b < 3 || x.size(2) + l + r < 3) return run_conv(c);  // no output: run_conv's error
     const int64_t oh = (x.size(1) + t + b - 3) / p[kSh] + 1, ow = (x.size(2) + l + r - 3) / p[kSw] + 1;
     const nn::DwAct act = p[kAct] == kPrelu ? nn::DwAct::kPrelu : p[kAct] == kRelu ? nn::DwAct::kRelu : nn::DwAct::kNone;
     at::Tensor y = nn::depthwise3x3(x, q[3], q[4], act, q[5], p[kSh], t, l, oh, ow);

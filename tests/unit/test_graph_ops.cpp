@@ -132,6 +132,17 @@ TEST(GraphOps, FusedDepthwise3x3Stride2SamePrelu) {
   EXPECT_LT(maxdiff(y, ref), 1e-4);
 }
 
+// VALID padding on a map smaller than the 3x3 kernel has no output: a clear error, whichever kernel would run
+// the node (XNNPACK, which takes such small convolutions, used to abort the process on an assertion).
+TEST(GraphOps, ValidConvOnAMapSmallerThanTheKernelIsAnError) {
+  const auto x = at::randn({1, 2, 2, 4}), fd = at::randn({3, 3, 4, 1}), f = at::randn({3, 3, 4, 2});
+  for (int64_t s : {1, 2}) {
+    const json a = {{"strides", Ints({1, s, s, 1})}, {"padding", S("VALID")}};
+    EXPECT_THROW(run1("DepthwiseConv2dNative", a, {x, fd}), facekit::Error);
+    EXPECT_THROW(run1("Conv2D", a, {x, f}), facekit::Error);
+  }
+}
+
 TEST(GraphOps, FusedMatMulBiasRelu) {
   const auto a = at::tensor({1.f, -2.f}).view({1, 2}), b = at::tensor({1.f, 2.f, 3.f, 4.f}).view({2, 2});
   const auto bias = at::tensor({1.f, 0.f});
