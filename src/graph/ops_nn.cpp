@@ -423,7 +423,8 @@ bool use_depthwise3x3(Node& n) {
   const auto& p = n.params;
   if (p.size() != kNumConvParams || !p[kDepthwise] || n.prepared.size() != 3) return false;
   const at::Tensor w = n.prepared[0];  // [C * multiplier, 1, kh, kw]
-  if (!w.is_cpu() || (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) || w.size(2) != 3 || w.size(3) != 3 || w.size(0) != p[kInChannels])
+  if (!w.is_cpu() || (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) || w.size(2) != 3 ||
+      w.size(3) != 3 || w.size(0) != p[kInChannels])  // 3x3, one output channel per input channel
     return false;
   // Equal strides of 1 or 2, no dilation; padding any (SAME, VALID, EXPLICIT): the kernel reads the borders.
   if (p[kSh] != p[kSw] || p[kSh] < 1 || p[kSh] > 2 || p[kDh] != 1 || p[kDw] != 1) return false;

@@ -10,8 +10,8 @@
 namespace facekit::nn {
 namespace {
 
-// The kernels are built for AVX-512 whatever the build's baseline (lambdas included, hence a pragma rather than
-// attributes) and run only where the CPU has it.
+// The kernels are built for AVX-512 whatever the build's baseline (lambdas included, hence a pragma rather
+// than attributes) and run only where the CPU has it.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl")
 #define FACEKIT_AVX512
@@ -48,7 +48,8 @@ FACEKIT_AVX512 void row_block(const T* const rows[3], T* out, const float* taps,
   const __m512 zero = _mm512_setzero_ps();
   auto finish = [&](__m512 v, int64_t ox) {
     if (kAct == DwAct::kRelu) v = _mm512_max_ps(v, zero);
-    if (kAct == DwAct::kPrelu) v = _mm512_add_ps(_mm512_max_ps(v, zero), _mm512_mul_ps(a, _mm512_min_ps(v, zero)));
+    if (kAct == DwAct::kPrelu)
+      v = _mm512_add_ps(_mm512_max_ps(v, zero), _mm512_mul_ps(a, _mm512_min_ps(v, zero)));
     store16(out + ox * c + cb, v, m);
   };
   // Interior columns: ix = ox * st - pad_l .. + 2 all inside [0, w).
@@ -72,7 +73,7 @@ FACEKIT_AVX512 void row_block(const T* const rows[3], T* out, const float* taps,
   // 12), and four sums in flight hide the multiply-add latency.
   constexpr int kB = 4;
   const T* r[3] = {rows[0] ? rows[0] + cb : nullptr, rows[1] ? rows[1] + cb : nullptr,
-                          rows[2] ? rows[2] + cb : nullptr};
+                   rows[2] ? rows[2] + cb : nullptr};
   int64_t ox = first;
   if (st == 1) {
     for (; ox + kB <= last; ox += kB) {
@@ -157,8 +158,8 @@ at::Tensor depthwise3x3(const at::Tensor& x, const at::Tensor& taps, const at::T
     return {};
   const int64_t c = x.size(3);
   if (!float_vector(taps, 9 * c) || (bias.defined() && !float_vector(bias, c)) ||
-      (act == DwAct::kPrelu && !float_vector(alpha, c)) || stride < 1 || pad_t < 0 || pad_l < 0 || out_h < 1 ||
-      out_w < 1)
+      (act == DwAct::kPrelu && !float_vector(alpha, c)) || stride < 1 || pad_t < 0 || pad_l < 0 ||
+      out_h < 1 || out_w < 1)
     return {};
   const Shape s{x.size(0), x.size(1), x.size(2), c, out_h, out_w, stride, pad_t, pad_l};
   at::Tensor y = at::empty({s.n, out_h, out_w, c}, x.options());
@@ -167,9 +168,15 @@ at::Tensor depthwise3x3(const at::Tensor& x, const at::Tensor& taps, const at::T
   const float* tp = taps.data_ptr<float>();
   auto go = [&](auto* in, auto* out) {
     switch (act) {
-      case DwAct::kNone: run<DwAct::kNone>(in, out, tp, b, a, s); break;
-      case DwAct::kRelu: run<DwAct::kRelu>(in, out, tp, b, a, s); break;
-      case DwAct::kPrelu: run<DwAct::kPrelu>(in, out, tp, b, a, s); break;
+      case DwAct::kNone:
+        run<DwAct::kNone>(in, out, tp, b, a, s);
+        break;
+      case DwAct::kRelu:
+        run<DwAct::kRelu>(in, out, tp, b, a, s);
+        break;
+      case DwAct::kPrelu:
+        run<DwAct::kPrelu>(in, out, tp, b, a, s);
+        break;
     }
   };
   if (dt == at::kFloat)
