@@ -187,19 +187,36 @@ at::Tensor pad_channels_last(const at::Tensor& x, int64_t t, int64_t b, int64_t 
   return out;
 }
 
-// oneDNN's convolution of the node's input, with the node's activation (not its residual).
-at::Tensor conv_onednn(const OpCall& c) {
+struct Pads {
+  int64_t t, b, l, r;
+};
+
+// A conv node's zero padding of an h x w map: SAME's depends on the map, VALID's is none (its params are zero),
+// EXPLICIT's is the node's. A padded map smaller than the (dilated) kernel has no output: an error here, since
+// XNNPACK asserts on it (aborting the process) and oneDNN throws. SAME padding always fits.
+Pads conv_padding(const Node& n, int64_t h, int64_t w) {
+  const auto& p = n.params;
+  const at::Tensor& f = n.prepared[0];  // [out, in / groups, kh, kw]
+  const int64_t kh = (f.size(2) - 1) * p[kDh] + 1, kw = (f.size(3) - 1) * p[kDw] + 1;
+  Pads d{p[kPt], p[kPb], p[kPl], p[kPr]};
+  if (p[kPadMode] == 0) {
+    std::tie(d.t, d.b) = nn::same_padding(h, kh, p[kSh]);
+    std::tie(d.l, d.r) = nn::same_padding(w, kw, p[kSw]);
+  }
+  if (h + d.t + d.b < kh || w + d.l + d.r < kw)
+    op_error(n, "a " + std::to_string(h) + "x" + std::to_string(w) + " map is smaller than its " +
+                    std::to_string(kh) + "x" + std::to_string(kw) + " kernel");
+  return d;
+}
+
+// oneDNN's convolution of the node's input, padded by `d`, with the node's activation (not its residual).
+at::Tensor conv_onednn(const OpCall& c, const Pads& d) {
   const auto& p = c.node.params;
   const at::Tensor& w = c.node.prepared[0];
   // oneDNN's fast kernels need channels-last input; anything else (a strided view, a padded copy) would
   // silently take ATen's slow reference path, so normalise the layout here.
   at::Tensor x = arg(c, 0).permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t kh = (w.size(2) - 1) * p[kDh] + 1, kw = (w.size(3) - 1) * p[kDw] + 1;
-  int64_t t = p[kPt], b = p[kPb], l = p[kPl], r = p[kPr];
-  if (p[kPadMode] == 0) {
-    std::tie(t, b) = nn::same_padding(x.size(2), kh, p[kSh]);
-    std::tie(l, r) = nn::same_padding(x.size(3), kw, p[kSw]);
-  }
+  const auto [t, b, l, r] = d;
   std::vector<int64_t> pad = {0, 0};
   if (t == b && l == r) {
     pad = {t, l};
@@ -222,25 +239,15 @@ std::vector<at::Tensor> run_conv(const OpCall& c) {
   at::Tensor y;
   auto* xnn = static_cast<XnnpackConv*>(c.node.state.get());
   const at::Tensor& in = arg(c, 0);  // NHWC
-  {
-    // VALID or explicit padding on a map smaller than the kernel has no output; XNNPACK asserts (aborting the
-    // process) and oneDNN throws, so say so here. (SAME padding always fits.)
-    const auto& p = c.node.params;
-    const at::Tensor& w = c.node.prepared[0];
-    const int64_t kh = (w.size(2) - 1) * p[kDh] + 1, kw = (w.size(3) - 1) * p[kDw] + 1;
-    const bool explicit_pad = p[kPadMode] == 2;
-    if (in.dim() == 4 && p[kPadMode] != 0 &&
-        (in.size(1) + (explicit_pad ? p[kPt] + p[kPb] : 0) < kh || in.size(2) + (explicit_pad ? p[kPl] + p[kPr] : 0) < kw))
-      op_error(c.node, "a " + std::to_string(in.size(1)) + "x" + std::to_string(in.size(2)) + " map is smaller than its " +
-                           std::to_string(kh) + "x" + std::to_string(kw) + " kernel");
-  }
+  if (in.dim() != 4) op_error(c.node, "the input is not an NHWC image batch");
+  const Pads pads = conv_padding(c.node, in.size(1), in.size(2));
   // The rule depends on the shapes only, so that a photo gives the same answer on every call and every run.
   const at::Tensor& w = c.node.prepared[0];  // [out, in / groups, kh, kw]
-  if (xnn && in.is_cpu() && in.scalar_type() == at::kFloat && in.dim() == 4 &&
+  if (xnn && in.is_cpu() && in.scalar_type() == at::kFloat &&
       in.size(1) * in.size(2) / (c.node.params[kSh] * c.node.params[kSw]) * w.numel() <= kXnnpackMaxMacs) {
     y = xnn->run(in.permute({0, 3, 1, 2}).contiguous(at::MemoryFormat::ChannelsLast));
   } else {
-    y = conv_onednn(c);
+    y = conv_onednn(c, pads);
   }
   if (c.node.residual_relu || c.node.residual_prelu || c.node.residual_add) {
     const at::Tensor& res = c.inputs.back();  // NHWC; its NCHW view has y's channels-last strides
@@ -269,14 +276,7 @@ std::vector<at::Tensor> run_depthwise3x3(const OpCall& c) {
   const auto& q = c.node.prepared;
   const at::Tensor x = arg(c, 0).contiguous();  // NHWC
   if (x.dim() == 4) {
-    int64_t t = p[kPt], b = p[kPb], l = p[kPl], r = p[kPr];
-    if (p[kPadMode] == 0) {
-      std::tie(t, b) = nn::same_padding(x.size(1), 3, p[kSh]);
-      std::tie(l, r) = nn::same_padding(x.size(2), 3, p[kSw]);
-    } else if (p[kPadMode] == 1) {
-      t = b = l = r = 0;
-    }
-    if (x.size(1) + t + b < 3 || x.size(2) + l + r < 3) return run_conv(c);  // no output: run_conv's error
+    const auto [t, b, l, r] = conv_padding(c.node, x.size(1), x.size(2));
     const int64_t oh = (x.size(1) + t + b - 3) / p[kSh] + 1, ow = (x.size(2) + l + r - 3) / p[kSw] + 1;
     const nn::DwAct act = p[kAct] == kPrelu ? nn::DwAct::kPrelu : p[kAct] == kRelu ? nn::DwAct::kRelu : nn::DwAct::kNone;
     at::Tensor y = nn::depthwise3x3(x, q[3], q[4], act, q[5], p[kSh], t, l, oh, ow);

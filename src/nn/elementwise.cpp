@@ -36,13 +36,12 @@ FACEKIT_AVX512 void relu_run(int16_t* p, int64_t n) {
   for (int64_t i = 0; i < n; ++i) p[i] = p[i] < 0 ? int16_t(0) : p[i];
 }
 
+// p += q, then ReLU where kRelu.
+template <bool kRelu>
 FACEKIT_AVX512 void add_run(uint16_t* p, const uint16_t* q, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(to_float(p[i]) + to_float(q[i]));
-}
-
-FACEKIT_AVX512 void add_relu_run(uint16_t* p, const uint16_t* q, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    p[i] = to_bf16(std::max(to_float(p[i]) + to_float(q[i]), 0.f));
+    const float v = to_float(p[i]) + to_float(q[i]);
+    p[i] = to_bf16(kRelu ? std::max(v, 0.f) : v);
   }
 }
 
@@ -70,31 +69,29 @@ FACEKIT_AVX512 void add_prelu_run_f32_avx512(float* p, const float* q, const flo
 }
 void add_prelu_run_f32(float* p, const float* q, const float* a, int64_t rows, int64_t c) { add_prelu_f32(p, q, a, rows, c); }
 
-// Max pooling, NHWC rows of c channels: the first tap copied, the others folded in with max (the result is one
-// of the inputs, so bf16 goes through float exactly).
-template <typename T, typename F>
-__attribute__((always_inline)) inline void max_pool_nhwc(const T* x, T* y, int64_t n, int64_t h, int64_t w, int64_t c,
-                                                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t oh,
-                                                         int64_t ow, bool relu, F max) {
+// Max pooling of float NHWC rows of c channels: the first tap copied, the others folded in with max.
+__attribute__((always_inline)) inline void max_pool_nhwc(const float* x, float* y, int64_t n, int64_t h, int64_t w,
+                                                         int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                                         int64_t oh, int64_t ow, bool relu) {
+  const auto max = [](float a, float b) { return a < b ? b : a; };
   for (int64_t b = 0; b < n; ++b)
     for (int64_t i = 0; i < oh; ++i)
       for (int64_t j = 0; j < ow; ++j) {
-        T* o = y + ((b * oh + i) * ow + j) * c;
-        const T* first = x + ((b * h + i * sh) * w + j * sw) * c;
-        std::memcpy(o, first, sizeof(T) * c);
+        float* o = y + ((b * oh + i) * ow + j) * c;
+        const float* first = x + ((b * h + i * sh) * w + j * sw) * c;
+        std::memcpy(o, first, sizeof(float) * c);
         for (int64_t u = 0; u < kh; ++u)
           for (int64_t v = (u == 0); v < kw; ++v) {
-            const T* r = first + (u * w + v) * c;
+            const float* r = first + (u * w + v) * c;
             for (int64_t k = 0; k < c; ++k) o[k] = max(o[k], r[k]);
           }
         if (relu)
-          for (int64_t k = 0; k < c; ++k) o[k] = max(o[k], T(0));
+          for (int64_t k = 0; k < c; ++k) o[k] = max(o[k], 0.f);
       }
 }
 #define FACEKIT_POOL_ARGS \
   int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t oh, int64_t ow, bool relu
 #define FACEKIT_POOL_PASS n, h, w, c, kh, kw, sh, sw, oh, ow, relu
-inline float max_f(float a, float b) { return a < b ? b : a; }
 FACEKIT_AVX512 inline __m512 load_bf16(const uint16_t* p, __mmask16 m) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
@@ -117,9 +114,9 @@ FACEKIT_AVX512 void max_pool_bf16(const uint16_t* x, uint16_t* y, FACEKIT_POOL_A
       }
 }
 FACEKIT_AVX512 void max_pool_f32_avx512(const float* x, float* y, FACEKIT_POOL_ARGS) {
-  max_pool_nhwc(x, y, FACEKIT_POOL_PASS, max_f);
+  max_pool_nhwc(x, y, FACEKIT_POOL_PASS);
 }
-void max_pool_f32(const float* x, float* y, FACEKIT_POOL_ARGS) { max_pool_nhwc(x, y, FACEKIT_POOL_PASS, max_f); }
+void max_pool_f32(const float* x, float* y, FACEKIT_POOL_ARGS) { max_pool_nhwc(x, y, FACEKIT_POOL_PASS); }
 #undef FACEKIT_POOL_ARGS
 #undef FACEKIT_POOL_PASS
 
@@ -132,6 +129,14 @@ bool dense_bf16(const at::Tensor& t) {
   return has_avx512() && t.defined() && t.is_cpu() && t.scalar_type() == at::kBFloat16 && t.is_non_overlapping_and_dense();
 }
 
+template <bool kRelu>
+bool add_bf16(at::Tensor& y, const at::Tensor& other) {
+  if (!dense_bf16(y) || !dense_bf16(other) || y.sizes() != other.sizes() || y.strides() != other.strides()) return false;
+  add_run<kRelu>(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(other.data_ptr()),
+                 y.numel());
+  return true;
+}
+
 }  // namespace
 
 bool relu_bf16_(at::Tensor& y) {
@@ -140,17 +145,8 @@ bool relu_bf16_(at::Tensor& y) {
   return true;
 }
 
-bool add_bf16_(at::Tensor& y, const at::Tensor& other) {
-  if (!dense_bf16(y) || !dense_bf16(other) || y.sizes() != other.sizes() || y.strides() != other.strides()) return false;
-  add_run(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(other.data_ptr()), y.numel());
-  return true;
-}
-
-bool add_relu_bf16_(at::Tensor& y, const at::Tensor& other) {
-  if (!dense_bf16(y) || !dense_bf16(other) || y.sizes() != other.sizes() || y.strides() != other.strides()) return false;
-  add_relu_run(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(other.data_ptr()), y.numel());
-  return true;
-}
+bool add_bf16_(at::Tensor& y, const at::Tensor& other) { return add_bf16<false>(y, other); }
+bool add_relu_bf16_(at::Tensor& y, const at::Tensor& other) { return add_bf16<true>(y, other); }
 
 bool prelu_bf16_(at::Tensor& y, const at::Tensor& alpha) {
   if (!dense_bf16(y) || y.dim() != 4 || !y.is_contiguous(at::MemoryFormat::ChannelsLast) || alpha.numel() != y.size(1))
