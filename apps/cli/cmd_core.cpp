@@ -310,6 +310,10 @@ void add_core_commands(CLI::App& app, Common& c, Commands& out) {
   crops->add_flag("--no-augment", ca->no_augment, "enrol each person's first photo plain (default: as enroll does, the mean of augmented copies)");
   crops->add_option("--write", ca->opt.write_dir, "write every variant photo under this folder");
   crops->add_option("--json", ca->json_out, "write the report as JSON");
+  crops->add_flag("--reference-landmarks", ca->opt.reference_landmarks,
+                  "diagnostic: align each crop with the landmarks found on the whole photo");
+  crops->add_option("--embeddings-out", ca->opt.embeddings_dir,
+                    "write every embedding under this folder (index.tsv, embeddings.f32)");
   out.emplace_back(crops, [&c, ca] { return cmd_bench_crops(c, *ca); });
 
   auto* models = app.add_subcommand("models", "list the models and whether their files are set up");

@@ -34,6 +34,14 @@ struct CropBenchOptions {
   AugmentOptions augment;
   /// When set, every variant photo is also written here as <variant>/<Person>/<file>.png (for inspection).
   std::filesystem::path write_dir;
+  /// When set, every embedding is written here for offline analysis: `index.tsv` (variant, person, photo,
+  /// role, row of the plain embedding, row of the enrolment template or -1) and `embeddings.f32` (rows of
+  /// float32, the embedder's dimension each).
+  std::filesystem::path embeddings_dir;
+  /// Diagnostic: embed each crop with the reference face's landmarks (found on the whole photo, moved into
+  /// the crop) instead of the pipeline's own, which separates what alignment loses from what the embedder
+  /// does.
+  bool reference_landmarks = false;
 };
 
 /// One way of framing the photos.

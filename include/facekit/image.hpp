@@ -51,4 +51,8 @@ void save_image(const std::filesystem::path& path, const Image& rgb);
 /// Thumbnails and crops of a face (the server, the contact sheet, a video track's best face) are cut with it.
 Image face_region(const Image& rgb, const Box& box, float margin);
 
+/// Whether an RGB photo is greyscale: at least 98% of its pixels (sampled on a grid of at most ~65,000) have
+/// |R - G| + |G - B| <= 4, which JPEG's rounding of a grey photo stays within. An empty image is not.
+bool is_greyscale(const Image& rgb);
+
 }  // namespace facekit

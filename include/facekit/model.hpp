@@ -100,6 +100,10 @@ struct ModelManifest {
   struct Mesh {
     int passes = 1;             ///< each pass after the first crops around the previous pass's mesh
     float refine_scale = 1.5f;  ///< that crop's side over the mesh's extent (MediaPipe's 1.5)
+    /// When the last pass also runs on the mirrored crop, the 68 points being the mean of the two (one more
+    /// network run per face): "never", "grey" (greyscale photos only, where FaceMesh's points wander most:
+    /// docs/results.md) or "always".
+    std::string mirror = "never";
     /// Per 68-point offsets in dlib's template frame (face units), added to the mesh vertices standing for
     /// them so that they mean what face-api's points mean on frontal faces; empty: none.
     std::vector<std::array<float, 2>> point_offsets;

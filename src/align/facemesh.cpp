@@ -4,18 +4,21 @@
 // same places from one profile photo to the next, so the similarity transform to the embedder's template frames
 // every profile alike; face-api's net, trained on mostly frontal faces, does not (cfp-dev frontal-profile
 // pairs: 84.9% -> 91.1% with the dlib ResNet, docs/results.md). It costs about 3x face-api's net.
+#include "align/facemesh.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
-
+#include <cstdlib>
 #include <opencv2/imgproc.hpp>
+#include <string>
 
-#include "align/facemesh.hpp"
 #include "facekit/aligner.hpp"
 #include "facekit/error.hpp"
+#include "facekit/image.hpp"
 #include "facekit/model.hpp"
-#include "model/model_files.hpp"
 #include "graph/graph_model.hpp"
+#include "model/model_files.hpp"
 #include "nn/tf_ops.hpp"
 
 namespace facekit::detail {
@@ -32,21 +35,35 @@ constexpr std::array<int, 68> kMeshTo68 = {
     61,  39,  37,  0,   267, 269, 291, 405, 314, 17,  84,  181,                           // outer lips
     78,  82,  13,  312, 308, 317, 14,  87};                                               // inner lips
 
+// Each of the 68 points' mirror image (iBUG order): the point that a left-right flip of the face turns it
+// into.
+constexpr std::array<int, 68> kMirror68 = {16, 15, 14, 13, 12, 11, 10, 9,  8,  7,  6,  5,
+                                           4,  3,  2,  1,  0,                               // jaw
+                                           26, 25, 24, 23, 22, 21, 20, 19, 18, 17,          // brows
+                                           27, 28, 29, 30, 35, 34, 33, 32, 31,              // nose
+                                           45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,  // eyes
+                                           54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,  // outer lips
+                                           64, 63, 62, 61, 60, 67, 66, 65};                 // inner lips
+
 class FaceMeshLandmarker final : public Landmarker, public MeshSource {
  public:
   FaceMeshLandmarker(const ModelManifest& m, const LandmarkerOptions& opt)
       : manifest_(m), graph_(detail::verified_model_file(m, "model_json"), nn::parse_device(opt.device)) {}
 
   std::vector<Landmarks68> landmarks(const Image& rgb, const std::vector<Box>& boxes) const override {
-    std::vector<Landmarks68> out;
-    for (const auto& mesh : meshes(rgb, boxes)) out.push_back(to_68(mesh));
-    return out;
+    return std::move(landmarks_batch({rgb}, {boxes}).at(0));
   }
 
-  Landmarks68 to_68(const Mesh468& mesh) const override {
+  Landmarks68 to_68(const Mesh468& mesh) const override { return to_68(mesh, false); }
+  /// `mirrored`: the mesh came from a left-right flipped crop (mapped back to the image), so each vertex
+  /// names its mirror image's place.
+  Landmarks68 to_68(const Mesh468& mesh, bool mirrored) const {
     Landmarks68 pts;
-    for (int p = 0; p < 68; ++p) pts[p] = {mesh[kMeshTo68[p]].x, mesh[kMeshTo68[p]].y};
-    if (!manifest_.mesh.point_offsets.empty()) correct(pts);
+    for (int p = 0; p < 68; ++p) {
+      const int q = mirrored ? kMirror68[p] : p;
+      pts[p] = {mesh[kMeshTo68[q]].x, mesh[kMeshTo68[q]].y};
+    }
+    if (!manifest_.mesh.point_offsets.empty()) correct(pts, mirrored);
     return pts;
   }
 
@@ -58,37 +75,79 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
   // alone (one thread).
   std::vector<std::vector<Landmarks68>> landmarks_batch(const std::vector<Image>& images,
                                                         const std::vector<std::vector<Box>>& boxes) const override {
+    std::vector<char> mirror(images.size(), mirror_ == "always");
+    if (mirror_ == "grey")
+      for (size_t i = 0; i < images.size(); ++i) mirror[i] = !boxes[i].empty() && is_greyscale(images[i]);
+    std::vector<std::vector<Mesh468>> mirrored;
+    const bool any = std::find(mirror.begin(), mirror.end(), 1) != mirror.end();
+    const auto meshes = meshes_batch(images, boxes, any ? &mirrored : nullptr, mirror);
     std::vector<std::vector<Landmarks68>> out;
-    for (const auto& per_image : meshes_batch(images, boxes)) {
+    for (size_t i = 0; i < meshes.size(); ++i) {
       out.emplace_back();
-      for (const auto& mesh : per_image) out.back().push_back(to_68(mesh));
+      for (size_t j = 0; j < meshes[i].size(); ++j) {
+        Landmarks68 pts = to_68(meshes[i][j]);
+        if (mirror[i]) {
+          const Landmarks68 m = to_68(mirrored[i][j], true);
+          for (int p = 0; p < 68; ++p) pts[p] = (pts[p] + m[p]) * 0.5f;
+        }
+        out.back().push_back(pts);
+      }
     }
     return out;
   }
 
+  /// `mirrored` (optional): also the last pass run on left-right flipped crops of the images whose
+  /// `mirror_image` flag is set, its meshes mapped back to the image (the others' entries are copies of the
+  /// plain meshes).
   std::vector<std::vector<Mesh468>> meshes_batch(const std::vector<Image>& images,
-                                                 const std::vector<std::vector<Box>>& boxes) const {
+                                                 const std::vector<std::vector<Box>>& boxes,
+                                                 std::vector<std::vector<Mesh468>>* mirrored = nullptr,
+                                                 const std::vector<char>& mirror_image = {}) const {
     if (images.size() != boxes.size()) throw Error(ErrorCode::kInvalidArgument, "landmarks_batch: one box list per image");
     std::vector<const Image*> of;  // the photo of each face
     std::vector<Square> squares;
+    std::vector<char> face_mirrored;  // of each face
     for (size_t i = 0; i < images.size(); ++i) {
       if (boxes[i].empty()) continue;
       if (images[i].empty() || images[i].type() != CV_8UC3)
         throw Error(ErrorCode::kInvalidArgument, "landmarks() needs an RGB image");
-      for (const auto& b : boxes[i]) of.push_back(&images[i]), squares.push_back(square_of(b));
-    }
-    std::vector<Mesh468> meshes;
-    if (!squares.empty())
-      for (int pass = 0; pass < manifest_.mesh.passes; ++pass) {
-        meshes = run(of, squares);
-        // The next pass crops as MediaPipe's tracker does between frames: the square around this pass's mesh,
-        // turned so that the eyes lie level (the network was trained on such crops).
-        for (size_t i = 0; i < squares.size(); ++i) squares[i] = square_of_mesh(meshes[i], squares[i]);
+      for (const auto& b : boxes[i]) {
+        of.push_back(&images[i]), squares.push_back(square_of(b));
+        face_mirrored.push_back(mirrored && (mirror_image.empty() || mirror_image[i]));
       }
+    }
+    std::vector<Mesh468> meshes, flipped;
+    for (int pass = 0; pass < manifest_.mesh.passes && !squares.empty(); ++pass) {
+      if (mirrored && pass + 1 == manifest_.mesh.passes) {
+        // The last pass also sees the chosen faces' crops mirrored, in the same batch.
+        const size_t n = squares.size();
+        std::vector<const Image*> of2 = of;
+        std::vector<Square> sq2 = squares;
+        std::vector<char> flip(n, 0);
+        std::vector<size_t> at(n, 0);  // face -> its mirrored run's index in the batch (0: none)
+        for (size_t i = 0; i < n; ++i)
+          if (face_mirrored[i])
+            at[i] = of2.size(), of2.push_back(of[i]), sq2.push_back(squares[i]), flip.push_back(1);
+        auto all = run(of2, sq2, flip);
+        flipped.resize(n);
+        for (size_t i = 0; i < n; ++i) flipped[i] = face_mirrored[i] ? all[at[i]] : all[i];
+        all.resize(n);
+        meshes = std::move(all);
+        break;
+      }
+      meshes = run(of, squares, std::vector<char>(squares.size(), 0));
+      // The next pass crops as MediaPipe's tracker does between frames: the square around this pass's mesh,
+      // turned so that the eyes lie level (the network was trained on such crops).
+      for (size_t i = 0; i < squares.size(); ++i) squares[i] = square_of_mesh(meshes[i], squares[i]);
+    }
     std::vector<std::vector<Mesh468>> out(images.size());
+    if (mirrored) mirrored->assign(images.size(), {});
     size_t k = 0;
     for (size_t i = 0; i < images.size(); ++i)
-      for (size_t j = 0; j < boxes[i].size(); ++j) out[i].push_back(meshes.at(k++));
+      for (size_t j = 0; j < boxes[i].size(); ++j, ++k) {
+        out[i].push_back(meshes.at(k));
+        if (mirrored) (*mirrored)[i].push_back(flipped.at(k));
+      }
     return out;
   }
   const std::string& name() const override { return manifest_.name; }
@@ -126,7 +185,9 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
     return s;
   }
 
-  std::vector<Mesh468> run(const std::vector<const Image*>& of, const std::vector<Square>& squares) const {
+  /// `mirror[i]`: face i's crop flipped left-right (its mesh is still returned in image coordinates).
+  std::vector<Mesh468> run(const std::vector<const Image*>& of, const std::vector<Square>& squares,
+                           const std::vector<char>& mirror) const {
     const int in = manifest_.input_size;
     std::vector<cv::Mat> inputs;
     std::vector<cv::Mat> to_img;  // crop pixel -> image pixel
@@ -135,6 +196,14 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
       const double k = s.side / in, c = std::cos(s.angle) * k, sn = std::sin(s.angle) * k;
       const double h = in / 2.0;
       cv::Mat m = (cv::Mat_<double>(2, 3) << c, -sn, s.cx - (c * h - sn * h), sn, c, s.cy - (sn * h + c * h));
+      if (mirror[f]) {
+        // crop (u, v) -> image m(in - 1 - u, v): cv::flip's mirror image of the plain crop. Any offset
+        // would do: the mesh is mapped back through the same matrix.
+        const cv::Mat flip_x = (cv::Mat_<double>(3, 3) << -1, 0, in - 1, 0, 1, 0, 0, 0, 1);
+        cv::Mat m3 = cv::Mat::eye(3, 3, CV_64F);
+        m.copyTo(m3.rowRange(0, 2));
+        m = cv::Mat(m3 * flip_x).rowRange(0, 2).clone();
+      }
       cv::Mat inv;
       cv::invertAffineTransform(m, inv);
       cv::Mat crop;
@@ -165,7 +234,9 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
 
   // Moves each point by its offset, given in the face frame of dlib's template (face units): the mean
   // difference between face-api's point and the mesh vertex standing for it on frontal faces.
-  void correct(Landmarks68& pts) const {
+  // `mirrored`: the points were read off a mirrored crop, so each carries the bias of its mirror point's
+  // vertex, mirrored: point i gets the offset of point kMirror68[i] with its x reversed.
+  void correct(Landmarks68& pts, bool mirrored) const {
     static const AlignmentTemplate tpl = dlib68_template(1, 0.f);
     std::vector<cv::Point2f> from;
     for (int i : tpl.landmark_indices) from.push_back(pts[i]);
@@ -173,16 +244,21 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
     const double a = m.at<double>(0, 0), b = m.at<double>(1, 0), det = a * a + b * b;
     const auto& offsets = manifest_.mesh.point_offsets;  // 68 of them: the manifest parser checks
     for (int i = 0; i < 68; ++i) {
-      const double dx = offsets[i][0], dy = offsets[i][1];
+      const auto& o = offsets[mirrored ? kMirror68[i] : i];
+      const double dx = mirrored ? -o[0] : o[0], dy = o[1];
       // inverse of the linear part [a -b; b a]
       pts[i].x += static_cast<float>((a * dx + b * dy) / det);
       pts[i].y += static_cast<float>((-b * dx + a * dy) / det);
     }
   }
 
-
   ModelManifest manifest_;
   graph::GraphModel graph_;
+  // The manifest's choice; FACEKIT_FACEMESH_MIRROR=never|grey|always overrides it (A/B measurements).
+  std::string mirror_ = [this] {
+    const char* e = std::getenv("FACEKIT_FACEMESH_MIRROR");
+    return e ? std::string(e) : manifest_.mesh.mirror;
+  }();
 };
 
 }  // namespace

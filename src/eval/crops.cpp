@@ -1,10 +1,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
-#include <optional>
-
 #include <opencv2/imgproc.hpp>
+#include <optional>
 
 #include "core/parallel.hpp"
 #include "facekit/crop_eval.hpp"
@@ -54,7 +54,9 @@ cv::Rect2f landmark_box(const Landmarks68& lm) {
 }
 
 // The variant photo and where the reference face's landmark box lands in it.
-Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, cv::Rect2f* face_out) {
+// `to_variant` (optional) gets the map from photo to variant coordinates: p' = (p - offset) * scale.
+Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, cv::Rect2f* face_out,
+                   std::pair<cv::Point2f, float>* to_variant = nullptr) {
   cv::Rect roi(0, 0, rgb.cols, rgb.rows);
   if (v.margin >= 0) {
     const float mx = v.margin * face.width, my = v.margin * face.height;
@@ -72,6 +74,10 @@ Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, c
                s < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
     f = {float(f.x * s), float(f.y * s), float(f.width * s), float(f.height * s)};
   }
+  if (to_variant) {
+    const float s = v.size > 0 ? float(v.size) / std::max(roi.width, roi.height) : 1.f;
+    *to_variant = {cv::Point2f(float(roi.x), float(roi.y)), s};
+  }
   if (v.grey) {
     Image g;
     cv::cvtColor(out, g, cv::COLOR_RGB2GRAY);
@@ -88,6 +94,31 @@ struct PhotoResult {
   /// The template `enroll` would store (augmented mean), for a person's first photo when augmentation is on.
   std::optional<Embedding> enrolment;
 };
+
+void write_embeddings(const fs::path& dir, const std::vector<Variant>& variants,
+                      const std::vector<std::pair<int, std::string>>& photos, const std::vector<bool>& first,
+                      const std::vector<std::vector<PhotoResult>>& res) {
+  fs::create_directories(dir);
+  std::ofstream index(dir / "index.tsv"), rows(dir / "embeddings.f32", std::ios::binary);
+  index << "variant\tperson\tphoto\tfirst\tembedding_row\tenrolment_row\n";
+  long next = 0;
+  auto put = [&](const std::optional<Embedding>& e) -> long {
+    if (!e) return -1;
+    rows.write(reinterpret_cast<const char*>(e->data()),
+               static_cast<std::streamsize>(e->size() * sizeof(float)));
+    return next++;
+  };
+  for (size_t v = 0; v < variants.size(); ++v)
+    for (size_t i = 0; i < photos.size(); ++i) {
+      const PhotoResult& r = res[v][i];
+      if (r.faces < 0) continue;
+      const long a = put(r.embedding), b = put(r.enrolment);
+      index << variants[v].name << '\t' << photos[i].first << '\t' << photos[i].second << '\t'
+            << int(first[i]) << '\t' << a << '\t' << b << '\n';
+    }
+  if (!index || !rows)
+    throw Error(ErrorCode::kInvalidArgument, "cannot write embeddings under " + dir.string());
+}
 
 }  // namespace
 
@@ -144,7 +175,8 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
         const cv::Rect2f face = landmark_box(*ref.landmarks);
         for (size_t v = 0; v < variants.size(); ++v) {
           cv::Rect2f f;
-          const Image var = make_variant(img, face, variants[v], &f);
+          std::pair<cv::Point2f, float> to_variant;
+          const Image var = make_variant(img, face, variants[v], &f, &to_variant);
           if (!o.write_dir.empty()) {
             const fs::path out = o.write_dir / variants[v].name / fs::path(photos[i].second).replace_extension(".png");
             fs::create_directories(out.parent_path());
@@ -169,6 +201,12 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
               // The faces just counted, picked as analyze_one(kMain) would: no second detection.
               main = faces[main_face_index(faces, var.size())];
               main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
+            }
+            if (o.reference_landmarks) {
+              Landmarks68 lm = *ref.landmarks;
+              for (auto& p : lm) p = (p - to_variant.first) * to_variant.second;
+              main.landmarks = lm;
+              r.embedding.reset();
             }
             if (o.augment.enabled && first_of_person[i] && main.landmarks) {
               // The plain view is the first of the augmented ones: embedded once.
@@ -224,6 +262,7 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
     }
     report.variants.push_back(std::move(r));
   }
+  if (!o.embeddings_dir.empty()) write_embeddings(o.embeddings_dir, variants, photos, first_of_person, res);
   report.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }

@@ -6,6 +6,7 @@
 #include <array>
 #include <cctype>
 #include <climits>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -135,6 +136,20 @@ Image decode_image(const std::string& bytes, const ImageLimits& limits, const st
   Image rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
+}
+
+bool is_greyscale(const Image& rgb) {
+  if (rgb.empty() || rgb.type() != CV_8UC3) return false;
+  const int step = std::max(1, static_cast<int>(std::sqrt(double(rgb.total()) / 65536.0)));
+  long grey = 0, all = 0;
+  for (int y = 0; y < rgb.rows; y += step) {
+    const auto* row = rgb.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < rgb.cols; x += step, ++all) {
+      const cv::Vec3b& p = row[x];
+      grey += std::abs(int(p[0]) - int(p[1])) + std::abs(int(p[1]) - int(p[2])) <= 4;
+    }
+  }
+  return grey >= 0.98 * all;
 }
 
 Image face_region(const Image& rgb, const Box& b, float margin) {

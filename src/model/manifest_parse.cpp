@@ -126,6 +126,10 @@ ModelManifest parse_manifest(const std::string& text, const std::string& where, 
       const auto& me = j["mesh"];
       m.mesh.passes = me.value("passes", 1);
       m.mesh.refine_scale = me.value("refine_scale", 1.5f);
+      m.mesh.mirror = me.value("mirror", "never");
+      if (m.mesh.mirror != "never" && m.mesh.mirror != "grey" && m.mesh.mirror != "always")
+        throw Error(ErrorCode::kModelCorrupt,
+                    where + ": mesh.mirror must be \"never\", \"grey\" or \"always\"");
       m.mesh.point_offsets = me.value("point_offsets", std::vector<std::array<float, 2>>{});
       m.mesh.point_offsets_source = me.value("point_offsets_source", "");
       if (m.mesh.passes < 1 || m.mesh.passes > 4 || !(m.mesh.refine_scale > 0.5f && m.mesh.refine_scale < 4.f))
@@ -217,7 +221,7 @@ std::string manifest_to_json(const ModelManifest& m, const std::string& extra_js
   if (m.box_adjust != std::array<float, 4>{1, 1, 0, 0}) j["landmark_box"] = m.box_adjust;
   if (!m.box_adjust_source.empty()) j["landmark_box_source"] = m.box_adjust_source;
   if (m.arch == "facemesh") {
-    j["mesh"] = {{"passes", m.mesh.passes}, {"refine_scale", m.mesh.refine_scale}};
+    j["mesh"] = {{"passes", m.mesh.passes}, {"refine_scale", m.mesh.refine_scale}, {"mirror", m.mesh.mirror}};
     if (!m.mesh.point_offsets.empty()) j["mesh"]["point_offsets"] = m.mesh.point_offsets;
     if (!m.mesh.point_offsets_source.empty()) j["mesh"]["point_offsets_source"] = m.mesh.point_offsets_source;
   }

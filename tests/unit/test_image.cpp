@@ -678,3 +678,26 @@ TEST(FaceRegion, GrowsTheBoxByItsLongerSideAndClipsToTheImage) {
   // Outside the image: empty.
   EXPECT_TRUE(facekit::face_region(img, {200, 200, 20, 20}, 0.25f).empty());
 }
+
+// A greyscale photo stays greyscale through JPEG (chroma rounding stays within the rule's tolerance); a
+// colour photo, or one with a coloured patch over a few percent of it, is not.
+TEST(IsGreyscale, GreyPhotosThroughJpegAndColourPhotos) {
+  cv::Mat rgb(120, 160, CV_8UC3);
+  cv::randu(rgb, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::GaussianBlur(rgb, rgb, {7, 7}, 2);  // photo-like: neighbouring pixels alike
+  EXPECT_FALSE(facekit::is_greyscale(rgb));
+  cv::Mat g, grey;
+  cv::cvtColor(rgb, g, cv::COLOR_RGB2GRAY);
+  cv::cvtColor(g, grey, cv::COLOR_GRAY2RGB);
+  EXPECT_TRUE(facekit::is_greyscale(grey));
+  std::vector<uchar> jpeg;
+  cv::Mat bgr;
+  cv::cvtColor(grey, bgr, cv::COLOR_RGB2BGR);
+  ASSERT_TRUE(cv::imencode(".jpg", bgr, jpeg, {cv::IMWRITE_JPEG_QUALITY, 75}));
+  const facekit::Image decoded = facekit::decode_image(std::string(jpeg.begin(), jpeg.end()));
+  EXPECT_TRUE(facekit::is_greyscale(decoded));
+  cv::Mat patched = grey.clone();
+  patched(cv::Rect(0, 0, 40, 20)).setTo(cv::Scalar(200, 40, 40));  // 4% of the pixels red
+  EXPECT_FALSE(facekit::is_greyscale(patched));
+  EXPECT_FALSE(facekit::is_greyscale(facekit::Image()));
+}

@@ -59,11 +59,14 @@ TEST(ManifestParser, ANumberOutOfIntRangeIsRefused) {
 
 TEST(ManifestParser, AMeshLandmarkerOutOfItsRangesIsRefused) {
   const std::string base = R"({"name": "x", "kind": "landmarker", "arch": "facemesh", "files": [], )";
-  for (const char* bad : {R"("mesh": {"passes": 0}})", R"("mesh": {"passes": 9}})", R"("mesh": {"refine_scale": 0.1}})",
-                          R"("mesh": {"point_offsets": [[0, 0], [0.1, 0.2]]}})"})
+  for (const char* bad :
+       {R"("mesh": {"passes": 0}})", R"("mesh": {"passes": 9}})", R"("mesh": {"refine_scale": 0.1}})",
+        R"("mesh": {"point_offsets": [[0, 0], [0.1, 0.2]]}})", R"("mesh": {"mirror": "sometimes"}})"})
     expect_refused(base + bad, "mesh.");
+  EXPECT_EQ(fk::parse_manifest(base + "\"mesh\": {}}", "m.json", ".").mesh.mirror, "never");
   const auto m = fk::load_manifest("facemesh");
   EXPECT_EQ(m.mesh.passes, 2);
+  EXPECT_EQ(m.mesh.mirror, "never");  // measured no gain on colour or grey (docs/results.md)
   EXPECT_EQ(m.mesh.point_offsets.size(), 68u);
   EXPECT_FALSE(m.mesh.point_offsets_source.empty());
 }
