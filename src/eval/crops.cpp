@@ -200,7 +200,8 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
             } else {
               // The faces just counted, picked as analyze_one(kMain) would: no second detection.
               main = faces[main_face_index(faces, var.size())];
-              main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
+              if (!o.reference_landmarks)
+                main.landmarks = pipeline.landmarker().landmarks(var, {main.box}).at(0);
             }
             if (o.reference_landmarks) {
               Landmarks68 lm = *ref.landmarks;

@@ -1,5 +1,7 @@
 #include "nn/depthwise.hpp"
 
+#include "nn/cpu_features.hpp"
+
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_* (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -144,10 +146,7 @@ bool float_vector(const at::Tensor& t, int64_t c) {
 
 }  // namespace
 
-bool depthwise3x3_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  return ok;
-}
+bool depthwise3x3_supported() { return has_avx512bw_vl(); }
 
 at::Tensor depthwise3x3(const at::Tensor& x, const at::Tensor& taps, const at::Tensor& bias, DwAct act,
                         const at::Tensor& alpha, int64_t stride, int64_t pad_t, int64_t pad_l, int64_t out_h,

@@ -1,5 +1,7 @@
 #include "nn/elementwise.hpp"
 
+#include "nn/cpu_features.hpp"
+
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_* (GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -120,13 +122,9 @@ void max_pool_f32(const float* x, float* y, FACEKIT_POOL_ARGS) { max_pool_nhwc(x
 #undef FACEKIT_POOL_ARGS
 #undef FACEKIT_POOL_PASS
 
-bool has_avx512() {
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  return avx512;
-}
-
 bool dense_bf16(const at::Tensor& t) {
-  return has_avx512() && t.defined() && t.is_cpu() && t.scalar_type() == at::kBFloat16 && t.is_non_overlapping_and_dense();
+  return has_avx512bw_vl() && t.defined() && t.is_cpu() && t.scalar_type() == at::kBFloat16 &&
+         t.is_non_overlapping_and_dense();
 }
 
 template <bool kRelu>
@@ -159,14 +157,15 @@ bool prelu_bf16_(at::Tensor& y, const at::Tensor& alpha) {
 
 bool add_prelu_(at::Tensor& y, const at::Tensor& res, const at::Tensor& alpha) {
   const auto dt = y.scalar_type();
-  if (!y.is_cpu() || !res.is_cpu() || (dt != at::kFloat && (dt != at::kBFloat16 || !has_avx512())) ||
+  if (!y.is_cpu() || !res.is_cpu() || (dt != at::kFloat && (dt != at::kBFloat16 || !has_avx512bw_vl())) ||
       res.scalar_type() != dt || y.dim() != 4 || !y.is_contiguous(at::MemoryFormat::ChannelsLast) ||
       y.sizes() != res.sizes() || y.strides() != res.strides() || alpha.numel() != y.size(1))
     return false;
   const at::Tensor a = alpha.to(at::kFloat).contiguous();
   const int64_t c = y.size(1), rows = y.numel() / c;
   if (dt == at::kFloat)
-    (has_avx512() ? add_prelu_run_f32_avx512 : add_prelu_run_f32)(y.data_ptr<float>(), res.data_ptr<float>(), a.data_ptr<float>(), rows, c);
+    (has_avx512bw_vl() ? add_prelu_run_f32_avx512 : add_prelu_run_f32)(
+        y.data_ptr<float>(), res.data_ptr<float>(), a.data_ptr<float>(), rows, c);
   else
     prelu_run<true>(reinterpret_cast<uint16_t*>(y.data_ptr()), reinterpret_cast<const uint16_t*>(res.data_ptr()),
                     a.data_ptr<float>(), rows, c);
@@ -175,16 +174,17 @@ bool add_prelu_(at::Tensor& y, const at::Tensor& res, const at::Tensor& alpha) {
 
 at::Tensor max_pool_channels_last(const at::Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, bool relu) {
   const auto dt = x.scalar_type();
-  if (!x.defined() || !x.is_cpu() || x.dim() != 4 || (dt != at::kFloat && (dt != at::kBFloat16 || !has_avx512())) ||
-      !x.is_contiguous(at::MemoryFormat::ChannelsLast) || kh < 1 || kw < 1 || sh < 1 || sw < 1 || x.size(2) < kh ||
-      x.size(3) < kw)
+  if (!x.defined() || !x.is_cpu() || x.dim() != 4 ||
+      (dt != at::kFloat && (dt != at::kBFloat16 || !has_avx512bw_vl())) ||
+      !x.is_contiguous(at::MemoryFormat::ChannelsLast) || kh < 1 || kw < 1 || sh < 1 || sw < 1 ||
+      x.size(2) < kh || x.size(3) < kw)
     return {};
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t oh = (h - kh) / sh + 1, ow = (w - kw) / sw + 1;
   at::Tensor y = at::empty({n, c, oh, ow}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (dt == at::kFloat)
-    (has_avx512() ? max_pool_f32_avx512 : max_pool_f32)(x.data_ptr<float>(), y.data_ptr<float>(), n, h, w, c, kh, kw,
-                                                         sh, sw, oh, ow, relu);
+    (has_avx512bw_vl() ? max_pool_f32_avx512 : max_pool_f32)(x.data_ptr<float>(), y.data_ptr<float>(), n, h,
+                                                             w, c, kh, kw, sh, sw, oh, ow, relu);
   else
     max_pool_bf16(static_cast<const uint16_t*>(x.data_ptr()), static_cast<uint16_t*>(y.data_ptr()), n, h, w, c, kh,
                   kw, sh, sw, oh, ow, relu);

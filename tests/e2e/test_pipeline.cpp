@@ -392,9 +392,9 @@ TEST(FaceMesh, PointsTurnWithThePhoto) {
   EXPECT_EQ(mesh->name(), "facemesh");
 }
 
-// The mirrored last pass (manifest "mesh": {"mirror": true}): the points are the mean of the plain crop's and
-// the mirrored crop's, so the points found on a photo flipped left-right are, flipped back, the original's
-// points, much more nearly than one pass's alone.
+// The mirrored last pass (manifest "mesh": {"mirror": "always"}): the points are the mean of the plain crop's
+// and the mirrored crop's, so the points found on a photo flipped left-right are, flipped back, the
+// original's points, much more nearly than one pass's alone.
 TEST(FaceMesh, MirroredPassMakesThePointsSymmetric) {
   auto make = [](const char* mirror) {
     setenv("FACEKIT_FACEMESH_MIRROR", mirror, 1);
