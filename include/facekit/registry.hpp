@@ -32,11 +32,12 @@ inline constexpr const char* kLandmarker = "facemesh";
 /// Whose points measure quality's eye state and liveness' blinks and turns, which were set on them: face-api's
 /// net follows the eyelids, FaceMesh's eyelid vertices do not (GeometryMeter, quality.hpp).
 inline constexpr const char* kGeometryLandmarker = "face_landmark_68";
-/// The dlib ResNet fused with sirius-ai's MobileFaceNet (weights fitted on LFW View 1 train): LFW View 2
-/// 99.15% -> 99.43%, cfp-dev frontal-profile 92.09% -> 92.57%, frontal-frontal 99.34% -> 99.51%, for ~2.6x the
-/// align+embed time (0.61-0.68x the photos per second end to end; docs/results.md). "dlib_resnet" alone is the
-/// faster choice.
-inline constexpr const char* kEmbedder = "dlib_mobilefacenet";
+/// The dlib ResNet fused with faceplugin's MobileFaceNet (weights fitted on LFW View 1 train), faceplugin in
+/// bf16 where the CPU has it. Against "dlib_mobilefacenet", the default until 2026-12-06: LFW View 2 99.43%
+/// -> 99.52%, cfp-dev frontal-profile 92.57% -> 93.09%, frontal-frontal 99.57% -> 99.43%, tight crops'
+/// rank-1 98.75% -> 99.02%, 1.05x the photos per second (docs/results.md). "dlib_resnet" alone is the faster
+/// choice.
+inline constexpr const char* kEmbedder = "dlib_faceplugin";
 inline constexpr const char* kSpoofChecker = "spoof-combined";
 inline constexpr const char* kQualityAssessor = "classic";
 inline constexpr const char* kClassifier = "knn";

@@ -24,10 +24,11 @@ std::string int8_ranges_path(const std::string& model) { return (share_dir() / "
 
 namespace {
 
-// The graph runtime runs any TF.js or TFLite graph in bf16 (GraphModel's dtype); a graph embedder takes it where
-// its manifest records the check against fp32.
+// The graph runtime runs any TF.js, TFLite or ONNX graph it reads in bf16 (GraphModel's dtype); a graph
+// embedder takes it where its manifest records the check against fp32. OpenCV DNN has no bf16.
 bool has_bf16_version(const ModelManifest& m) {
-  return m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned" || (m.arch == "graph" && !m.bf16_source.empty());
+  if (m.arch == "dlib_resnet29" || m.arch == "dlib_resnet29_tuned") return true;
+  return !m.bf16_source.empty() && (m.arch == "graph" || (m.arch == "onnx" && m.onnx_runtime != "opencv"));
 }
 // int8 needs calibrated activation ranges: the stock dlib ResNet's (share/int8/dlib_resnet.json).
 bool has_int8_version(const ModelManifest& m) { return m.arch == "dlib_resnet29"; }
@@ -304,8 +305,11 @@ std::unique_ptr<Embedder> create_embedder_from(const ModelManifest& m, const std
   if (m.kind != "embedder") throw Error(ErrorCode::kInvalidArgument, "model '" + name + "' is not an embedder");
   resolve_precision(options.precision);  // a bad value is refused whatever the model
   if (options.precision == "bf16" && !has_bf16_version(m) && m.arch != "fusion")
-    throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no bf16 version (dlib_resnet and "
-                                             "mobilefacenet_tflite have); use --precision fp32 or auto");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "embedder " + name +
+            " has no bf16 version (dlib_resnet, mobilefacenet_tflite and faceplugin have); use --precision "
+            "fp32 or auto");
   if (options.precision == "int8" && !has_int8_version(m) && m.arch != "fusion")
     throw Error(ErrorCode::kInvalidArgument, "embedder " + name + " has no int8 version (only the stock dlib_resnet, "
                                              "whose activation ranges are calibrated); use --precision fp32 or auto");
@@ -336,6 +340,10 @@ std::unique_ptr<Embedder> make_onnx(const ModelManifest& m, const EmbedderOption
     return std::make_unique<detail::GraphEmbedder>(m, o, "onnx");
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kInvalidArgument) throw;  // a damaged file is not retried
+    if (o.precision == "bf16")  // asked for by name: OpenCV DNN would quietly run fp32
+      throw Error(ErrorCode::kInvalidArgument,
+                  "embedder " + m.name + ": bf16 needs the graph runtime, which cannot " +
+                      "read this ONNX file (" + e.what() + "); use --precision fp32 or auto");
     return std::make_unique<detail::OnnxEmbedder>(m, o);
   }
 }

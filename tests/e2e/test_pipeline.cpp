@@ -227,9 +227,11 @@ TEST(OnnxEmbedder, GraphRuntimeAndOpenCvDnnAgree) {
   if (!fs::exists(file)) GTEST_SKIP() << file << " is missing: run scripts/setup";
   ASSERT_EQ(m.onnx_runtime, "auto");
   std::vector<std::unique_ptr<fk::Embedder>> runtimes;
+  fk::EmbedderOptions fp32;  // "auto" runs the graph runtime in bf16 where the CPU has it; OpenCV DNN has none
+  fp32.precision = "fp32";
   for (const char* r : {"graph", "opencv"}) {
     m.onnx_runtime = r;
-    runtimes.push_back(fk::embedder_registry().create(m.arch, m, fk::EmbedderOptions{}));
+    runtimes.push_back(fk::embedder_registry().create(m.arch, m, fp32));
   }
   const fk::Image photo = fk::load_image(kDemo / "sample1.jpg");
   const auto faces = pipeline().detect(photo);

@@ -81,12 +81,25 @@ TEST(Precision, Bf16EmbeddingsStayWithinCosine0999OfFp32) {
   EXPECT_GE(a.worst, 0.999);
 }
 
-// The default embedder: the ResNet and sirius-ai's MobileFaceNet (the graph runtime in bf16), fused.
-TEST(Precision, Bf16FusedDefaultStaysWithinCosine0999OfFp32) {
+// The fusions: the ResNet with sirius-ai's MobileFaceNet (TFLite) or faceplugin's (ONNX), both on the graph
+// runtime in bf16. The default is one of them.
+TEST(Precision, Bf16FusionsStayWithinCosine0999OfFp32) {
   const size_t want = facekit::cpu_has_native_bf16() ? 1000 : 100;
-  const Agreement a = agreement("dlib_mobilefacenet", "bf16", want);
+  for (const char* model : {"dlib_faceplugin", "dlib_mobilefacenet"}) {
+    const Agreement a = agreement(model, "bf16", want);
+    ASSERT_GE(a.faces, std::min<size_t>(want, 30)) << model;
+    EXPECT_GE(a.worst, 0.999) << model;
+  }
+}
+
+// faceplugin's MobileFaceNet alone: the ONNX file read by facekit's graph runtime, in bf16. It rounds more
+// than the others (worst 0.99878 of 300 LFW faces, mean 0.99977) and costs nothing on LFW (docs/results.md).
+TEST(Precision, Bf16OnnxEmbedderStaysWithinCosine0998OfFp32) {
+  const size_t want = facekit::cpu_has_native_bf16() ? 300 : 50;
+  const Agreement a = agreement("faceplugin", "bf16", want);
   ASSERT_GE(a.faces, std::min<size_t>(want, 30));
-  EXPECT_GE(a.worst, 0.999);
+  EXPECT_GE(a.worst, 0.998);
+  EXPECT_GE(a.mean, 0.9995);
 }
 
 TEST(Precision, Int8EmbeddingsStayWithinCosine0995OfFp32) {
@@ -109,7 +122,7 @@ TEST(Precision, BadOrUnsupportedPrecisionIsRefused) {
   o.precision = "fp8";
   EXPECT_THROW(facekit::create_embedder("dlib_resnet", o), facekit::Error);
   o.precision = "bf16";
-  EXPECT_THROW(facekit::create_embedder("faceplugin", o), facekit::Error);  // OpenCV DNN: no bf16 version
+  EXPECT_NO_THROW(facekit::create_embedder("faceplugin", o));            // ONNX on the graph runtime in bf16
   EXPECT_THROW(facekit::create_embedder("faceres", o), facekit::Error);  // a graph whose bf16 was not checked
   EXPECT_NO_THROW(facekit::create_embedder("mobilefacenet_tflite", o));   // the graph runtime in bf16
   o.precision = "int8";
@@ -119,6 +132,7 @@ TEST(Precision, BadOrUnsupportedPrecisionIsRefused) {
   for (const char* p : {"bf16", "int8"}) {
     o.precision = p;
     EXPECT_NO_THROW(facekit::create_embedder("dlib_mobilefacenet", o)) << p;
+    EXPECT_NO_THROW(facekit::create_embedder("dlib_faceplugin", o)) << p;
   }
   o.precision = "auto";
   EXPECT_NO_THROW(facekit::create_embedder("mobilefacenet", o));  // auto falls back to fp32

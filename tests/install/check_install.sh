@@ -112,7 +112,7 @@ value() { sed -n "s/^$1=//p" "$tmp/out.txt"; }
 [ "$(value source_tree)" = 0 ] || fail "the installed library says it reads the source tree"
 [ "$(value faces_photo)" = 1 ] || fail "expected 1 face in $photo"
 [ "$(value faces_other)" = 2 ] || fail "expected 2 faces in $other"
-[ "$(value embedding_dim)" = 320 ] || fail "expected 320-d embeddings (the default dlib_mobilefacenet: 128 + 192)"
+[ "$(value embedding_dim)" = 640 ] || fail "expected 640-d embeddings (the default dlib_faceplugin: 128 + 512)"
 grep -q '^verify_mirrored .* same=1$' "$tmp/out.txt" || fail "a photo and its mirror image are not the same person"
 grep -q '^verify_other .* same=0$' "$tmp/out.txt" || fail "two different people verified as the same"
 pass "data under the prefix; faces found, embedded and verified"

@@ -91,9 +91,9 @@ class FacekitTest(unittest.TestCase):
         self.assertEqual(len(faces), 1)
         e = faces[0].embedding
         self.assertEqual(e.dtype, np.float32)
-        # The default embedder fuses the dlib ResNet (128-D) and a MobileFaceNet (192-D).
-        self.assertTrue(self.engine.embedder.startswith("dlib_mobilefacenet@"), self.engine.embedder)
-        self.assertEqual(e.shape, (128 + 192,))
+        # The default embedder fuses the dlib ResNet (128-D) and faceplugin's MobileFaceNet (512-D).
+        self.assertTrue(self.engine.embedder.startswith("dlib_faceplugin@"), self.engine.embedder)
+        self.assertEqual(e.shape, (128 + 512,))
         self.assertAlmostEqual(float(np.linalg.norm(e)), 1.0, places=4)
 
     def test_verify(self):
