@@ -97,8 +97,8 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
   }
 
   /// `mirrored` (optional): also the last pass run on left-right flipped crops of the images whose
-  /// `mirror_image` flag is set, its meshes mapped back to the image (the others' entries are copies of the
-  /// plain meshes).
+  /// `mirror_image` flag (one per image, given with `mirrored`) is set, its meshes mapped back to the image
+  /// (the others' entries are copies of the plain meshes).
   std::vector<std::vector<Mesh468>> meshes_batch(const std::vector<Image>& images,
                                                  const std::vector<std::vector<Box>>& boxes,
                                                  std::vector<std::vector<Mesh468>>* mirrored = nullptr,
@@ -113,7 +113,7 @@ class FaceMeshLandmarker final : public Landmarker, public MeshSource {
         throw Error(ErrorCode::kInvalidArgument, "landmarks() needs an RGB image");
       for (const auto& b : boxes[i]) {
         of.push_back(&images[i]), squares.push_back(square_of(b));
-        face_mirrored.push_back(mirrored && (mirror_image.empty() || mirror_image[i]));
+        face_mirrored.push_back(mirrored && mirror_image.at(i));
       }
     }
     std::vector<Mesh468> meshes, flipped;

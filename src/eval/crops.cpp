@@ -53,10 +53,19 @@ cv::Rect2f landmark_box(const Landmarks68& lm) {
   return {x0, y0, x1 - x0, y1 - y0};
 }
 
-// The variant photo and where the reference face's landmark box lands in it.
-// `to_variant` (optional) gets the map from photo to variant coordinates: p' = (p - offset) * scale.
-Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, cv::Rect2f* face_out,
-                   std::pair<cv::Point2f, float>* to_variant = nullptr) {
+// Where a photo point lands in a variant: p' = (p - offset) * scale.
+struct VariantMap {
+  cv::Point2f offset;
+  double scale = 1;
+  cv::Point2f operator()(cv::Point2f p) const { return (p - offset) * static_cast<float>(scale); }
+  cv::Rect2f operator()(const cv::Rect2f& r) const {
+    return {float((r.x - offset.x) * scale), float((r.y - offset.y) * scale), float(r.width * scale),
+            float(r.height * scale)};
+  }
+};
+
+// The variant photo; `to_variant` gets the map from photo to variant coordinates.
+Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, VariantMap* to_variant) {
   cv::Rect roi(0, 0, rgb.cols, rgb.rows);
   if (v.margin >= 0) {
     const float mx = v.margin * face.width, my = v.margin * face.height;
@@ -67,23 +76,18 @@ Image make_variant(const Image& rgb, const cv::Rect2f& face, const Variant& v, c
     roi = {x0, y0, std::max(1, x1 - x0), std::max(1, y1 - y0)};
   }
   Image out = rgb(roi).clone();
-  cv::Rect2f f(face.x - roi.x, face.y - roi.y, face.width, face.height);
+  *to_variant = {cv::Point2f(float(roi.x), float(roi.y)), 1.0};
   if (v.size > 0) {
     const double s = static_cast<double>(v.size) / std::max(out.cols, out.rows);
     cv::resize(out, out, {std::max(1, int(std::lround(out.cols * s))), std::max(1, int(std::lround(out.rows * s)))}, 0, 0,
                s < 1 ? cv::INTER_AREA : cv::INTER_LINEAR);
-    f = {float(f.x * s), float(f.y * s), float(f.width * s), float(f.height * s)};
-  }
-  if (to_variant) {
-    const float s = v.size > 0 ? float(v.size) / std::max(roi.width, roi.height) : 1.f;
-    *to_variant = {cv::Point2f(float(roi.x), float(roi.y)), s};
+    to_variant->scale = s;
   }
   if (v.grey) {
     Image g;
     cv::cvtColor(out, g, cv::COLOR_RGB2GRAY);
     cv::cvtColor(g, out, cv::COLOR_GRAY2RGB);
   }
-  *face_out = f;
   return out;
 }
 
@@ -174,9 +178,9 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
         }
         const cv::Rect2f face = landmark_box(*ref.landmarks);
         for (size_t v = 0; v < variants.size(); ++v) {
-          cv::Rect2f f;
-          std::pair<cv::Point2f, float> to_variant;
-          const Image var = make_variant(img, face, variants[v], &f, &to_variant);
+          VariantMap to_variant;
+          const Image var = make_variant(img, face, variants[v], &to_variant);
+          const cv::Rect2f f = to_variant(face);  // where the reference face lands
           if (!o.write_dir.empty()) {
             const fs::path out = o.write_dir / variants[v].name / fs::path(photos[i].second).replace_extension(".png");
             fs::create_directories(out.parent_path());
@@ -205,7 +209,7 @@ CropBenchReport run_crop_bench(const FacePipeline& pipeline, const FacePipeline&
             }
             if (o.reference_landmarks) {
               Landmarks68 lm = *ref.landmarks;
-              for (auto& p : lm) p = (p - to_variant.first) * to_variant.second;
+              for (auto& p : lm) p = to_variant(p);
               main.landmarks = lm;
               r.embedding.reset();
             }
